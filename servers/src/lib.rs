@@ -1,0 +1,18 @@
+//! The built-in SMTP+STARTTLS server: a real ESMTP dialogue over plaintext and then TLS, served
+//! by one of several TLS backends from one server profile, with DH groups and a test PKI as data.
+//! It knows nothing of matrices or verdicts.
+
+pub mod dh;
+pub mod pki;
+pub mod profile;
+pub mod record;
+pub mod server;
+pub mod session;
+pub mod tls;
+
+pub use dh::DhGroup;
+pub use pki::{SERVER_NAME, TestPki};
+pub use profile::{Backend, CertKind, Group, ProfileError, ServerProfile, TlsVersion};
+pub use record::{ConnectionRecord, End};
+pub use server::{RunningServer, ServeOptions, StartError, start};
+pub use tls::ConfigRejected;

@@ -1,0 +1,297 @@
+//! The built-in server: a listener on a loopback address, one task per connection driving the
+//! ESMTP [`Session`] over plaintext and then TLS, and a log of one [`ConnectionRecord`] per
+//! connection.
+
+use crate::pki::TestPki;
+use crate::profile::ServerProfile;
+use crate::record::{ConnectionRecord, End};
+use crate::session::{Action, Session, SessionConfig};
+use crate::tls::{Acceptor, ConfigRejected};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use wire::Stage;
+
+/// The longest line read from a client: RFC 5321's 1000-octet text line limit.
+const MAX_LINE: usize = 1000;
+/// Connections served at once; more are answered 421 and closed.
+const MAX_CONNECTIONS: usize = 64;
+
+/// How to run a server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Where to listen. Must be a loopback address; port 0 picks a free one.
+    pub bind: SocketAddr,
+    /// A connection is closed this long after it was accepted, whatever it is doing.
+    pub connection_timeout: Duration,
+    pub session: SessionConfig,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            connection_timeout: Duration::from_secs(30),
+            session: SessionConfig::default(),
+        }
+    }
+}
+
+/// Why a server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The profile was refused by the TLS library: a finding, not a harness fault.
+    #[error(transparent)]
+    ConfigRejected(#[from] ConfigRejected),
+    #[error("bind {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("refuse to listen on {0}: the built-in server binds loopback addresses only")]
+    NotLoopback(SocketAddr),
+}
+
+struct Shared {
+    active: AtomicUsize,
+    idle: Notify,
+    records: mpsc::UnboundedSender<ConnectionRecord>,
+}
+
+/// A started server. Dropping it stops the listener and every connection.
+pub struct RunningServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    records: mpsc::UnboundedReceiver<ConnectionRecord>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Start a server for `profile`: build its TLS configuration (refusal is
+/// [`StartError::ConfigRejected`]), bind, and accept in the background.
+pub async fn start(profile: &ServerProfile, pki: &TestPki, options: ServeOptions) -> Result<RunningServer, StartError> {
+    if !options.bind.ip().is_loopback() {
+        return Err(StartError::NotLoopback(options.bind));
+    }
+    let acceptor = Arc::new(Acceptor::build(profile, pki)?);
+    let listener = TcpListener::bind(options.bind).await.map_err(|source| StartError::Bind { addr: options.bind, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: options.bind, source })?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared { active: AtomicUsize::new(0), idle: Notify::new(), records: tx });
+    let task = tokio::spawn(accept_loop(listener, acceptor, options, shared.clone()));
+    Ok(RunningServer { addr, shared, records: rx, task })
+}
+
+impl RunningServer {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Wait until no connection is open, at most `bound`. Returns whether it got there.
+    pub async fn quiesce(&self, bound: Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.shared.idle.notified();
+                if self.shared.active.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(bound, wait).await.is_ok()
+    }
+
+    /// The records of connections that ended since the last call.
+    pub fn take_records(&mut self) -> Vec<ConnectionRecord> {
+        let mut out = Vec::new();
+        while let Ok(r) = self.records.try_recv() {
+            out.push(r);
+        }
+        out
+    }
+
+    /// The next record, waiting for a connection to end (for `serve`).
+    pub async fn next_record(&mut self) -> Option<ConnectionRecord> {
+        self.records.recv().await
+    }
+
+    /// Stop accepting and end every connection.
+    pub async fn stop(self) {
+        self.task.abort();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, acceptor: Arc<Acceptor>, options: ServeOptions, shared: Arc<Shared>) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let Ok((tcp, peer)) = listener.accept().await else { continue };
+        while connections.try_join_next().is_some() {}
+        shared.active.fetch_add(1, Ordering::SeqCst);
+        let (acceptor, options, shared) = (acceptor.clone(), options.clone(), shared.clone());
+        connections.spawn(async move {
+            let too_many = shared.active.load(Ordering::SeqCst) > MAX_CONNECTIONS;
+            let record = serve_connection(tcp, peer, &acceptor, &options, too_many).await;
+            let _ = shared.records.send(record);
+            shared.active.fetch_sub(1, Ordering::SeqCst);
+            shared.idle.notify_waiters();
+        });
+    }
+}
+
+/// What happened to one connection, filled in as it goes.
+struct Progress {
+    record: ConnectionRecord,
+}
+
+impl Progress {
+    fn end(mut self, stage: Stage, end: End, error: Option<String>, started: Instant, session: &Session) -> ConnectionRecord {
+        self.record.stage = stage;
+        self.record.end = end;
+        self.record.error = error;
+        self.record.commands = session.commands();
+        self.record.messages = session.messages;
+        self.record.client_name = session.client_name.clone().or(self.record.client_name);
+        self.record.duration_ms = started.elapsed().as_millis() as u64;
+        self.record
+    }
+}
+
+async fn serve_connection(tcp: TcpStream, peer: SocketAddr, acceptor: &Acceptor, options: &ServeOptions, too_many: bool) -> ConnectionRecord {
+    let started = Instant::now();
+    let mut session = Session::new(options.session.clone());
+    let progress = Progress {
+        record: ConnectionRecord {
+            peer: peer.to_string(),
+            client_name: None,
+            starttls: false,
+            pipelined_plaintext_bytes: 0,
+            tls: None,
+            stage: Stage::Smtp,
+            end: End::ClientClosed,
+            error: None,
+            commands: 0,
+            messages: 0,
+            duration_ms: 0,
+        },
+    };
+    let deadline = tokio::time::Instant::now() + options.connection_timeout;
+    match tokio::time::timeout_at(deadline, drive(tcp, acceptor, &mut session, progress, too_many, started)).await {
+        Ok(record) => record,
+        Err(_) => ConnectionRecord {
+            peer: peer.to_string(),
+            client_name: session.client_name.clone(),
+            starttls: false,
+            pipelined_plaintext_bytes: 0,
+            tls: None,
+            stage: Stage::Smtp,
+            end: End::Timeout,
+            error: Some(format!("connection timeout after {:?}", options.connection_timeout)),
+            commands: session.commands(),
+            messages: session.messages,
+            duration_ms: started.elapsed().as_millis() as u64,
+        },
+    }
+}
+
+/// How one phase (plaintext or TLS) of the dialogue ended.
+enum PhaseEnd {
+    StartTls,
+    Closed(End, Option<String>),
+}
+
+async fn drive(tcp: TcpStream, acceptor: &Acceptor, session: &mut Session, mut progress: Progress, too_many: bool, started: Instant) -> ConnectionRecord {
+    let mut reader = BufReader::new(tcp);
+    if too_many {
+        let _ = reader.get_mut().write_all(b"421 4.7.0 Too many connections, try later\r\n").await;
+        return progress.end(Stage::Smtp, End::Limit, Some("too many connections".into()), started, session);
+    }
+    if let Err(e) = reader.get_mut().write_all(session.greeting().to_wire().as_bytes()).await {
+        return progress.end(Stage::Smtp, End::IoError, Some(e.to_string()), started, session);
+    }
+    match phase(&mut reader, session).await {
+        PhaseEnd::Closed(end, error) => return progress.end(Stage::Smtp, end, error, started, session),
+        PhaseEnd::StartTls => {}
+    }
+    progress.record.starttls = true;
+    progress.record.client_name = session.client_name.clone();
+    // CVE-2011-0411: whatever the client pipelined after STARTTLS is dropped, never read as
+    // if it had come over TLS.
+    progress.record.pipelined_plaintext_bytes = reader.buffer().len();
+    let tcp = reader.into_inner();
+    let (tls, negotiated) = match acceptor.accept(tcp).await {
+        Ok(ok) => ok,
+        Err(words) => return progress.end(Stage::Handshake, End::HandshakeFailed, Some(words), started, session),
+    };
+    progress.record.tls = Some(negotiated);
+    session.tls_started();
+    let mut reader = BufReader::new(tls);
+    match phase(&mut reader, session).await {
+        PhaseEnd::Closed(end, error) => progress.end(Stage::PostTls, end, error, started, session),
+        PhaseEnd::StartTls => unreachable!("the session refuses STARTTLS once TLS is active"),
+    }
+}
+
+/// Read commands and message lines and answer them until STARTTLS or the end.
+async fn phase<S: AsyncRead + AsyncWrite + Unpin>(reader: &mut BufReader<S>, session: &mut Session) -> PhaseEnd {
+    loop {
+        let line = match read_line(reader).await {
+            Ok(Some(line)) => line,
+            Ok(None) => return PhaseEnd::Closed(End::ClientClosed, None),
+            Err(LineError::TooLong) => {
+                let _ = reader.get_mut().write_all(b"500 5.5.2 Line too long, closing\r\n").await;
+                return PhaseEnd::Closed(End::Limit, Some("line too long".into()));
+            }
+            Err(LineError::Io(e)) => return PhaseEnd::Closed(End::IoError, Some(e.to_string())),
+        };
+        let step = if session.in_data() { session.data_line(&line) } else { session.command(&line) };
+        if let Some(reply) = &step.reply
+            && let Err(e) = reader.get_mut().write_all(reply.to_wire().as_bytes()).await
+        {
+            return PhaseEnd::Closed(End::IoError, Some(e.to_string()));
+        }
+        match step.action {
+            Action::Continue => {}
+            Action::StartTls => return PhaseEnd::StartTls,
+            Action::Close => {
+                let _ = reader.get_mut().shutdown().await;
+                let end = if step.reply.as_ref().is_some_and(|r| r.code == 221) { End::Quit } else { End::Limit };
+                return PhaseEnd::Closed(end, None);
+            }
+        }
+    }
+}
+
+enum LineError {
+    TooLong,
+    Io(std::io::Error),
+}
+
+/// One line including its LF, at most [`MAX_LINE`] bytes; `None` at a clean end of stream.
+async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Option<Vec<u8>>, LineError> {
+    let mut line = Vec::new();
+    loop {
+        let buf = reader.fill_buf().await.map_err(LineError::Io)?;
+        if buf.is_empty() {
+            return Ok(if line.is_empty() { None } else { Some(line) });
+        }
+        let (take, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        line.extend_from_slice(&buf[..take]);
+        reader.consume(take);
+        if line.len() > MAX_LINE {
+            return Err(LineError::TooLong);
+        }
+        if done {
+            return Ok(Some(line));
+        }
+    }
+}

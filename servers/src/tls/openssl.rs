@@ -1,0 +1,87 @@
+//! The OpenSSL backend: the system OpenSSL through the `openssl` crate, with a permissive
+//! security callback so that the profile, not the library's security level, decides what is
+//! served (OpenSSL refuses DH under 1024 bits even at level 0 otherwise).
+
+use crate::pki::TestPki;
+use crate::profile::{ServerProfile, TlsVersion};
+use openssl::ssl::{Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslVersion};
+use std::pin::Pin;
+use tokio::net::TcpStream;
+use tokio_openssl::SslStream;
+use wire::Negotiated;
+
+fn version(v: TlsVersion) -> SslVersion {
+    match v {
+        TlsVersion::Tls10 => SslVersion::TLS1,
+        TlsVersion::Tls11 => SslVersion::TLS1_1,
+        TlsVersion::Tls12 => SslVersion::TLS1_2,
+        TlsVersion::Tls13 => SslVersion::TLS1_3,
+    }
+}
+
+/// Translate IANA suite names into an OpenSSL cipher list; unknown names are an error.
+fn openssl_cipher_list(iana: &[String]) -> Result<String, String> {
+    let mut all = SslContext::builder(SslMethod::tls()).map_err(|e| e.to_string())?;
+    all.set_cipher_list("ALL:COMPLEMENTOFALL:@SECLEVEL=0").map_err(|e| e.to_string())?;
+    let names = openssl_ext::cipher_names(&all);
+    iana.iter()
+        .map(|s| names.get(s).cloned().ok_or_else(|| format!("OpenSSL {} has no cipher suite {s}", openssl::version::version())))
+        .collect::<Result<Vec<_>, _>>()
+        .map(|v| v.join(":"))
+}
+
+pub(super) fn build(profile: &ServerProfile, pki: &TestPki) -> Result<SslContext, String> {
+    let e = |what: &str, err: openssl::error::ErrorStack| format!("{what}: {err}");
+    let mut b = SslContextBuilder::new(SslMethod::tls_server()).map_err(|err| e("create context", err))?;
+    // Before set_tmp_dh, which checks the DH size against the callback when it is called.
+    openssl_ext::allow_all_security(&mut b);
+    b.set_min_proto_version(Some(version(profile.min_tls))).map_err(|err| e("set min version", err))?;
+    b.set_max_proto_version(Some(version(profile.max_tls))).map_err(|err| e("set max version", err))?;
+    if let Some(ciphers) = &profile.ciphers {
+        b.set_cipher_list(&openssl_cipher_list(ciphers)?).map_err(|err| e("set cipher list", err))?;
+    }
+    if let Some(suites) = &profile.tls13_suites {
+        b.set_ciphersuites(&suites.join(":")).map_err(|err| e("set TLS 1.3 suites", err))?;
+    }
+    if let Some(groups) = &profile.groups {
+        let list: Vec<&str> = groups.iter().map(|g| openssl_ext::openssl_group_name(g.name())).collect();
+        b.set_groups_list(&list.join(":")).map_err(|err| e("set groups", err))?;
+    }
+    match profile.dh {
+        Some(dh) => b.set_tmp_dh(&dh.params()).map_err(|err| e("set DH parameters", err))?,
+        // What an admin gets from `auto` (Postfix ≥ 3.7): OpenSSL picks a group by key size.
+        None => openssl_ext::set_dh_auto(&mut b),
+    }
+    b.set_certificate_chain_file(pki.cert(profile.cert)).map_err(|err| e("load certificate", err))?;
+    b.set_private_key_file(pki.key(profile.cert), SslFiletype::PEM).map_err(|err| e("load key", err))?;
+    b.check_private_key().map_err(|err| e("check key", err))?;
+    Ok(b.build())
+}
+
+/// The words of an OpenSSL handshake failure: the error queue if there is one, else the I/O error.
+fn words(err: &openssl::ssl::Error) -> String {
+    if let Some(stack) = err.ssl_error() {
+        stack.to_string()
+    } else if let Some(io) = err.io_error() {
+        io.to_string()
+    } else {
+        err.to_string()
+    }
+}
+
+pub(super) async fn accept(ctx: &SslContext, tcp: TcpStream) -> Result<(Box<dyn super::TlsStream>, Negotiated), String> {
+    let ssl = Ssl::new(ctx).map_err(|e| e.to_string())?;
+    let mut stream = SslStream::new(ssl, tcp).map_err(|e| e.to_string())?;
+    Pin::new(&mut stream).accept().await.map_err(|e| words(&e))?;
+    let ssl = stream.ssl();
+    let negotiated = Negotiated {
+        protocol: ssl.version_str().to_string(),
+        cipher: ssl
+            .current_cipher()
+            .map(|c| c.standard_name().unwrap_or(c.name()).to_string())
+            .unwrap_or_default(),
+        group: openssl_ext::negotiated_group(ssl),
+        dh_bits: ssl.tmp_key().ok().and_then(|k| openssl_ext::dh_bits(k.id(), k.bits())),
+    };
+    Ok((Box::new(stream), negotiated))
+}

@@ -1,0 +1,152 @@
+//! The rustls backend: rustls 0.23 with the ring provider, narrowed to the profile's versions,
+//! suites and groups, plus TLS 1.2 DHE from [`super::ffdhe`] when the profile has a DH group.
+
+use super::ffdhe::{CUSTOM_GROUP_ID, FfdheKx, dhe_suites};
+use crate::pki::TestPki;
+use crate::profile::{Group, ServerProfile, TlsVersion};
+use rustls::crypto::{CryptoProvider, SupportedKxGroup};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{NamedGroup, ServerConfig, SupportedCipherSuite};
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use wire::Negotiated;
+
+fn named_ffdhe(group: Group) -> Option<&'static dyn SupportedKxGroup> {
+    let dh = group.ffdhe()?;
+    let (p, g) = dh.p_and_g();
+    let name = match group {
+        Group::Ffdhe2048 => NamedGroup::FFDHE2048,
+        Group::Ffdhe3072 => NamedGroup::FFDHE3072,
+        Group::Ffdhe4096 => NamedGroup::FFDHE4096,
+        Group::Ffdhe6144 => NamedGroup::FFDHE6144,
+        Group::Ffdhe8192 => NamedGroup::FFDHE8192,
+        Group::X25519 | Group::X448 | Group::Secp256r1 | Group::Secp384r1 | Group::Secp521r1 => return None,
+    };
+    Some(FfdheKx::new(name, p, g))
+}
+
+fn kx_group(group: Group) -> Option<&'static dyn SupportedKxGroup> {
+    use rustls::crypto::ring::kx_group;
+    match group {
+        Group::X25519 => Some(kx_group::X25519),
+        Group::Secp256r1 => Some(kx_group::SECP256R1),
+        Group::Secp384r1 => Some(kx_group::SECP384R1),
+        Group::X448 | Group::Secp521r1 => None,
+        Group::Ffdhe2048 | Group::Ffdhe3072 | Group::Ffdhe4096 | Group::Ffdhe6144 | Group::Ffdhe8192 => named_ffdhe(group),
+    }
+}
+
+fn suite_name(s: &SupportedCipherSuite) -> String {
+    format!("{:?}", s.suite())
+}
+
+pub(super) fn build(profile: &ServerProfile, pki: &TestPki) -> Result<Arc<ServerConfig>, String> {
+    let ring = rustls::crypto::ring::default_provider();
+    let mut available: Vec<SupportedCipherSuite> = ring.cipher_suites.clone();
+    available.extend_from_slice(dhe_suites());
+    let pick = |wanted: &[String]| -> Result<Vec<SupportedCipherSuite>, String> {
+        wanted
+            .iter()
+            .map(|w| {
+                available.iter().find(|s| suite_name(s) == *w).copied().ok_or_else(|| format!("no cipher suite {w}"))
+            })
+            .collect()
+    };
+    let mut suites = match &profile.tls13_suites {
+        Some(list) => pick(list)?,
+        None => ring.cipher_suites.iter().filter(|s| s.tls13().is_some()).copied().collect(),
+    };
+    match &profile.ciphers {
+        Some(list) => suites.extend(pick(list)?),
+        None => {
+            suites.extend(ring.cipher_suites.iter().filter(|s| s.tls13().is_none()).copied());
+            if profile.dh.is_some() {
+                suites.extend_from_slice(dhe_suites());
+            }
+        }
+    }
+
+    // The DH group goes first among the finite-field groups: rustls picks the first one for a
+    // TLS 1.2 client that names none (RFC 7919 §4).
+    let mut groups: Vec<&'static dyn SupportedKxGroup> = Vec::new();
+    if let Some(dh) = profile.dh {
+        let (p, g) = dh.p_and_g();
+        let name = Group::for_dh(dh)
+            .and_then(named_ffdhe)
+            .map(|k| k.name())
+        .unwrap_or(NamedGroup::Unknown(CUSTOM_GROUP_ID));
+        groups.push(FfdheKx::new(name, p, g));
+    }
+    match &profile.groups {
+        Some(list) => {
+            for g in list {
+                let kx = kx_group(*g).ok_or_else(|| format!("no group {}", g.name()))?;
+                if !groups.iter().any(|k| k.name() == kx.name()) {
+                    groups.push(kx);
+                }
+            }
+        }
+        None => groups.extend(ring.kx_groups.iter().copied()),
+    }
+
+    let provider = CryptoProvider { cipher_suites: suites, kx_groups: groups, ..ring };
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    if profile.min_tls <= TlsVersion::Tls12 && profile.max_tls >= TlsVersion::Tls12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    if profile.max_tls == TlsVersion::Tls13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki.cert(profile.cert))
+        .map_err(|e| format!("read certificate: {e}"))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("read certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_file(pki.key(profile.cert)).map_err(|e| format!("read key: {e}"))?;
+    let config = ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&versions)
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(config))
+}
+
+/// rustls' words for a failed handshake: the inner `rustls::Error` when there is one.
+fn words(err: &std::io::Error) -> String {
+    match err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        Some(inner) => inner.to_string(),
+        None => err.to_string(),
+    }
+}
+
+pub(super) async fn accept(config: Arc<ServerConfig>, tcp: TcpStream) -> Result<(Box<dyn super::TlsStream>, Negotiated), String> {
+    let stream = TlsAcceptor::from(config).accept(tcp).await.map_err(|e| words(&e))?;
+    let (_, conn) = stream.get_ref();
+    let protocol = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+        other => format!("{other:?}"),
+    };
+    let kx = conn.negotiated_key_exchange_group();
+    let negotiated = Negotiated {
+        protocol,
+        cipher: conn.negotiated_cipher_suite().map(|s| suite_name(&s)).unwrap_or_default(),
+        group: kx.and_then(|k| match k.name() {
+            NamedGroup::Unknown(_) => None,
+            named => Some(openssl_ext::iana_group_name(&format!("{named:?}"))),
+        }),
+        dh_bits: kx.and_then(|k| k.ffdhe_group()).map(|g| prime_bits(g.p)),
+    };
+    Ok((Box::new(stream), negotiated))
+}
+
+fn prime_bits(p: &[u8]) -> u32 {
+    let lead = p.iter().position(|b| *b != 0).unwrap_or(p.len());
+    let p = &p[lead..];
+    match p.first() {
+        Some(top) => (p.len() as u32 - 1) * 8 + (8 - top.leading_zeros()),
+        None => 0,
+    }
+}
