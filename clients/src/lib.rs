@@ -1,1 +1,23 @@
-//! stub
+//! Built-in client programs that speak the client contract: flags in, SMTP up to STARTTLS, a
+//! TLS handshake with one library, EHLO again over TLS, QUIT, and one `RESULT {json}` line out.
+//! Each is a binary of its own (`openssl-client`, `rustls-client`) and also reachable as
+//! `starttls-matrix client NAME …`.
+
+pub mod contract;
+pub mod openssl_client;
+pub mod rustls_client;
+pub mod smtp;
+
+/// The built-in client programs by name.
+pub const BUILTIN: &[&str] = &["openssl-client", "rustls-client"];
+
+/// Run a built-in client program by name with its arguments (without the program name);
+/// returns the process exit code. `None` if there is no such program.
+pub fn run_builtin(name: &str, args: Vec<std::ffi::OsString>) -> Option<i32> {
+    let argv = std::iter::once(std::ffi::OsString::from(name)).chain(args);
+    match name {
+        "openssl-client" => Some(openssl_client::main(argv)),
+        "rustls-client" => Some(rustls_client::main(argv)),
+        _ => None,
+    }
+}

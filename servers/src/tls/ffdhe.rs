@@ -16,14 +16,29 @@ pub const CUSTOM_GROUP_ID: u16 = 0x01ff;
 pub struct FfdheKx {
     pub name: NamedGroup,
     pub group: FfdheGroup<'static>,
+    /// Usable in TLS 1.2 only: set for a prime registered under another group's name.
+    pub tls12_only: bool,
 }
 
 impl FfdheKx {
     /// A group with leaked (static) parameters; built once per server profile.
     pub fn new(name: NamedGroup, p: Vec<u8>, g: Vec<u8>) -> &'static FfdheKx {
+        Self::leak(name, p, g, false)
+    }
+
+    /// A prime served under an RFC 7919 name in TLS 1.2 only. A rustls server follows RFC 7919
+    /// strictly: a client that lists FFDHE groups gets one of those or no DHE at all. Servers
+    /// with their own prime (OpenSSL, sendmail, Postfix) ignore the list and send the prime in
+    /// ServerKeyExchange anyway; registering the profile's prime under every RFC 7919 name makes
+    /// the rustls backend do the same. TLS 1.3 names the group on the wire, so not there.
+    pub fn legacy_under(name: NamedGroup, p: Vec<u8>, g: Vec<u8>) -> &'static FfdheKx {
+        Self::leak(name, p, g, true)
+    }
+
+    fn leak(name: NamedGroup, p: Vec<u8>, g: Vec<u8>, tls12_only: bool) -> &'static FfdheKx {
         let p: &'static [u8] = Box::leak(p.into_boxed_slice());
         let g: &'static [u8] = Box::leak(g.into_boxed_slice());
-        Box::leak(Box::new(FfdheKx { name, group: FfdheGroup::from_params_trimming_leading_zeros(p, g) }))
+        Box::leak(Box::new(FfdheKx { name, group: FfdheGroup::from_params_trimming_leading_zeros(p, g), tls12_only }))
     }
 }
 
@@ -51,6 +66,10 @@ impl SupportedKxGroup for FfdheKx {
 
     fn name(&self) -> NamedGroup {
         self.name
+    }
+
+    fn usable_for_version(&self, version: rustls::ProtocolVersion) -> bool {
+        !self.tls12_only || version == rustls::ProtocolVersion::TLSv1_2
     }
 }
 
@@ -108,6 +127,17 @@ fn dhe_from(ecdhe: SupportedCipherSuite, id: CipherSuite) -> SupportedCipherSuit
         sign: s.sign,
         aead_alg: s.aead_alg,
     })))
+}
+
+/// The IANA name of a suite. rustls' `Debug` names only the suites it implements, so the DHE
+/// ones made here would otherwise print as `CipherSuite(0x9e)`.
+pub fn suite_name(suite: CipherSuite) -> String {
+    match u16::from(suite) {
+        0x009e => "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256".into(),
+        0x009f => "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384".into(),
+        0xccaa => "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256".into(),
+        _ => format!("{suite:?}"),
+    }
 }
 
 /// The TLS 1.2 DHE_RSA suites, built once.

@@ -13,6 +13,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use wire::Negotiated;
 
+const RFC7919_NAMES: [NamedGroup; 5] =
+    [NamedGroup::FFDHE2048, NamedGroup::FFDHE3072, NamedGroup::FFDHE4096, NamedGroup::FFDHE6144, NamedGroup::FFDHE8192];
+
 fn named_ffdhe(group: Group) -> Option<&'static dyn SupportedKxGroup> {
     let dh = group.ffdhe()?;
     let (p, g) = dh.p_and_g();
@@ -39,7 +42,7 @@ fn kx_group(group: Group) -> Option<&'static dyn SupportedKxGroup> {
 }
 
 fn suite_name(s: &SupportedCipherSuite) -> String {
-    format!("{:?}", s.suite())
+    super::ffdhe::suite_name(s.suite())
 }
 
 pub(super) fn build(profile: &ServerProfile, pki: &TestPki) -> Result<Arc<ServerConfig>, String> {
@@ -73,17 +76,21 @@ pub(super) fn build(profile: &ServerProfile, pki: &TestPki) -> Result<Arc<Server
     let mut groups: Vec<&'static dyn SupportedKxGroup> = Vec::new();
     if let Some(dh) = profile.dh {
         let (p, g) = dh.p_and_g();
-        let name = Group::for_dh(dh)
-            .and_then(named_ffdhe)
-            .map(|k| k.name())
-        .unwrap_or(NamedGroup::Unknown(CUSTOM_GROUP_ID));
-        groups.push(FfdheKx::new(name, p, g));
+        match Group::for_dh(dh).and_then(named_ffdhe) {
+            Some(named) => groups.push(named),
+            None => {
+                groups.push(FfdheKx::new(NamedGroup::Unknown(CUSTOM_GROUP_ID), p.clone(), g.clone()));
+                for name in RFC7919_NAMES {
+                    groups.push(FfdheKx::legacy_under(name, p.clone(), g.clone()));
+                }
+            }
+        }
     }
     match &profile.groups {
         Some(list) => {
             for g in list {
                 let kx = kx_group(*g).ok_or_else(|| format!("no group {}", g.name()))?;
-                if !groups.iter().any(|k| k.name() == kx.name()) {
+                if !groups.iter().any(|k| k.name() == kx.name() && k.usable_for_version(rustls::ProtocolVersion::TLSv1_3)) {
                     groups.push(kx);
                 }
             }
@@ -133,9 +140,11 @@ pub(super) async fn accept(config: Arc<ServerConfig>, tcp: TcpStream) -> Result<
     let negotiated = Negotiated {
         protocol,
         cipher: conn.negotiated_cipher_suite().map(|s| suite_name(&s)).unwrap_or_default(),
-        group: kx.and_then(|k| match k.name() {
-            NamedGroup::Unknown(_) => None,
-            named => Some(openssl_ext::iana_group_name(&format!("{named:?}"))),
+        // In TLS 1.2 the prime goes on the wire bare: no group name, as the client sees it.
+        group: kx.and_then(|k| match (k.name(), conn.protocol_version()) {
+            (NamedGroup::Unknown(_), _) => None,
+            (_, Some(rustls::ProtocolVersion::TLSv1_2)) if k.ffdhe_group().is_some() => None,
+            (named, _) => Some(openssl_ext::iana_group_name(&format!("{named:?}"))),
         }),
         dh_bits: kx.and_then(|k| k.ffdhe_group()).map(|g| prime_bits(g.p)),
     };

@@ -1,0 +1,69 @@
+//! The client contract's input side: the common flags every built-in client takes, parsing
+//! with the contract's exit codes (89 for a flag this program does not know), and printing.
+
+use clap::Args;
+use std::ffi::OsString;
+use std::time::Duration;
+use wire::{ClientResult, EXIT_UNSUPPORTED};
+
+/// Flags every built-in client takes.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// The server, `127.0.0.1:PORT`.
+    #[arg(long, value_name = "HOST:PORT", required_unless_present = "describe")]
+    pub connect: Option<String>,
+    /// The name sent as SNI and verified in the certificate.
+    #[arg(long, value_name = "NAME", default_value = "mx.test")]
+    pub servername: String,
+    /// CA certificates to trust (PEM); without it, the library's default trust store.
+    #[arg(long, value_name = "PATH")]
+    pub cafile: Option<std::path::PathBuf>,
+    /// The name sent with EHLO.
+    #[arg(long, value_name = "NAME", default_value = "client.test")]
+    pub ehlo: String,
+    /// Give up on any one read or write after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub timeout: u64,
+    /// Print `DESCRIBE {json}` (library version and effective policy) and exit.
+    #[arg(long)]
+    pub describe: bool,
+}
+
+impl Common {
+    pub fn io_timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout.max(1))
+    }
+}
+
+/// Parse a client's flags. On `Err`, the exit code: 0 after `--help`, 89 for an unknown flag
+/// (the contract's "unsupported"), 2 for other misuse.
+pub fn parse<T: clap::Parser>(args: impl IntoIterator<Item = OsString>) -> Result<T, i32> {
+    T::try_parse_from(args).map_err(|e| {
+        use clap::error::ErrorKind;
+        let _ = e.print();
+        match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+            ErrorKind::UnknownArgument | ErrorKind::InvalidSubcommand => EXIT_UNSUPPORTED,
+            _ => 2,
+        }
+    })
+}
+
+/// Print the RESULT line; the program then exits 0.
+pub fn emit(result: &ClientResult) -> i32 {
+    println!("{}", result.to_line());
+    0
+}
+
+/// Print the DESCRIBE line: the library and its effective policy.
+pub fn describe(stack: &str, library: &str, policy: serde_json::Value) -> i32 {
+    let line = serde_json::json!({ "stack": stack, "library": library, "policy": policy });
+    println!("DESCRIBE {line}");
+    0
+}
+
+/// Say that an option cannot be expressed by this program, and exit 89.
+pub fn unsupported(what: &str) -> i32 {
+    eprintln!("unsupported: {what}");
+    EXIT_UNSUPPORTED
+}

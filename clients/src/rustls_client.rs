@@ -1,0 +1,151 @@
+//! `rustls-client`: rustls with its stock ring provider, as users get it (no DHE, ECDHE groups
+//! X25519/P-256/P-384, TLS 1.2 and 1.3), verifying against `--cafile` or the webpki roots.
+
+use crate::contract::{self, Common};
+use crate::smtp;
+use clap::Parser;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use std::ffi::OsString;
+use std::sync::Arc;
+use wire::{ClientResult, Negotiated, Stage};
+
+/// A contract client on rustls.
+#[derive(Debug, Parser)]
+#[command(name = "rustls-client", about = "SMTP STARTTLS client on rustls with the stock ring provider (the client contract)")]
+struct Args {
+    #[command(flatten)]
+    common: Common,
+    /// Offer only these suites (IANA names, comma-separated).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    ciphers: Option<Vec<String>>,
+    /// Offer only these groups (x25519, secp256r1, secp384r1; comma-separated).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    groups: Option<Vec<String>>,
+    /// Lowest TLS version: 1.2 or 1.3 (rustls has no older ones).
+    #[arg(long, value_name = "V")]
+    tls_min: Option<String>,
+    /// Highest TLS version: 1.2 or 1.3.
+    #[arg(long, value_name = "V")]
+    tls_max: Option<String>,
+}
+
+fn config(args: &Args) -> Result<ClientConfig, i32> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if let Some(wanted) = &args.ciphers {
+        provider.cipher_suites.retain(|s| wanted.contains(&format!("{:?}", s.suite())));
+        if provider.cipher_suites.is_empty() {
+            return Err(contract::unsupported(&format!("--ciphers {}: none is a rustls suite", wanted.join(","))));
+        }
+    }
+    if let Some(wanted) = &args.groups {
+        provider.kx_groups.retain(|g| wanted.contains(&iana_group(g.name())));
+        if provider.kx_groups.len() != wanted.len() {
+            return Err(contract::unsupported(&format!("--groups {}: rustls (ring) has x25519, secp256r1, secp384r1", wanted.join(","))));
+        }
+    }
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    let min = args.tls_min.as_deref().unwrap_or("1.2");
+    let max = args.tls_max.as_deref().unwrap_or("1.3");
+    for (flag, v) in [("--tls-min", min), ("--tls-max", max)] {
+        if v != "1.2" && v != "1.3" {
+            return Err(contract::unsupported(&format!("{flag} {v}: rustls speaks TLS 1.2 and 1.3 only")));
+        }
+    }
+    if min == "1.2" {
+        versions.push(&rustls::version::TLS12);
+    }
+    if max == "1.3" {
+        versions.push(&rustls::version::TLS13);
+    }
+    let mut roots = RootCertStore::empty();
+    match &args.common.cafile {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| contract::unsupported(&format!("--cafile {}: {e}", path.display())))?;
+            roots.add_parsable_certificates(certs);
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&versions)
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+        .map_err(|e| contract::unsupported(&e.to_string()))
+}
+
+/// rustls spells groups `X25519`, `secp256r1`; the contract uses IANA lower case.
+fn iana_group(g: rustls::NamedGroup) -> String {
+    format!("{g:?}").to_ascii_lowercase()
+}
+
+fn describe(config: &ClientConfig) -> i32 {
+    let provider = config.crypto_provider();
+    let policy = serde_json::json!({
+        "provider": "ring (stock)",
+        "suites": provider.cipher_suites.iter().map(|s| format!("{:?}", s.suite())).collect::<Vec<_>>(),
+        "groups": provider.kx_groups.iter().map(|g| iana_group(g.name())).collect::<Vec<_>>(),
+        "dhe": false,
+    });
+    contract::describe("rustls", &format!("rustls {}", env!("RUSTLS_VERSION")), policy)
+}
+
+/// Run the program; returns its exit code.
+pub fn main(argv: impl IntoIterator<Item = OsString>) -> i32 {
+    let args: Args = match contract::parse(argv) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let config = match config(&args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if args.common.describe {
+        return describe(&config);
+    }
+    contract::emit(&run(config, &args.common))
+}
+
+fn run(config: ClientConfig, common: &Common) -> ClientResult {
+    let connect = common.connect.as_deref().unwrap_or_default();
+    let tcp = match smtp::before_tls(connect, &common.ehlo, common.io_timeout()) {
+        Ok(tcp) => tcp,
+        Err(failure) => return failure,
+    };
+    let name = match ServerName::try_from(common.servername.clone()) {
+        Ok(n) => n,
+        Err(e) => return ClientResult::error(Stage::Handshake, format!("server name {}: {e}", common.servername)),
+    };
+    let conn = match ClientConnection::new(Arc::new(config), name) {
+        Ok(c) => c,
+        Err(e) => return ClientResult::error(Stage::Handshake, e.to_string()),
+    };
+    let mut stream = StreamOwned::new(conn, tcp);
+    while stream.conn.is_handshaking() {
+        if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
+            let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+            let stage = match inner {
+                Some(rustls::Error::InvalidCertificate(_)) => Stage::Verify,
+                _ => Stage::Handshake,
+            };
+            return ClientResult::error(stage, inner.map(|i| i.to_string()).unwrap_or_else(|| e.to_string()));
+        }
+    }
+    let conn = &stream.conn;
+    let kx = conn.negotiated_key_exchange_group();
+    let negotiated = Negotiated {
+        protocol: match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".into(),
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".into(),
+            other => format!("{other:?}"),
+        },
+        cipher: conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default(),
+        group: kx.map(|k| iana_group(k.name())),
+        dh_bits: kx.and_then(|k| k.ffdhe_group()).map(|g| g.p.len() as u32 * 8),
+    };
+    match smtp::after_tls(stream, &common.ehlo) {
+        Ok(()) => ClientResult::Ok(negotiated),
+        Err(failure) => failure,
+    }
+}
