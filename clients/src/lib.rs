@@ -8,6 +8,9 @@ pub mod openssl_client;
 pub mod rustls_client;
 pub mod smtp;
 
+/// The rustls version this build links (the client's and the server backend's: one lock file).
+pub const RUSTLS_VERSION: &str = env!("RUSTLS_VERSION");
+
 /// The built-in client programs by name.
 pub const BUILTIN: &[&str] = &["openssl-client", "rustls-client"];
 

@@ -88,7 +88,7 @@ fn describe(config: &ClientConfig) -> i32 {
         "groups": provider.kx_groups.iter().map(|g| iana_group(g.name())).collect::<Vec<_>>(),
         "dhe": false,
     });
-    contract::describe("rustls", &format!("rustls {}", env!("RUSTLS_VERSION")), policy)
+    contract::describe("rustls", &format!("rustls {}", crate::RUSTLS_VERSION), policy)
 }
 
 /// Run the program; returns its exit code.

@@ -1,1 +1,14 @@
-//! stub
+//! starttls-matrix: runs real TLS client stacks against SMTP STARTTLS servers with chosen TLS
+//! settings and records, cell by cell, what was negotiated or how and where it failed.
+//! matrix → plan → run → outcome → verdict → reports.
+
+pub mod adapters;
+pub mod classify;
+pub mod matrix;
+pub mod outcome;
+pub mod plan;
+pub mod process;
+pub mod report;
+pub mod runner;
+pub mod stack;
+pub mod verdict;

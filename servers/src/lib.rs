@@ -16,3 +16,8 @@ pub use profile::{Backend, CertKind, Group, ProfileError, ServerProfile, TlsVers
 pub use record::{ConnectionRecord, End};
 pub use server::{RunningServer, ServeOptions, StartError, start};
 pub use tls::ConfigRejected;
+
+/// The TLS library behind the OpenSSL backend, as it reports itself.
+pub fn openssl_version() -> &'static str {
+    openssl::version::version()
+}

@@ -17,7 +17,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> TlsStream for T {}
 
 /// A ready-to-use TLS server configuration.
 pub enum Acceptor {
-    Openssl(::openssl::ssl::SslContext),
+    /// The context, and the DH prime size it serves (OpenSSL does not report it back on the
+    /// server side after a TLS 1.2 DHE handshake).
+    Openssl(::openssl::ssl::SslContext, Option<u32>),
     Rustls(std::sync::Arc<::rustls::ServerConfig>),
 }
 
@@ -34,7 +36,7 @@ impl Acceptor {
     pub fn build(profile: &ServerProfile, pki: &TestPki) -> Result<Acceptor, ConfigRejected> {
         let rejected = |detail: String| ConfigRejected { backend: profile.backend.as_str(), detail };
         match profile.backend {
-            Backend::Openssl => openssl::build(profile, pki).map(Acceptor::Openssl).map_err(rejected),
+            Backend::Openssl => openssl::build(profile, pki).map(|ctx| Acceptor::Openssl(ctx, profile.dh.map(|d| d.bits()))).map_err(rejected),
             Backend::Rustls => rustls::build(profile, pki).map(Acceptor::Rustls).map_err(rejected),
         }
     }
@@ -42,7 +44,7 @@ impl Acceptor {
     /// Do the server side of the handshake. On failure, the library's own words.
     pub async fn accept(&self, tcp: TcpStream) -> Result<(Box<dyn TlsStream>, Negotiated), String> {
         match self {
-            Acceptor::Openssl(ctx) => openssl::accept(ctx, tcp).await,
+            Acceptor::Openssl(ctx, dh_bits) => openssl::accept(ctx, *dh_bits, tcp).await,
             Acceptor::Rustls(cfg) => rustls::accept(cfg.clone(), tcp).await,
         }
     }

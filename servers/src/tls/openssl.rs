@@ -69,19 +69,19 @@ fn words(err: &openssl::ssl::Error) -> String {
     }
 }
 
-pub(super) async fn accept(ctx: &SslContext, tcp: TcpStream) -> Result<(Box<dyn super::TlsStream>, Negotiated), String> {
+pub(super) async fn accept(ctx: &SslContext, configured_dh_bits: Option<u32>, tcp: TcpStream) -> Result<(Box<dyn super::TlsStream>, Negotiated), String> {
     let ssl = Ssl::new(ctx).map_err(|e| e.to_string())?;
     let mut stream = SslStream::new(ssl, tcp).map_err(|e| e.to_string())?;
     Pin::new(&mut stream).accept().await.map_err(|e| words(&e))?;
     let ssl = stream.ssl();
-    let negotiated = Negotiated {
-        protocol: ssl.version_str().to_string(),
-        cipher: ssl
-            .current_cipher()
-            .map(|c| c.standard_name().unwrap_or(c.name()).to_string())
-            .unwrap_or_default(),
-        group: openssl_ext::negotiated_group(ssl),
-        dh_bits: ssl.tmp_key().ok().and_then(|k| openssl_ext::dh_bits(k.id(), k.bits())),
+    let cipher = ssl.current_cipher().map(|c| c.standard_name().unwrap_or(c.name()).to_string()).unwrap_or_default();
+    let group = openssl_ext::negotiated_group(ssl);
+    let dh_bits = match ssl.tmp_key() {
+        Ok(k) => openssl_ext::dh_bits(k.id(), k.bits()),
+        // TLS 1.2 DHE: the key is gone after the handshake; the prime is the configured one.
+        Err(_) if cipher.starts_with("TLS_DHE_") => configured_dh_bits,
+        Err(_) => None,
     };
+    let negotiated = Negotiated { protocol: ssl.version_str().to_string(), cipher, group, dh_bits };
     Ok((Box::new(stream), negotiated))
 }

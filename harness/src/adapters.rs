@@ -1,0 +1,231 @@
+//! Adapters: external programs made into client stacks. Each builds its program's argv (an
+//! array, never a shell string) from the contract's inputs and reads the program's output into
+//! the same RESULT a built-in client prints.
+
+use serde::Serialize;
+use std::ffi::OsString;
+use wire::{ClientResult, Negotiated, Stage};
+
+/// The contract's inputs for one cell.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub connect: String,
+    pub servername: String,
+    pub cafile: std::path::PathBuf,
+    pub ehlo: String,
+}
+
+/// A wrapped external program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdapterKind {
+    /// `openssl s_client -starttls smtp`.
+    OpensslSClient,
+}
+
+impl AdapterKind {
+    pub const ALL: [AdapterKind; 1] = [AdapterKind::OpensslSClient];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AdapterKind::OpensslSClient => "openssl-s_client",
+        }
+    }
+
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|a| a.name()).collect()
+    }
+
+    pub fn from_name(name: &str) -> Option<AdapterKind> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The program it runs, looked up on PATH.
+    pub fn program(self) -> &'static str {
+        match self {
+            AdapterKind::OpensslSClient => "openssl",
+        }
+    }
+
+    /// The classification table for the program's words.
+    pub fn error_table(self) -> &'static str {
+        match self {
+            AdapterKind::OpensslSClient => "openssl-s_client",
+        }
+    }
+
+    /// The argv (after the program name) and the standard input for one cell.
+    pub fn command(self, target: &Target, extra: &[String]) -> (Vec<OsString>, Vec<u8>) {
+        match self {
+            AdapterKind::OpensslSClient => {
+                let mut args: Vec<OsString> = [
+                    "s_client",
+                    "-starttls",
+                    "smtp",
+                    "-name",
+                    &target.ehlo,
+                    "-connect",
+                    &target.connect,
+                    "-servername",
+                    &target.servername,
+                    "-verify_hostname",
+                    &target.servername,
+                    "-verify_return_error",
+                    "-crlf",
+                    // Keep reading after our input ends, until the server closes after QUIT.
+                    "-ign_eof",
+                    "-CAfile",
+                ]
+                .into_iter()
+                .map(OsString::from)
+                .collect();
+                args.push(target.cafile.clone().into_os_string());
+                args.extend(extra.iter().map(OsString::from));
+                // EHLO again over TLS, then QUIT: the replies show the post-TLS stage worked.
+                (args, format!("EHLO {}\nQUIT\n", target.ehlo).into_bytes())
+            }
+        }
+    }
+
+    /// Read the program's output into a RESULT. `Err` means the output cannot be understood
+    /// (a harness error, never an interop failure).
+    pub fn parse(self, exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientResult, String> {
+        match self {
+            AdapterKind::OpensslSClient => parse_s_client(exit_code, stdout, stderr),
+        }
+    }
+
+    /// The program's version line and effective policy, or `None` if it is not installed.
+    pub async fn describe(self) -> Option<(String, serde_json::Value)> {
+        match self {
+            AdapterKind::OpensslSClient => {
+                let all = crate::process::capture("openssl", &["version", "-a"]).await?;
+                let version = all.lines().next().unwrap_or_default().trim().to_string();
+                let level = all
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("-DOPENSSL_TLS_SECURITY_LEVEL="))
+                    .map(|l| format!("{l} (compiled in)"))
+                    .unwrap_or_else(|| "1 (library default)".into());
+                let policy = serde_json::json!({
+                    "security_level": level,
+                    "openssl_conf": std::env::var("OPENSSL_CONF").ok(),
+                });
+                Some((version, policy))
+            }
+        }
+    }
+}
+
+/// `openssl s_client` prints the session to stdout and OpenSSL's error queue to stderr.
+fn parse_s_client(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientResult, String> {
+    let errors: Vec<&str> = stderr
+        .lines()
+        .chain(stdout.lines())
+        .filter(|l| l.contains(":error:") || l.starts_with("verify error:") || l.contains("errno="))
+        .collect();
+    let words = if errors.is_empty() {
+        stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()
+    } else {
+        errors.join("\n")
+    };
+    let starttls_missing = stdout.contains("Didn't find STARTTLS") || stderr.contains("Didn't find STARTTLS");
+    let new_line = stdout.lines().find_map(|l| l.strip_prefix("New, "));
+    let handshake_done = new_line.is_some_and(|l| !l.contains("(NONE)"));
+    if starttls_missing && !handshake_done {
+        let text = if words.is_empty() { "Didn't find STARTTLS in server response".to_string() } else { format!("Didn't find STARTTLS in server response; {words}") };
+        return Ok(ClientResult::error(Stage::Starttls, text));
+    }
+    if !stdout.contains("CONNECTED(") {
+        if words.is_empty() {
+            return Err(format!("s_client printed neither CONNECTED nor an error (exit {exit_code:?})"));
+        }
+        return Ok(ClientResult::error(Stage::Connect, words));
+    }
+    if !handshake_done {
+        let stage = if words.contains("verify error:") || words.contains("certificate verify failed") { Stage::Verify } else { Stage::Handshake };
+        if words.is_empty() {
+            return Ok(ClientResult::error(stage, "handshake did not complete and s_client said nothing more"));
+        }
+        return Ok(ClientResult::error(stage, words));
+    }
+    let line = new_line.unwrap_or_default();
+    // "New, TLSv1.2, Cipher is DHE-RSA-AES128-GCM-SHA256"
+    let mut parts = line.splitn(2, ", Cipher is ");
+    let protocol = parts.next().unwrap_or_default().trim().to_string();
+    let cipher = parts.next().unwrap_or_default().trim().to_string();
+    let (mut group, dh_bits) = stdout.lines().find_map(|l| l.strip_prefix("Server Temp Key: ")).map_or((None, None), temp_key);
+    // TLS 1.3 allows only named finite-field groups (RFC 8446 §4.2.7), one per prime size, so
+    // s_client's bare "DH, 2048 bits" there can only be ffdhe2048.
+    if protocol == "TLSv1.3"
+        && group.is_none()
+        && let Some(bits) = dh_bits
+    {
+        group = Some(format!("ffdhe{bits}"));
+    }
+    let after: Vec<&str> = stdout.lines().skip_while(|l| !l.starts_with("New, ")).collect();
+    let ehlo_ok = after.iter().any(|l| l.starts_with("250 ") || l.starts_with("250-"));
+    let quit_ok = after.iter().any(|l| l.starts_with("221"));
+    if !(ehlo_ok && quit_ok) || exit_code != Some(0) {
+        let text = if words.is_empty() { "no 250/221 reply over TLS".to_string() } else { words };
+        return Ok(ClientResult::error(Stage::PostTls, text));
+    }
+    Ok(ClientResult::Ok(Negotiated { protocol, cipher, group, dh_bits }))
+}
+
+/// `DH, 2048 bits` / `X25519, 253 bits` / `ECDH, prime256v1, 256 bits` / `ffdhe2048, 2048 bits`.
+fn temp_key(text: &str) -> (Option<String>, Option<u32>) {
+    let parts: Vec<&str> = text.split(", ").map(str::trim).collect();
+    let bits = || parts.last().and_then(|b| b.strip_suffix(" bits")).and_then(|b| b.parse().ok());
+    match parts.as_slice() {
+        ["DH", _] => (None, bits()),
+        ["ECDH", curve, _] => (Some(openssl_ext::iana_group_name(curve)), None),
+        [name, _] if name.starts_with("ffdhe") => (Some(name.to_string()), bits()),
+        [name, _] => (Some(openssl_ext::iana_group_name(name)), None),
+        _ => (None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv_is_an_array_with_the_target() {
+        let t = Target { connect: "127.0.0.1:2525".into(), servername: "mx.test".into(), cafile: "/tmp/ca.pem".into(), ehlo: "c.test".into() };
+        let (args, stdin) = AdapterKind::OpensslSClient.command(&t, &["-tls1_2".into()]);
+        let args: Vec<String> = args.into_iter().map(|a| a.into_string().unwrap()).collect();
+        assert_eq!(&args[..3], ["s_client", "-starttls", "smtp"]);
+        assert!(args.windows(2).any(|w| w == ["-connect", "127.0.0.1:2525"]));
+        assert_eq!(args.last().unwrap(), "-tls1_2");
+        assert_eq!(stdin, b"EHLO c.test\nQUIT\n");
+    }
+
+    #[test]
+    fn parses_a_success() {
+        let out = "CONNECTED(00000003)\n---\nServer Temp Key: DH, 2048 bits\n---\nNew, TLSv1.2, Cipher is DHE-RSA-AES128-GCM-SHA256\n250-mx.test greets c\n250 8BITMIME\n221 2.0.0 Bye\n";
+        match parse_s_client(Some(0), out, "").unwrap() {
+            ClientResult::Ok(n) => {
+                assert_eq!((n.protocol.as_str(), n.cipher.as_str()), ("TLSv1.2", "DHE-RSA-AES128-GCM-SHA256"));
+                assert_eq!((n.group, n.dh_bits), (None, Some(2048)));
+            }
+            e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_failures_by_stage() {
+        let err = "40C7:error:0A00018A:SSL routines:tls_process_ske_dhe:dh key too small:../ssl/statem/statem_clnt.c:2092:\n";
+        let out = "CONNECTED(00000003)\n---\nNew, (NONE), Cipher is (NONE)\n";
+        assert!(matches!(parse_s_client(Some(1), out, err).unwrap(), ClientResult::Error { stage: Stage::Handshake, error } if error.contains("dh key too small")));
+        assert!(matches!(parse_s_client(Some(1), "", "connect:errno=111\n").unwrap(), ClientResult::Error { stage: Stage::Connect, .. }));
+        assert!(matches!(parse_s_client(Some(1), "CONNECTED(00000003)\nDidn't find STARTTLS in server response, trying anyway...\n", "").unwrap(), ClientResult::Error { stage: Stage::Starttls, .. }));
+        assert!(parse_s_client(None, "", "").is_err(), "no output at all is ours to explain");
+    }
+
+    #[test]
+    fn temp_keys() {
+        assert_eq!(temp_key("X25519, 253 bits"), (Some("x25519".into()), None));
+        assert_eq!(temp_key("ECDH, prime256v1, 256 bits"), (Some("secp256r1".into()), None));
+        assert_eq!(temp_key("DH, 1024 bits"), (None, Some(1024)));
+    }
+}

@@ -1,0 +1,224 @@
+//! Classification: a stack's own error text (and the server's) → an [`ErrorClass`], through one
+//! data table per stack in `harness/classify/*.toml`. Unknown text is `unmapped`, loudly.
+
+use crate::outcome::{ErrorClass, Side};
+use regex::Regex;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use wire::Stage;
+
+/// The tables compiled into the binary: (name, TOML text).
+const BUILTIN: &[(&str, &str)] = &[
+    ("common", include_str!("../classify/common.toml")),
+    ("openssl", include_str!("../classify/openssl.toml")),
+    ("openssl-s_client", include_str!("../classify/openssl-s_client.toml")),
+    ("rustls", include_str!("../classify/rustls.toml")),
+    ("server-openssl", include_str!("../classify/server-openssl.toml")),
+    ("server-rustls", include_str!("../classify/server-rustls.toml")),
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    description: String,
+    #[serde(default)]
+    extends: Vec<String>,
+    #[serde(default, rename = "rule")]
+    rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    pattern: String,
+    class: Option<ErrorClass>,
+    side: Side,
+    #[serde(default)]
+    peer: bool,
+    #[serde(default)]
+    stage: Vec<Stage>,
+}
+
+/// One rule: text matching `pattern` (case-insensitive) at one of `stages` means `class`.
+#[derive(Debug)]
+struct Rule {
+    pattern: Regex,
+    class: Option<ErrorClass>,
+    side: Side,
+    /// The text only says the peer aborted (an alert received): the peer's words decide.
+    peer: bool,
+    stages: Vec<Stage>,
+}
+
+impl Rule {
+    fn matches(&self, stage: Stage, text: &str) -> bool {
+        (self.stages.is_empty() || self.stages.contains(&stage)) && self.pattern.is_match(text)
+    }
+}
+
+#[derive(Debug)]
+struct Table {
+    description: String,
+    extends: Vec<String>,
+    rules: Vec<Rule>,
+}
+
+/// Why a table could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("parse classification table {name}: {message}")]
+    Parse { name: String, message: String },
+    #[error("classification table {name}: rule {index}: {message}")]
+    Rule { name: String, index: usize, message: String },
+    #[error("classification table {name} extends unknown table {missing}")]
+    UnknownExtends { name: String, missing: String },
+}
+
+/// Every classification table, by name.
+#[derive(Debug)]
+pub struct Tables {
+    tables: BTreeMap<String, Table>,
+}
+
+/// A classification and the rule text that decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    pub class: ErrorClass,
+    pub side: Side,
+}
+
+impl Tables {
+    /// The tables shipped with the binary.
+    pub fn builtin() -> Result<Tables, TableError> {
+        let mut tables = BTreeMap::new();
+        for (name, text) in BUILTIN {
+            let raw: RawTable = toml::from_str(text).map_err(|e| TableError::Parse { name: name.to_string(), message: e.to_string() })?;
+            let mut rules = Vec::new();
+            for (index, r) in raw.rules.into_iter().enumerate() {
+                let pattern = Regex::new(&format!("(?i){}", r.pattern))
+                    .map_err(|e| TableError::Rule { name: name.to_string(), index, message: e.to_string() })?;
+                if r.class.is_none() && !r.peer {
+                    let message = "a rule needs a class unless it is a peer rule".to_string();
+                    return Err(TableError::Rule { name: name.to_string(), index, message });
+                }
+                rules.push(Rule { pattern, class: r.class, side: r.side, peer: r.peer, stages: r.stage });
+            }
+            tables.insert(name.to_string(), Table { description: raw.description, extends: raw.extends, rules });
+        }
+        for (name, t) in &tables {
+            if let Some(missing) = t.extends.iter().find(|e| !tables.contains_key(*e)) {
+                return Err(TableError::UnknownExtends { name: name.clone(), missing: missing.clone() });
+            }
+        }
+        Ok(Tables { tables })
+    }
+
+    /// Whether a table of that name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.tables.contains_key(name)
+    }
+
+    /// Table names with their descriptions.
+    pub fn names(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.tables.iter().map(|(n, t)| (n.as_str(), t.description.as_str()))
+    }
+
+    /// The rules of a table, then of the tables it extends, then `common`.
+    fn chain<'a>(&'a self, name: &str) -> Vec<&'a Rule> {
+        let mut out = Vec::new();
+        let mut queue = vec![name.to_string()];
+        let mut seen = Vec::new();
+        while let Some(n) = queue.pop() {
+            if seen.contains(&n) {
+                continue;
+            }
+            if let Some(t) = self.tables.get(&n) {
+                out.extend(t.rules.iter());
+                queue.extend(t.extends.iter().rev().cloned());
+            }
+            seen.push(n);
+        }
+        if name != "common"
+            && let Some(common) = self.tables.get("common")
+        {
+            out.extend(common.rules.iter());
+        }
+        out
+    }
+
+    /// Classify a failure from the client's words at `stage`, helped by the server's words
+    /// (`server_table` names the server's table; `server_errors` are its per-connection errors).
+    pub fn classify(&self, client_table: &str, stage: Stage, client_error: &str, server_table: Option<&str>, server_errors: &[String]) -> Classified {
+        let from_server = || -> Option<Classified> {
+            let rules = self.chain(server_table?);
+            server_errors.iter().find_map(|text| {
+                rules
+                    .iter()
+                    .find(|r| r.matches(Stage::Handshake, text) || r.matches(stage, text))
+                    .filter(|r| !r.peer)
+                    .and_then(|r| r.class.map(|class| Classified { class, side: r.side }))
+            })
+        };
+        match self.chain(client_table).into_iter().find(|r| r.matches(stage, client_error)) {
+            Some(rule) if rule.peer => from_server()
+                .or(rule.class.map(|class| Classified { class, side: rule.side }))
+                .unwrap_or(Classified { class: ErrorClass::Unmapped, side: rule.side }),
+            Some(rule) => Classified { class: rule.class.expect("checked at load"), side: rule.side },
+            None => from_server().unwrap_or(Classified { class: ErrorClass::Unmapped, side: Side::Unknown }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables() -> Tables {
+        Tables::builtin().unwrap()
+    }
+
+    #[test]
+    fn openssl_dh_key_too_small() {
+        let c = tables().classify(
+            "openssl",
+            Stage::Handshake,
+            "error:0A00018A:SSL routines:tls_process_ske_dhe:dh key too small:../ssl/statem/statem_clnt.c:2092:",
+            Some("server-openssl"),
+            &["error:0A000410:SSL routines:ssl3_read_bytes:sslv3 alert handshake failure:../ssl/record/rec_layer_s3.c:1601:SSL alert number 40".into()],
+        );
+        assert_eq!(c, Classified { class: ErrorClass::DhTooSmall, side: Side::Client });
+    }
+
+    #[test]
+    fn an_alert_defers_to_the_server_log() {
+        let c = tables().classify(
+            "rustls",
+            Stage::Handshake,
+            "received fatal alert: HandshakeFailure",
+            Some("server-openssl"),
+            &["error:0A0000C1:SSL routines:tls_post_process_client_hello:no shared cipher:../ssl/statem/statem_srvr.c:2220:".into()],
+        );
+        assert_eq!(c, Classified { class: ErrorClass::NoSharedCipher, side: Side::Server });
+        let silent = tables().classify("rustls", Stage::Handshake, "received fatal alert: HandshakeFailure", None, &[]);
+        assert_eq!(silent.class, ErrorClass::Unmapped, "without the server's words we do not guess");
+    }
+
+    #[test]
+    fn smtp_stages() {
+        let t = tables();
+        assert_eq!(t.classify("openssl", Stage::Starttls, "STARTTLS refused: 454 4.7.0 TLS not available", None, &[]).class, ErrorClass::StarttlsRefused);
+        assert_eq!(t.classify("rustls", Stage::Starttls, "STARTTLS not offered: 250 mx.test", None, &[]).class, ErrorClass::StarttlsNotOffered);
+        assert_eq!(t.classify("openssl", Stage::Smtp, "greeting: 421 4.3.2 busy", None, &[]).class, ErrorClass::SmtpRejected);
+    }
+
+    #[test]
+    fn unknown_text_is_unmapped() {
+        assert_eq!(tables().classify("openssl", Stage::Handshake, "the moon is made of cheese", None, &[]).class, ErrorClass::Unmapped);
+    }
+
+    #[test]
+    fn extends_reaches_the_parent_table() {
+        let c = tables().classify("openssl-s_client", Stage::Handshake, "80EB:error:0A00018A:SSL routines:tls_process_ske_dhe:dh key too small:x", None, &[]);
+        assert_eq!(c.class, ErrorClass::DhTooSmall);
+    }
+}

@@ -1,0 +1,162 @@
+//! `results/README.md`: the table a mail admin reads (server profiles as rows, client stacks as
+//! columns), the stacks and profiles that ran, and what each failure class means.
+
+use super::model::Report;
+use crate::outcome::{ErrorClass, Outcome};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// Make text safe inside a Markdown table cell: no pipes, no markup, one line.
+pub fn escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('`', "'")
+        .replace(['\r', '\n'], " ")
+}
+
+/// The label of a cell in the table, marked when the verdict is not as expected.
+pub fn cell_label(report: &Report, server: &str, client: &str) -> String {
+    match report.cell(server, client) {
+        Some(c) if c.verdict.is_as_expected() => escape(&c.outcome.label()),
+        Some(c) => format!("**{}** ❗", escape(&c.outcome.label())),
+        None => "–".into(),
+    }
+}
+
+fn profile_summary(p: &servers::ServerProfile) -> String {
+    let tls = if p.min_tls == p.max_tls { p.min_tls.to_string() } else { format!("{}–{}", p.min_tls, p.max_tls) };
+    let mut parts = vec![format!("{} backend", p.backend.as_str()), tls];
+    if let Some(dh) = p.dh {
+        parts.push(format!("DH {} ({} bits)", dh.name(), dh.bits()));
+    }
+    if let Some(c) = &p.ciphers {
+        parts.push(c.join(", "));
+    }
+    if let Some(g) = &p.groups {
+        parts.push(format!("groups {}", g.iter().map(|g| g.name()).collect::<Vec<_>>().join(", ")));
+    }
+    parts.push(format!("{:?} certificate", p.cert).to_lowercase());
+    parts.join("; ")
+}
+
+/// Render the whole page.
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let r = &report.run;
+    let _ = writeln!(out, "# starttls-matrix results\n");
+    let _ = writeln!(
+        out,
+        "Run `{}` ({}), started {}, {} cells in {:.1} s, matrix `{}`.\n",
+        escape(&r.id),
+        escape(&r.mode),
+        escape(&r.started),
+        report.cells.len(),
+        r.wall_ms as f64 / 1000.0,
+        escape(&r.matrix)
+    );
+    let _ = writeln!(
+        out,
+        "Each cell is what a real client stack (column) did against a server profile (row): the negotiated protocol and key exchange (`TLSv1.2 DHE-2048`, `TLSv1.3 x25519`), or the error class of the failure. **Bold ❗** marks a cell that did not do what its expectation says.\n"
+    );
+    let _ = write!(out, "| server \\ client |");
+    for c in &r.client_order {
+        let _ = write!(out, " {} |", escape(c));
+    }
+    let _ = write!(out, "\n|---|");
+    for _ in &r.client_order {
+        let _ = write!(out, "---|");
+    }
+    out.push('\n');
+    for s in &r.server_order {
+        let _ = write!(out, "| **{}** |", escape(s));
+        for c in &r.client_order {
+            let _ = write!(out, " {} |", cell_label(report, s, c));
+        }
+        out.push('\n');
+    }
+
+    let _ = writeln!(out, "\n## Verdicts\n");
+    for (v, n) in report.verdict_counts() {
+        let _ = writeln!(out, "- {}: {n}", v.as_str());
+    }
+
+    let unexpected: Vec<_> = report.cells.iter().filter(|(_, c)| !c.verdict.is_as_expected()).collect();
+    if !unexpected.is_empty() {
+        let _ = writeln!(out, "\n## Not as expected\n\n| cell | verdict | outcome | expected | detail |\n|---|---|---|---|---|");
+        for (id, c) in unexpected {
+            let detail = match &c.outcome {
+                Outcome::Failed { client_error, server_error, .. } => {
+                    format!("client: {}{}", client_error, server_error.as_ref().map(|s| format!("; server: {s}")).unwrap_or_default())
+                }
+                Outcome::HarnessError { detail } => detail.clone(),
+                other => other.label(),
+            };
+            let expected = match c.expected.class {
+                Some(class) => format!("failed: {class}"),
+                None => format!("{:?}", c.expected.outcome).to_lowercase(),
+            };
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {} ({}) | {} |",
+                escape(id),
+                c.verdict.as_str(),
+                escape(&c.outcome.label()),
+                escape(&expected),
+                escape(&c.expected.reason),
+                escape(&detail)
+            );
+        }
+    }
+
+    let mut classes: BTreeMap<ErrorClass, Vec<&str>> = BTreeMap::new();
+    for (id, c) in &report.cells {
+        if let Outcome::Failed { class, .. } = &c.outcome {
+            classes.entry(*class).or_default().push(id);
+        }
+    }
+    if !classes.is_empty() {
+        let _ = writeln!(out, "\n## What the failures mean\n\n| class | what happened | what to do | cells |\n|---|---|---|---|");
+        for (class, cells) in classes {
+            let _ = writeln!(out, "| `{}` | {} | {} | {} |", class, class.explanation(), class.remedy(), cells.len());
+        }
+    }
+
+    let _ = writeln!(out, "\n## Client stacks\n\n| id | version | policy | status |\n|---|---|---|---|");
+    for id in &r.client_order {
+        if let Some(c) = report.clients.get(id) {
+            let status = match &c.readiness {
+                crate::stack::Readiness::Ready => "ready".to_string(),
+                crate::stack::Readiness::Skipped(why) => format!("skipped: {why}"),
+                crate::stack::Readiness::Broken(why) => format!("broken: {why}"),
+            };
+            let _ = writeln!(
+                out,
+                "| **{}** | {} | `{}` | {} |",
+                escape(id),
+                escape(c.version.as_deref().unwrap_or("unknown")),
+                escape(&c.policy.to_string()),
+                escape(&status)
+            );
+        }
+    }
+    let _ = writeln!(out, "\n## Server profiles\n\n| id | settings | stands for |\n|---|---|---|");
+    for id in &r.server_order {
+        if let Some(p) = report.servers.get(id) {
+            let _ = writeln!(out, "| **{}** | {} | {} |", escape(id), escape(&profile_summary(p)), escape(&p.description));
+        }
+    }
+    let _ = writeln!(out, "\nTools: {}", escape(&r.tool_versions.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join("; ")));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn escapes_table_breakers_and_markup() {
+        assert_eq!(escape("a|b<script>\nc"), "a\\|b&lt;script&gt; c");
+    }
+}

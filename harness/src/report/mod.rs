@@ -1,0 +1,8 @@
+//! Reports: the versioned `report.json` (the contract later tools read), the Markdown table,
+//! the terminal table and summary, and live progress. Each consumes the run's records or events.
+
+pub mod markdown;
+pub mod model;
+pub mod progress;
+pub mod terminal;
+pub mod write;

@@ -1,0 +1,87 @@
+//! Live progress while a run goes: a bar on a terminal, one line per finished cell otherwise.
+//! Written to stderr, so stdout keeps the table or the JSON.
+
+use crate::runner::Event;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+
+/// Consumes the runner's events.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    done: usize,
+    total: usize,
+    quiet: bool,
+}
+
+impl Progress {
+    /// `quiet` prints nothing (e.g. `--format json` into a pipe still gets no noise on stdout;
+    /// progress is on stderr either way).
+    pub fn new(quiet: bool) -> Progress {
+        Progress { bar: None, done: 0, total: 0, quiet }
+    }
+
+    pub fn on_event(&mut self, event: &Event) {
+        if self.quiet {
+            return;
+        }
+        match event {
+            Event::RunStarted { cells } => {
+                self.total = *cells;
+                if std::io::stderr().is_terminal() {
+                    let bar = ProgressBar::new(*cells as u64);
+                    bar.set_style(ProgressStyle::with_template("{spinner} [{pos}/{len}] {elapsed_precise} {wide_msg}").expect("a valid template"));
+                    self.bar = Some(bar);
+                }
+            }
+            Event::StackResolved { id, readiness } => {
+                let line = match readiness {
+                    crate::stack::Readiness::Ready => return,
+                    crate::stack::Readiness::Skipped(why) => format!("client {id}: skipped ({why})"),
+                    crate::stack::Readiness::Broken(why) => format!("client {id}: BROKEN ({why})"),
+                };
+                self.line(&line);
+            }
+            Event::ServerStarted { .. } => {}
+            Event::CellStarted { id } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_message(id.to_string());
+                }
+            }
+            Event::CellFinished(record) => {
+                self.done += 1;
+                let mark = if record.verdict.is_as_expected() { "" } else { " (!)" };
+                let line = format!(
+                    "[{}/{}] {} {}{} ({} ms)",
+                    self.done,
+                    self.total,
+                    record.id,
+                    record.outcome.label(),
+                    mark,
+                    record.duration.as_millis()
+                );
+                match &self.bar {
+                    Some(bar) => {
+                        bar.inc(1);
+                        if !record.verdict.is_as_expected() {
+                            bar.println(line);
+                        }
+                    }
+                    None => eprintln!("{line}"),
+                }
+            }
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}

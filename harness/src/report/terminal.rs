@@ -1,0 +1,60 @@
+//! The terminal table (server profiles as rows, client stacks as columns) and the summary that
+//! follows it: verdict counts, wall time, the slowest cells, and every cell that is not as
+//! expected — harness errors and unmapped errors loudest.
+
+use super::model::Report;
+use crate::outcome::{ErrorClass, Outcome};
+use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use std::fmt::Write;
+
+/// The table alone.
+pub fn table(report: &Report) -> String {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
+    let mut header = vec!["server \\ client".to_string()];
+    header.extend(report.run.client_order.iter().cloned());
+    t.set_header(header);
+    for s in &report.run.server_order {
+        let mut row = vec![s.clone()];
+        for c in &report.run.client_order {
+            row.push(match report.cell(s, c) {
+                Some(cell) if cell.verdict.is_as_expected() => cell.outcome.label(),
+                Some(cell) => format!("{} (!)", cell.outcome.label()),
+                None => "-".into(),
+            });
+        }
+        t.add_row(row);
+    }
+    t.to_string()
+}
+
+/// The summary after the table.
+pub fn summary(report: &Report) -> String {
+    let mut out = String::new();
+    let counts: Vec<String> = report.verdict_counts().iter().map(|(v, n)| format!("{n} {}", v.as_str())).collect();
+    let _ = writeln!(
+        out,
+        "{} cells in {:.2} s wall ({} server profiles at a time, {} cores): {}",
+        report.cells.len(),
+        report.run.wall_ms as f64 / 1000.0,
+        report.run.jobs,
+        report.run.cores,
+        counts.join(", ")
+    );
+    let slow: Vec<String> = report.slowest(5).iter().map(|(id, ms)| format!("{id} {ms} ms")).collect();
+    let _ = writeln!(out, "slowest: {}", slow.join(", "));
+    for (id, c) in report.cells.iter().filter(|(_, c)| !c.verdict.is_as_expected()) {
+        let what = match &c.outcome {
+            Outcome::Failed { class: ErrorClass::Unmapped, client_error, server_error, .. } => format!(
+                "UNMAPPED error text — add it to harness/classify/: client: {client_error}{}",
+                server_error.as_ref().map(|s| format!(" | server: {s}")).unwrap_or_default()
+            ),
+            Outcome::Failed { class, stage, client_error, .. } => format!("{class} at {stage}: {client_error}"),
+            Outcome::HarnessError { detail } => format!("HARNESS ERROR (we could not run it): {detail}"),
+            other => other.label(),
+        };
+        let expected = c.expected.class.map(|k| k.to_string()).unwrap_or_else(|| format!("{:?}", c.expected.outcome).to_lowercase());
+        let _ = writeln!(out, "  {} {id}: {what} (expected {expected}: {})", c.verdict.as_str().to_uppercase(), c.expected.reason);
+    }
+    out
+}

@@ -1,0 +1,237 @@
+//! The runner: prepares a run (test PKI, client stacks resolved), starts each server profile
+//! once, runs its cells one after another while profiles run in parallel (bounded), and turns
+//! each client's RESULT plus the server's log into an outcome and a verdict. It never prints:
+//! it emits [`Event`]s for reporters.
+
+use crate::adapters::Target;
+use crate::classify::Tables;
+use crate::matrix::{Expected, Matrix};
+use crate::outcome::{ErrorClass, Outcome, Side};
+use crate::plan::{CellId, Plan};
+use crate::stack::{ClientRun, Readiness, ResolvedStack};
+use crate::verdict::{Verdict, judge};
+use servers::{Backend, ConnectionRecord, RunningServer, ServeOptions, ServerProfile, StartError, TestPki};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, mpsc};
+use wire::{ClientResult, Stage};
+
+/// The EHLO name every client sends.
+pub const CLIENT_EHLO: &str = "client.test";
+
+/// What happened in one cell, judged.
+#[derive(Debug, Clone)]
+pub struct CellRecord {
+    pub id: CellId,
+    pub outcome: Outcome,
+    pub expected: Expected,
+    pub verdict: Verdict,
+    pub duration: Duration,
+    /// What the server logged for this cell's connections.
+    pub server_log: Vec<ConnectionRecord>,
+}
+
+/// What the runner tells reporters.
+#[derive(Debug, Clone)]
+pub enum Event {
+    RunStarted { cells: usize },
+    StackResolved { id: String, readiness: Readiness },
+    ServerStarted { id: String, addr: String },
+    CellStarted { id: CellId },
+    CellFinished(Box<CellRecord>),
+}
+
+/// Why a run could not start at all.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("create the run's work directory: {0}")]
+    WorkDir(std::io::Error),
+    #[error("make the test PKI: {0}")]
+    Pki(#[from] servers::pki::PkiError),
+}
+
+/// Where a cell's server is.
+pub enum ServerState {
+    Running(RunningServer),
+    /// The TLS library refused the profile: a finding for every cell of the profile.
+    Rejected(String),
+    /// We could not start it (bind failure…): a harness error for every cell.
+    Broken(String),
+    /// A server someone else runs (`probe`).
+    External(Target),
+}
+
+/// Everything a run needs before its first cell.
+pub struct Context {
+    pub tables: Arc<Tables>,
+    pub pki: TestPki,
+    pub cell_timeout: Duration,
+    pub stacks: BTreeMap<String, ResolvedStack>,
+    _work: tempfile::TempDir,
+}
+
+/// The classification table of a server backend's words.
+fn server_table(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Openssl => "server-openssl",
+        Backend::Rustls => "server-rustls",
+    }
+}
+
+impl Context {
+    /// Make the test PKI and resolve the given client stacks (concurrently).
+    pub async fn prepare(matrix: &Matrix, clients: &[String], tables: Arc<Tables>, builtin_exe: &Path, events: &mpsc::UnboundedSender<Event>) -> Result<Context, RunError> {
+        let work = tempfile::Builder::new().prefix("starttls-matrix-").tempdir().map_err(RunError::WorkDir)?;
+        let pki = TestPki::generate(work.path())?;
+        let mut set = tokio::task::JoinSet::new();
+        for stack in matrix.clients.iter().filter(|c| clients.contains(&c.id)).cloned() {
+            let exe = builtin_exe.to_path_buf();
+            set.spawn(async move { ResolvedStack::resolve(&stack, &exe).await });
+        }
+        let mut stacks = BTreeMap::new();
+        while let Some(Ok(r)) = set.join_next().await {
+            let _ = events.send(Event::StackResolved { id: r.stack.id.clone(), readiness: r.readiness.clone() });
+            stacks.insert(r.stack.id.clone(), r);
+        }
+        Ok(Context { tables, pki, cell_timeout: matrix.run.cell_timeout, stacks, _work: work })
+    }
+
+    /// Start the built-in server for a profile on 127.0.0.1, port 0.
+    pub async fn start_server(&self, profile: &ServerProfile) -> ServerState {
+        match servers::start(profile, &self.pki, ServeOptions::default()).await {
+            Ok(s) => ServerState::Running(s),
+            Err(StartError::ConfigRejected(e)) => ServerState::Rejected(e.to_string()),
+            Err(e) => ServerState::Broken(e.to_string()),
+        }
+    }
+
+    /// Run one cell against a server and judge it.
+    pub async fn run_cell(&self, id: &CellId, backend: Option<Backend>, server: &mut ServerState, expected: Expected) -> CellRecord {
+        let started = Instant::now();
+        let mut server_log = Vec::new();
+        let outcome = match (self.stacks.get(&id.client), &mut *server) {
+            (None, _) => Outcome::HarnessError { detail: format!("client stack {} was not prepared", id.client) },
+            (Some(stack), _) if matches!(stack.readiness, Readiness::Skipped(_)) => {
+                let Readiness::Skipped(reason) = &stack.readiness else { unreachable!() };
+                Outcome::Skipped { reason: reason.clone() }
+            }
+            (Some(stack), _) if matches!(stack.readiness, Readiness::Broken(_)) => {
+                let Readiness::Broken(detail) = &stack.readiness else { unreachable!() };
+                Outcome::HarnessError { detail: detail.clone() }
+            }
+            (Some(_), ServerState::Rejected(detail)) => Outcome::Failed {
+                class: ErrorClass::ServerConfigRejected,
+                side: Side::Server,
+                stage: Stage::Connect,
+                client_error: "the client did not run: the server refused its own configuration".into(),
+                server_error: Some(detail.clone()),
+            },
+            (Some(_), ServerState::Broken(detail)) => Outcome::HarnessError { detail: format!("the server did not start: {detail}") },
+            (Some(stack), ServerState::Running(running)) => {
+                let target = Target {
+                    connect: running.addr().to_string(),
+                    servername: servers::SERVER_NAME.into(),
+                    cafile: self.pki.ca_cert.clone(),
+                    ehlo: CLIENT_EHLO.into(),
+                };
+                let run = stack.run(&target, self.cell_timeout).await;
+                running.quiesce(Duration::from_secs(2)).await;
+                server_log = running.take_records();
+                self.outcome(run, stack, backend.map(server_table), &server_log, true)
+            }
+            (Some(stack), ServerState::External(target)) => {
+                let run = stack.run(target, self.cell_timeout).await;
+                self.outcome(run, stack, None, &[], false)
+            }
+        };
+        let verdict = judge(&outcome, &expected);
+        CellRecord { id: id.clone(), outcome, expected, verdict, duration: started.elapsed(), server_log }
+    }
+
+    fn outcome(&self, run: ClientRun, stack: &ResolvedStack, server_table: Option<&str>, log: &[ConnectionRecord], own_server: bool) -> Outcome {
+        match run {
+            ClientRun::Result(ClientResult::Ok(n)) => Outcome::Connected(n),
+            ClientRun::Result(ClientResult::Error { stage: Stage::Connect, error }) if own_server => {
+                Outcome::HarnessError { detail: format!("the client could not reach our own server: {error}") }
+            }
+            ClientRun::Result(ClientResult::Error { stage, error }) => {
+                let server_errors: Vec<String> = log.iter().filter_map(|r| r.error.clone()).collect();
+                let c = self.tables.classify(&stack.stack.errors, stage, &error, server_table, &server_errors);
+                Outcome::Failed {
+                    class: c.class,
+                    side: c.side,
+                    stage,
+                    client_error: error,
+                    server_error: (!server_errors.is_empty()).then(|| server_errors.join("\n")),
+                }
+            }
+            ClientRun::Unsupported(reason) => Outcome::Unsupported { reason },
+            ClientRun::Timeout(after) => Outcome::Timeout { after_ms: after.as_millis() as u64 },
+            ClientRun::HarnessError(detail) => Outcome::HarnessError { detail },
+        }
+    }
+}
+
+/// Run a plan: each server profile once, its cells in order, profiles `jobs` at a time.
+pub async fn run(matrix: Arc<Matrix>, plan: &Plan, ctx: Arc<Context>, jobs: usize, events: mpsc::UnboundedSender<Event>) -> Vec<CellRecord> {
+    let _ = events.send(Event::RunStarted { cells: plan.cells.len() });
+    let permits = Arc::new(Semaphore::new(jobs.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    for server_id in &plan.servers {
+        let Some(entry) = matrix.server(server_id).cloned() else { continue };
+        let cells: Vec<CellId> = plan.cells.iter().filter(|c| &c.server == server_id).cloned().collect();
+        let (ctx, permits, events, matrix) = (ctx.clone(), permits.clone(), events.clone(), matrix.clone());
+        set.spawn(async move {
+            let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+            let mut state = ctx.start_server(&entry.profile).await;
+            if let ServerState::Running(s) = &state {
+                let _ = events.send(Event::ServerStarted { id: entry.profile.id.clone(), addr: s.addr().to_string() });
+            }
+            let mut records = Vec::new();
+            for id in cells {
+                let _ = events.send(Event::CellStarted { id: id.clone() });
+                let expected = matrix.expected_for(&id.to_string());
+                let record = ctx.run_cell(&id, Some(entry.profile.backend), &mut state, expected).await;
+                let _ = events.send(Event::CellFinished(Box::new(record.clone())));
+                records.push(record);
+            }
+            if let ServerState::Running(s) = state {
+                s.stop().await;
+            }
+            records
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(records) => all.extend(records),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {}
+        }
+    }
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    all
+}
+
+/// Run every given client stack against a server that is already running (`probe`).
+pub async fn probe(ctx: Arc<Context>, clients: &[String], target: Target, events: mpsc::UnboundedSender<Event>) -> Vec<CellRecord> {
+    let server_id = target.connect.clone();
+    let _ = events.send(Event::RunStarted { cells: clients.len() });
+    let mut state = ServerState::External(target);
+    let mut records = Vec::new();
+    for client in clients {
+        let id = CellId { client: client.clone(), server: server_id.clone() };
+        let _ = events.send(Event::CellStarted { id: id.clone() });
+        let record = ctx.run_cell(&id, None, &mut state, Expected::default_connected()).await;
+        let _ = events.send(Event::CellFinished(Box::new(record.clone())));
+        records.push(record);
+    }
+    records
+}
+
+/// Where the built-in client programs live: the `starttls-matrix` binary itself.
+pub fn builtin_exe() -> std::io::Result<PathBuf> {
+    std::env::current_exe()
+}
