@@ -13,7 +13,10 @@ use wire::{ClientResult, Negotiated, Stage};
 
 /// A contract client on rustls.
 #[derive(Debug, Parser)]
-#[command(name = "rustls-client", about = "SMTP STARTTLS client on rustls with the stock ring provider (the client contract)")]
+#[command(
+    name = "rustls-client",
+    about = "SMTP STARTTLS client on rustls with the stock ring provider (the client contract)"
+)]
 struct Args {
     #[command(flatten)]
     common: Common,
@@ -42,7 +45,10 @@ fn config(args: &Args) -> Result<ClientConfig, i32> {
     if let Some(wanted) = &args.groups {
         provider.kx_groups.retain(|g| wanted.contains(&iana_group(g.name())));
         if provider.kx_groups.len() != wanted.len() {
-            return Err(contract::unsupported(&format!("--groups {}: rustls (ring) has x25519, secp256r1, secp384r1", wanted.join(","))));
+            return Err(contract::unsupported(&format!(
+                "--groups {}: rustls (ring) has x25519, secp256r1, secp384r1",
+                wanted.join(",")
+            )));
         }
     }
     let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();

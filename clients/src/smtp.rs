@@ -20,11 +20,7 @@ pub fn read_reply<R: BufRead>(reader: &mut R, stage: Stage) -> Result<Reply, Fai
     loop {
         let mut line = String::new();
         // Bounded: the reply parser refuses over-long lines and too many lines.
-        let n = reader
-            .by_ref()
-            .take(4096)
-            .read_line(&mut line)
-            .map_err(|e| fail(stage, format!("read reply: {e}")))?;
+        let n = reader.by_ref().take(4096).read_line(&mut line).map_err(|e| fail(stage, format!("read reply: {e}")))?;
         if n == 0 {
             return Err(fail(stage, "connection closed by the server"));
         }
@@ -36,10 +32,7 @@ pub fn read_reply<R: BufRead>(reader: &mut R, stage: Stage) -> Result<Reply, Fai
 
 /// Send a command and read its reply.
 pub fn command<S: Read + Write>(reader: &mut BufReader<S>, cmd: &str, stage: Stage) -> Result<Reply, Failure> {
-    reader
-        .get_mut()
-        .write_all(format!("{cmd}\r\n").as_bytes())
-        .map_err(|e| fail(stage, format!("send {cmd}: {e}")))?;
+    reader.get_mut().write_all(format!("{cmd}\r\n").as_bytes()).map_err(|e| fail(stage, format!("send {cmd}: {e}")))?;
     read_reply(reader, stage)
 }
 
@@ -47,7 +40,9 @@ pub fn command<S: Read + Write>(reader: &mut BufReader<S>, cmd: &str, stage: Sta
 /// handshake; plaintext the server sent after its 220 is discarded unread.
 pub fn before_tls(connect: &str, ehlo: &str, timeout: Duration) -> Result<TcpStream, Failure> {
     let tcp = TcpStream::connect(connect).map_err(|e| fail(Stage::Connect, format!("connect to {connect}: {e}")))?;
-    tcp.set_read_timeout(Some(timeout)).and_then(|()| tcp.set_write_timeout(Some(timeout))).map_err(|e| fail(Stage::Connect, e.to_string()))?;
+    tcp.set_read_timeout(Some(timeout))
+        .and_then(|()| tcp.set_write_timeout(Some(timeout)))
+        .map_err(|e| fail(Stage::Connect, e.to_string()))?;
     let mut reader = BufReader::new(tcp);
     let banner = read_reply(&mut reader, Stage::Smtp)?;
     if banner.code != 220 {

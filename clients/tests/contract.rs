@@ -98,7 +98,10 @@ fn rustls_tls13_x25519_and_no_dhe() {
         ClientResult::Ok(n) => assert_eq!((n.protocol.as_str(), n.group.as_deref()), ("TLSv1.3", Some("x25519"))),
         err => panic!("expected success, got {err:?}"),
     }
-    assert!(matches!(run(RUSTLS, &dhe("ffdhe2048"), "mx.test", &[]), ClientResult::Error { stage: Stage::Handshake, .. }));
+    assert!(matches!(
+        run(RUSTLS, &dhe("ffdhe2048"), "mx.test", &[]),
+        ClientResult::Error { stage: Stage::Handshake, .. }
+    ));
 }
 
 #[test]

@@ -132,7 +132,11 @@ fn parse_s_client(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<
     let new_line = stdout.lines().find_map(|l| l.strip_prefix("New, "));
     let handshake_done = new_line.is_some_and(|l| !l.contains("(NONE)"));
     if starttls_missing && !handshake_done {
-        let text = if words.is_empty() { "Didn't find STARTTLS in server response".to_string() } else { format!("Didn't find STARTTLS in server response; {words}") };
+        let text = if words.is_empty() {
+            "Didn't find STARTTLS in server response".to_string()
+        } else {
+            format!("Didn't find STARTTLS in server response; {words}")
+        };
         return Ok(ClientResult::error(Stage::Starttls, text));
     }
     if !stdout.contains("CONNECTED(") {
@@ -142,7 +146,11 @@ fn parse_s_client(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<
         return Ok(ClientResult::error(Stage::Connect, words));
     }
     if !handshake_done {
-        let stage = if words.contains("verify error:") || words.contains("certificate verify failed") { Stage::Verify } else { Stage::Handshake };
+        let stage = if words.contains("verify error:") || words.contains("certificate verify failed") {
+            Stage::Verify
+        } else {
+            Stage::Handshake
+        };
         if words.is_empty() {
             return Ok(ClientResult::error(stage, "handshake did not complete and s_client said nothing more"));
         }
@@ -153,7 +161,8 @@ fn parse_s_client(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<
     let mut parts = line.splitn(2, ", Cipher is ");
     let protocol = parts.next().unwrap_or_default().trim().to_string();
     let cipher = parts.next().unwrap_or_default().trim().to_string();
-    let (mut group, dh_bits) = stdout.lines().find_map(|l| l.strip_prefix("Server Temp Key: ")).map_or((None, None), temp_key);
+    let (mut group, dh_bits) =
+        stdout.lines().find_map(|l| l.strip_prefix("Server Temp Key: ")).map_or((None, None), temp_key);
     // TLS 1.3 allows only named finite-field groups (RFC 8446 §4.2.7), one per prime size, so
     // s_client's bare "DH, 2048 bits" there can only be ffdhe2048.
     if protocol == "TLSv1.3"
@@ -191,7 +200,12 @@ mod tests {
 
     #[test]
     fn argv_is_an_array_with_the_target() {
-        let t = Target { connect: "127.0.0.1:2525".into(), servername: "mx.test".into(), cafile: "/tmp/ca.pem".into(), ehlo: "c.test".into() };
+        let t = Target {
+            connect: "127.0.0.1:2525".into(),
+            servername: "mx.test".into(),
+            cafile: "/tmp/ca.pem".into(),
+            ehlo: "c.test".into(),
+        };
         let (args, stdin) = AdapterKind::OpensslSClient.command(&t, &["-tls1_2".into()]);
         let args: Vec<String> = args.into_iter().map(|a| a.into_string().unwrap()).collect();
         assert_eq!(&args[..3], ["s_client", "-starttls", "smtp"]);
@@ -214,11 +228,25 @@ mod tests {
 
     #[test]
     fn parses_failures_by_stage() {
-        let err = "40C7:error:0A00018A:SSL routines:tls_process_ske_dhe:dh key too small:../ssl/statem/statem_clnt.c:2092:\n";
+        let err =
+            "40C7:error:0A00018A:SSL routines:tls_process_ske_dhe:dh key too small:../ssl/statem/statem_clnt.c:2092:\n";
         let out = "CONNECTED(00000003)\n---\nNew, (NONE), Cipher is (NONE)\n";
-        assert!(matches!(parse_s_client(Some(1), out, err).unwrap(), ClientResult::Error { stage: Stage::Handshake, error } if error.contains("dh key too small")));
-        assert!(matches!(parse_s_client(Some(1), "", "connect:errno=111\n").unwrap(), ClientResult::Error { stage: Stage::Connect, .. }));
-        assert!(matches!(parse_s_client(Some(1), "CONNECTED(00000003)\nDidn't find STARTTLS in server response, trying anyway...\n", "").unwrap(), ClientResult::Error { stage: Stage::Starttls, .. }));
+        assert!(
+            matches!(parse_s_client(Some(1), out, err).unwrap(), ClientResult::Error { stage: Stage::Handshake, error } if error.contains("dh key too small"))
+        );
+        assert!(matches!(
+            parse_s_client(Some(1), "", "connect:errno=111\n").unwrap(),
+            ClientResult::Error { stage: Stage::Connect, .. }
+        ));
+        assert!(matches!(
+            parse_s_client(
+                Some(1),
+                "CONNECTED(00000003)\nDidn't find STARTTLS in server response, trying anyway...\n",
+                ""
+            )
+            .unwrap(),
+            ClientResult::Error { stage: Stage::Starttls, .. }
+        ));
         assert!(parse_s_client(None, "", "").is_err(), "no output at all is ours to explain");
     }
 

@@ -92,11 +92,15 @@ impl Tables {
     pub fn builtin() -> Result<Tables, TableError> {
         let mut tables = BTreeMap::new();
         for (name, text) in BUILTIN {
-            let raw: RawTable = toml::from_str(text).map_err(|e| TableError::Parse { name: name.to_string(), message: e.to_string() })?;
+            let raw: RawTable = toml::from_str(text)
+                .map_err(|e| TableError::Parse { name: name.to_string(), message: e.to_string() })?;
             let mut rules = Vec::new();
             for (index, r) in raw.rules.into_iter().enumerate() {
-                let pattern = Regex::new(&format!("(?i){}", r.pattern))
-                    .map_err(|e| TableError::Rule { name: name.to_string(), index, message: e.to_string() })?;
+                let pattern = Regex::new(&format!("(?i){}", r.pattern)).map_err(|e| TableError::Rule {
+                    name: name.to_string(),
+                    index,
+                    message: e.to_string(),
+                })?;
                 if r.class.is_none() && !r.peer {
                     let message = "a rule needs a class unless it is a peer rule".to_string();
                     return Err(TableError::Rule { name: name.to_string(), index, message });
@@ -148,7 +152,14 @@ impl Tables {
 
     /// Classify a failure from the client's words at `stage`, helped by the server's words
     /// (`server_table` names the server's table; `server_errors` are its per-connection errors).
-    pub fn classify(&self, client_table: &str, stage: Stage, client_error: &str, server_table: Option<&str>, server_errors: &[String]) -> Classified {
+    pub fn classify(
+        &self,
+        client_table: &str,
+        stage: Stage,
+        client_error: &str,
+        server_table: Option<&str>,
+        server_errors: &[String],
+    ) -> Classified {
         let from_server = || -> Option<Classified> {
             let rules = self.chain(server_table?);
             server_errors.iter().find_map(|text| {
@@ -206,19 +217,37 @@ mod tests {
     #[test]
     fn smtp_stages() {
         let t = tables();
-        assert_eq!(t.classify("openssl", Stage::Starttls, "STARTTLS refused: 454 4.7.0 TLS not available", None, &[]).class, ErrorClass::StarttlsRefused);
-        assert_eq!(t.classify("rustls", Stage::Starttls, "STARTTLS not offered: 250 mx.test", None, &[]).class, ErrorClass::StarttlsNotOffered);
-        assert_eq!(t.classify("openssl", Stage::Smtp, "greeting: 421 4.3.2 busy", None, &[]).class, ErrorClass::SmtpRejected);
+        assert_eq!(
+            t.classify("openssl", Stage::Starttls, "STARTTLS refused: 454 4.7.0 TLS not available", None, &[]).class,
+            ErrorClass::StarttlsRefused
+        );
+        assert_eq!(
+            t.classify("rustls", Stage::Starttls, "STARTTLS not offered: 250 mx.test", None, &[]).class,
+            ErrorClass::StarttlsNotOffered
+        );
+        assert_eq!(
+            t.classify("openssl", Stage::Smtp, "greeting: 421 4.3.2 busy", None, &[]).class,
+            ErrorClass::SmtpRejected
+        );
     }
 
     #[test]
     fn unknown_text_is_unmapped() {
-        assert_eq!(tables().classify("openssl", Stage::Handshake, "the moon is made of cheese", None, &[]).class, ErrorClass::Unmapped);
+        assert_eq!(
+            tables().classify("openssl", Stage::Handshake, "the moon is made of cheese", None, &[]).class,
+            ErrorClass::Unmapped
+        );
     }
 
     #[test]
     fn extends_reaches_the_parent_table() {
-        let c = tables().classify("openssl-s_client", Stage::Handshake, "80EB:error:0A00018A:SSL routines:tls_process_ske_dhe:dh key too small:x", None, &[]);
+        let c = tables().classify(
+            "openssl-s_client",
+            Stage::Handshake,
+            "80EB:error:0A00018A:SSL routines:tls_process_ske_dhe:dh key too small:x",
+            None,
+            &[],
+        );
         assert_eq!(c.class, ErrorClass::DhTooSmall);
     }
 }

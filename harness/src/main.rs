@@ -166,11 +166,14 @@ fn dispatch(cli: Cli) -> Result<i32, Exit> {
             }
             Ok(0)
         }
-        Cmd::Probe { target, servername, cafile, matrix, clients, format, out, allow_remote } => {
-            rt.block_on(probe(ProbeArgs { target, servername, cafile, matrix, clients, format, out, allow_remote }, tables))
-        }
+        Cmd::Probe { target, servername, cafile, matrix, clients, format, out, allow_remote } => rt.block_on(probe(
+            ProbeArgs { target, servername, cafile, matrix, clients, format, out, allow_remote },
+            tables,
+        )),
         Cmd::Serve { profile, port, matrix } => rt.block_on(serve(&matrix, &profile, port, &tables)),
-        Cmd::Client { name, .. } => Err(usage(anyhow::anyhow!("run client {name:?}: the built-in clients are {}", clients::BUILTIN.join(", ")))),
+        Cmd::Client { name, .. } => {
+            Err(usage(anyhow::anyhow!("run client {name:?}: the built-in clients are {}", clients::BUILTIN.join(", "))))
+        }
     }
 }
 
@@ -207,7 +210,9 @@ fn write_results(report: &Report, out: &Path) -> Result<(), Exit> {
 
 fn print(report: &Report, format: Format) -> Result<(), Exit> {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(report).context("serialise the report").map_err(harness)?),
+        Format::Json => {
+            println!("{}", serde_json::to_string_pretty(report).context("serialise the report").map_err(harness)?)
+        }
         Format::Table => {
             println!("{}", terminal::table(report));
             print!("{}", terminal::summary(report));
@@ -216,7 +221,13 @@ fn print(report: &Report, format: Format) -> Result<(), Exit> {
     Ok(())
 }
 
-async fn run(select: Select, out: PathBuf, format: Format, jobs: Option<usize>, tables: Arc<Tables>) -> Result<i32, Exit> {
+async fn run(
+    select: Select,
+    out: PathBuf,
+    format: Format,
+    jobs: Option<usize>,
+    tables: Arc<Tables>,
+) -> Result<i32, Exit> {
     let matrix = Arc::new(Matrix::load(&select.matrix, &tables).context("load the matrix").map_err(usage)?);
     let plan = Plan::new(&matrix, &select.servers, &select.clients).context("select cells").map_err(usage)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -271,7 +282,10 @@ async fn probe(a: ProbeArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
         .map_err(usage)?
         .collect();
     if !a.allow_remote && addrs.iter().any(|s| !s.ip().is_loopback()) {
-        return Err(usage(anyhow::anyhow!("probe {}: it is not a loopback address; pass --allow-remote for a server you run", a.target)));
+        return Err(usage(anyhow::anyhow!(
+            "probe {}: it is not a loopback address; pass --allow-remote for a server you run",
+            a.target
+        )));
     }
     let host = a.target.rsplit_once(':').map_or(a.target.as_str(), |(h, _)| h).trim_matches(['[', ']']).to_string();
     let cafile = a.cafile.unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
@@ -304,7 +318,12 @@ async fn probe(a: ProbeArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
             .context("prepare the probe")
             .map_err(harness)?,
     );
-    let target = Target { connect: a.target.clone(), servername: a.servername.unwrap_or(host), cafile, ehlo: runner::CLIENT_EHLO.into() };
+    let target = Target {
+        connect: a.target.clone(),
+        servername: a.servername.unwrap_or(host),
+        cafile,
+        ehlo: runner::CLIENT_EHLO.into(),
+    };
     let records = or_interrupt(runner::probe(ctx.clone(), &plan_clients, target, events.clone())).await?;
     drop(events);
     let _ = progress.await;
@@ -332,13 +351,25 @@ async fn serve(matrix_path: &Path, id: &str, port: u16, tables: &Tables) -> Resu
         .server(id)
         .ok_or_else(|| {
             let known: Vec<&str> = matrix.servers.iter().map(|s| s.profile.id.as_str()).collect();
-            usage(anyhow::anyhow!("find server profile {id:?} in {}: known profiles are {}", matrix_path.display(), known.join(", ")))
+            usage(anyhow::anyhow!(
+                "find server profile {id:?} in {}: known profiles are {}",
+                matrix_path.display(),
+                known.join(", ")
+            ))
         })?
         .clone();
-    let dir = tempfile::Builder::new().prefix("starttls-matrix-serve-").tempdir().context("create a work directory").map_err(harness)?;
+    let dir = tempfile::Builder::new()
+        .prefix("starttls-matrix-serve-")
+        .tempdir()
+        .context("create a work directory")
+        .map_err(harness)?;
     let pki = servers::TestPki::generate(dir.path()).context("make the test PKI").map_err(harness)?;
-    let options = servers::ServeOptions { bind: std::net::SocketAddr::from(([127, 0, 0, 1], port)), ..Default::default() };
-    let mut server = servers::start(&entry.profile, &pki, options).await.with_context(|| format!("start server profile {id}")).map_err(harness)?;
+    let options =
+        servers::ServeOptions { bind: std::net::SocketAddr::from(([127, 0, 0, 1], port)), ..Default::default() };
+    let mut server = servers::start(&entry.profile, &pki, options)
+        .await
+        .with_context(|| format!("start server profile {id}"))
+        .map_err(harness)?;
     let addr = server.addr();
     eprintln!("serving profile {id} on {addr} as {}; trust {}", servers::SERVER_NAME, pki.ca_cert.display());
     eprintln!(

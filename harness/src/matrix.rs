@@ -168,13 +168,16 @@ fn line_of(source: &str, offset: usize) -> usize {
     source[..offset.min(source.len())].matches('\n').count() + 1
 }
 
-/// The line where `key = …` is written inside an entry's span, else the entry's first line.
+/// The line where `key = …` is written in the table that starts at `span` (up to the next
+/// table header), else the table's first line.
 fn key_line(source: &str, span: &Range<usize>, key: &str) -> usize {
     let start = source[..span.start.min(source.len())].rfind('\n').map_or(0, |i| i + 1);
-    let text = &source[start..span.end.min(source.len())];
     let mut offset = start;
-    for line in text.split_inclusive('\n') {
+    for (i, line) in source[start..].split_inclusive('\n').enumerate() {
         let t = line.trim_start();
+        if i > 0 && t.starts_with('[') && is_header(t) {
+            break;
+        }
         if t.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')) {
             return line_of(source, offset);
         }
@@ -183,10 +186,17 @@ fn key_line(source: &str, span: &Range<usize>, key: &str) -> usize {
     line_of(source, span.start)
 }
 
+/// `[run]`, `[[server]]`: a table header line (not an array value on its own line).
+fn is_header(line: &str) -> bool {
+    let t = line.trim_end();
+    t.ends_with(']') && !t.contains('=') && !t.starts_with("[\"") && !t.starts_with("['")
+}
+
 impl Matrix {
     /// Read, parse and validate a matrix file.
     pub fn load(path: &Path, tables: &Tables) -> Result<Matrix, MatrixError> {
-        let source = std::fs::read_to_string(path).map_err(|source| MatrixError::Read { path: path.to_path_buf(), source })?;
+        let source =
+            std::fs::read_to_string(path).map_err(|source| MatrixError::Read { path: path.to_path_buf(), source })?;
         Matrix::parse(path, &source, tables)
     }
 
@@ -200,7 +210,10 @@ impl Matrix {
 
         let cell_timeout = match &raw.run.cell_timeout {
             Some(t) => humantime::parse_duration(t).map_err(|e| {
-                invalid(key_line(source, &(0..source.len()), "cell_timeout"), format!("cell_timeout {t:?}: {e} (write e.g. \"10s\")"))
+                invalid(
+                    key_line(source, &(0..source.len()), "cell_timeout"),
+                    format!("cell_timeout {t:?}: {e} (write e.g. \"10s\")"),
+                )
             })?,
             None => Duration::from_secs(10),
         };
@@ -212,10 +225,16 @@ impl Matrix {
             let span = s.span();
             let profile = s.into_inner();
             if let Err(e) = profile.validate() {
-                return Err(invalid(key_line(source, &span, e.field), format!("server {:?}: {}", profile.id, e.message)));
+                return Err(invalid(
+                    key_line(source, &span, e.field),
+                    format!("server {:?}: {}", profile.id, e.message),
+                ));
             }
             if !seen.insert(profile.id.clone()) {
-                return Err(invalid(key_line(source, &span, "id"), format!("duplicate server id {:?}: ids must be unique", profile.id)));
+                return Err(invalid(
+                    key_line(source, &span, "id"),
+                    format!("duplicate server id {:?}: ids must be unique", profile.id),
+                ));
             }
             servers.push(ServerEntry { profile, line: line_of(source, span.start) });
         }
@@ -227,7 +246,10 @@ impl Matrix {
             let c = c.into_inner();
             let at = |key: &str| key_line(source, &span, key);
             if c.id.is_empty() || c.id.contains('/') || c.id.chars().any(char::is_whitespace) {
-                return Err(invalid(at("id"), format!("client id {:?} must be non-empty, without '/' or spaces", c.id)));
+                return Err(invalid(
+                    at("id"),
+                    format!("client id {:?} must be non-empty, without '/' or spaces", c.id),
+                ));
             }
             if !seen.insert(c.id.clone()) {
                 return Err(invalid(at("id"), format!("duplicate client id {:?}: ids must be unique", c.id)));
@@ -236,7 +258,10 @@ impl Matrix {
                 (Some(b), None, None) => {
                     if !clients::BUILTIN.contains(&b.as_str()) {
                         let known = clients::BUILTIN.join(", ");
-                        return Err(invalid(at("builtin"), format!("client {:?}: unknown built-in client {b:?}; known: {known}", c.id)));
+                        return Err(invalid(
+                            at("builtin"),
+                            format!("client {:?}: unknown built-in client {b:?}; known: {known}", c.id),
+                        ));
                     }
                     let table = b.trim_end_matches("-client").to_string();
                     (StackKind::Builtin(b), Some(table))
@@ -246,7 +271,10 @@ impl Matrix {
                     Some(kind) => (StackKind::Adapter(kind), Some(kind.error_table().to_string())),
                     None => {
                         let known = crate::adapters::AdapterKind::names().join(", ");
-                        return Err(invalid(at("adapter"), format!("client {:?}: unknown adapter {a:?}; known: {known}", c.id)));
+                        return Err(invalid(
+                            at("adapter"),
+                            format!("client {:?}: unknown adapter {a:?}; known: {known}", c.id),
+                        ));
                     }
                 },
                 _ => {
@@ -260,12 +288,18 @@ impl Matrix {
                 Some(t) if tables.contains(&t) => t,
                 Some(t) => {
                     let known: Vec<&str> = tables.names().map(|(n, _)| n).collect();
-                    return Err(invalid(at("errors"), format!("client {:?}: unknown error table {t:?}; known: {}", c.id, known.join(", "))));
+                    return Err(invalid(
+                        at("errors"),
+                        format!("client {:?}: unknown error table {t:?}; known: {}", c.id, known.join(", ")),
+                    ));
                 }
                 None => {
                     return Err(invalid(
                         line_of(source, span.start),
-                        format!("client {:?}: a `program` stack needs `errors = \"<table>\"` naming how to read its errors", c.id),
+                        format!(
+                            "client {:?}: a `program` stack needs `errors = \"<table>\"` naming how to read its errors",
+                            c.id
+                        ),
                     ));
                 }
             };
@@ -285,13 +319,24 @@ impl Matrix {
             let span = e.span();
             let e = e.into_inner();
             let at = |key: &str| key_line(source, &span, key);
-            let glob = Glob::new(&e.cell).map_err(|err| invalid(at("cell"), format!("expect cell {:?}: {err}", e.cell)))?.compile_matcher();
+            let glob = Glob::new(&e.cell)
+                .map_err(|err| invalid(at("cell"), format!("expect cell {:?}: {err}", e.cell)))?
+                .compile_matcher();
             match (e.outcome, e.class) {
                 (ExpectedKind::Failed, None) => {
-                    return Err(invalid(at("outcome"), format!("expect {:?}: outcome \"failed\" needs the error class it fails with (class = \"…\")", e.cell)));
+                    return Err(invalid(
+                        at("outcome"),
+                        format!(
+                            "expect {:?}: outcome \"failed\" needs the error class it fails with (class = \"…\")",
+                            e.cell
+                        ),
+                    ));
                 }
                 (ExpectedKind::Connected | ExpectedKind::Timeout | ExpectedKind::Unsupported, Some(_)) => {
-                    return Err(invalid(at("class"), format!("expect {:?}: `class` goes only with outcome \"failed\"", e.cell)));
+                    return Err(invalid(
+                        at("class"),
+                        format!("expect {:?}: `class` goes only with outcome \"failed\"", e.cell),
+                    ));
                 }
                 _ => {}
             }
@@ -314,7 +359,10 @@ impl Matrix {
 
     /// The expectation for a cell: the first `[[expect]]` whose glob matches, else "connects".
     pub fn expected_for(&self, cell: &str) -> Expected {
-        self.expectations.iter().find(|e| e.glob.is_match(cell)).map_or_else(Expected::default_connected, |e| e.expected.clone())
+        self.expectations
+            .iter()
+            .find(|e| e.glob.is_match(cell))
+            .map_or_else(Expected::default_connected, |e| e.expected.clone())
     }
 
     pub fn server(&self, id: &str) -> Option<&ServerEntry> {
@@ -379,7 +427,8 @@ reason = "level 2"
 
     #[test]
     fn dh_on_tls13_only_names_the_dh_line() {
-        let text = OK.replace("max_tls = \"1.2\"\nciphers = [\"TLS_DHE_RSA_WITH_AES_128_GCM_SHA256\"]", "min_tls = \"1.3\"");
+        let text =
+            OK.replace("max_tls = \"1.2\"\nciphers = [\"TLS_DHE_RSA_WITH_AES_128_GCM_SHA256\"]", "min_tls = \"1.3\"");
         let (line, message) = line_of_error(&text);
         assert_eq!(line, 6, "{message}");
         assert!(message.contains("TLS 1.3-only"), "{message}");
@@ -389,7 +438,7 @@ reason = "level 2"
     fn duplicate_ids_are_refused() {
         let text = OK.replace("[[client]]", "[[server]]\nid = \"dhe512\"\nbackend = \"rustls\"\n\n[[client]]");
         let (line, message) = line_of_error(&text);
-        assert_eq!(line, 9, "{message}");
+        assert_eq!(line, 10, "the second entry's id line: {message}");
         assert!(message.contains("duplicate server id"), "{message}");
     }
 

@@ -89,12 +89,16 @@ impl ErrorClass {
             ErrorClass::CertUntrusted => "the server's certificate does not chain to a CA the client trusts",
             ErrorClass::ConnectionClosed => "the peer closed or reset the connection without saying why",
             ErrorClass::DhInvalid => "the client refused the server's DH prime as composite or of small subgroup",
-            ErrorClass::DhInvalidAccepted => "the client accepted a composite or small-subgroup DH prime (a security finding)",
+            ErrorClass::DhInvalidAccepted => {
+                "the client accepted a composite or small-subgroup DH prime (a security finding)"
+            }
             ErrorClass::DhTooLarge => "the server's DH group is above this client's maximum",
             ErrorClass::DhTooSmall => "the server's DH group is below this client's minimum",
             ErrorClass::DowngradedToPlaintext => "the client carried on without TLS",
             ErrorClass::InjectionAccepted => "the client took plaintext injected before the handshake as protected",
-            ErrorClass::LegacySigalg => "a signature algorithm one side requires (e.g. TLS 1.0's MD5-SHA1) is refused by the other",
+            ErrorClass::LegacySigalg => {
+                "a signature algorithm one side requires (e.g. TLS 1.0's MD5-SHA1) is refused by the other"
+            }
             ErrorClass::NoSharedCipher => "client and server have no cipher suite in common",
             ErrorClass::NoSharedGroup => "client and server have no key-exchange group in common",
             ErrorClass::ProtocolVersion => "client and server have no TLS protocol version in common",
@@ -119,7 +123,9 @@ impl ErrorClass {
             ErrorClass::DhTooLarge => "serve a DH group of at most 2048 bits, or prefer ECDHE",
             ErrorClass::DhTooSmall => "serve an RFC 7919 group of at least 2048 bits, or prefer ECDHE",
             ErrorClass::DowngradedToPlaintext => "require TLS on the client (e.g. a 'secure' or 'encrypt' policy)",
-            ErrorClass::InjectionAccepted => "update the client: it must discard plaintext buffered before the handshake",
+            ErrorClass::InjectionAccepted => {
+                "update the client: it must discard plaintext buffered before the handshake"
+            }
             ErrorClass::LegacySigalg => "enable TLS 1.2 or later with SHA-256 signatures",
             ErrorClass::NoSharedCipher => "add ECDHE suites (and TLS 1.3) to the server's cipher list",
             ErrorClass::NoSharedGroup => "offer x25519 and secp256r1 (and ffdhe2048 for TLS 1.3 FFDHE)",
@@ -128,7 +134,9 @@ impl ErrorClass {
             ErrorClass::SmtpRejected => "read the SMTP reply; it is not a TLS problem",
             ErrorClass::StarttlsNotOffered => "enable STARTTLS on the server",
             ErrorClass::StarttlsRefused => "check the server's TLS setup; it refused to start TLS",
-            ErrorClass::UnofferedGroup => "serve an RFC 7919 group (ffdhe2048) instead of a private prime, or prefer ECDHE",
+            ErrorClass::UnofferedGroup => {
+                "serve an RFC 7919 group (ffdhe2048) instead of a private prime, or prefer ECDHE"
+            }
             ErrorClass::Unmapped => "add the text to the stack's table in harness/classify/",
         }
     }
@@ -164,13 +172,21 @@ pub enum Outcome {
         server_error: Option<String>,
     },
     /// The stack cannot express this cell (its program exited 89).
-    Unsupported { reason: String },
+    Unsupported {
+        reason: String,
+    },
     /// The stack is not installed here.
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
     /// The cell did not finish within its timeout; the client was killed.
-    Timeout { after_ms: u64 },
+    Timeout {
+        after_ms: u64,
+    },
     /// We failed to run it (spawn, bind, crash, no RESULT line): never an incompatibility.
-    HarnessError { detail: String },
+    HarnessError {
+        detail: String,
+    },
 }
 
 impl Outcome {
@@ -212,7 +228,12 @@ mod tests {
 
     #[test]
     fn outcome_wire_shape() {
-        let o = Outcome::Connected(Negotiated { protocol: "TLSv1.2".into(), cipher: "X".into(), group: None, dh_bits: Some(2048) });
+        let o = Outcome::Connected(Negotiated {
+            protocol: "TLSv1.2".into(),
+            cipher: "X".into(),
+            group: None,
+            dh_bits: Some(2048),
+        });
         assert_eq!(
             serde_json::to_string(&o).unwrap(),
             r#"{"kind":"connected","protocol":"TLSv1.2","cipher":"X","group":null,"dh_bits":2048}"#

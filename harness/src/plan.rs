@@ -28,7 +28,9 @@ impl FromStr for CellId {
     type Err = BadCellId;
     fn from_str(s: &str) -> Result<CellId, BadCellId> {
         match s.split_once('/') {
-            Some((c, sv)) if !c.is_empty() && !sv.is_empty() && !sv.contains('/') => Ok(CellId { client: c.into(), server: sv.into() }),
+            Some((c, sv)) if !c.is_empty() && !sv.is_empty() && !sv.contains('/') => {
+                Ok(CellId { client: c.into(), server: sv.into() })
+            }
             _ => Err(BadCellId(s.into())),
         }
     }
@@ -68,7 +70,8 @@ impl Plan {
     pub fn new(matrix: &Matrix, server_globs: &[String], client_globs: &[String]) -> Result<Plan, PlanError> {
         let (sg, cg) = (globs("server", server_globs)?, globs("client", client_globs)?);
         let keep = |set: &Option<GlobSet>, id: &str| set.as_ref().is_none_or(|s| s.is_match(id));
-        let servers: Vec<String> = matrix.servers.iter().map(|s| s.profile.id.clone()).filter(|id| keep(&sg, id)).collect();
+        let servers: Vec<String> =
+            matrix.servers.iter().map(|s| s.profile.id.clone()).filter(|id| keep(&sg, id)).collect();
         let clients: Vec<String> = matrix.clients.iter().map(|c| c.id.clone()).filter(|id| keep(&cg, id)).collect();
         let cells: Vec<CellId> = servers
             .iter()

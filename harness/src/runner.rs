@@ -82,12 +82,18 @@ fn server_table(backend: Backend) -> &'static str {
 
 impl Context {
     /// Make the test PKI and resolve the given client stacks (concurrently).
-    pub async fn prepare(matrix: &Matrix, clients: &[String], tables: Arc<Tables>, builtin_exe: &Path, events: &mpsc::UnboundedSender<Event>) -> Result<Context, RunError> {
+    pub async fn prepare(
+        matrix: &Matrix,
+        clients: &[String],
+        tables: Arc<Tables>,
+        builtin_exe: &Path,
+        events: &mpsc::UnboundedSender<Event>,
+    ) -> Result<Context, RunError> {
         let work = tempfile::Builder::new().prefix("starttls-matrix-").tempdir().map_err(RunError::WorkDir)?;
         let pki = TestPki::generate(work.path())?;
         let mut set = tokio::task::JoinSet::new();
-        for stack in matrix.clients.iter().filter(|c| clients.contains(&c.id)).cloned() {
-            let exe = builtin_exe.to_path_buf();
+        for stack in matrix.clients.iter().filter(|c| clients.contains(&c.id)) {
+            let (stack, exe) = (stack.clone(), builtin_exe.to_path_buf());
             set.spawn(async move { ResolvedStack::resolve(&stack, &exe).await });
         }
         let mut stacks = BTreeMap::new();
@@ -108,7 +114,13 @@ impl Context {
     }
 
     /// Run one cell against a server and judge it.
-    pub async fn run_cell(&self, id: &CellId, backend: Option<Backend>, server: &mut ServerState, expected: Expected) -> CellRecord {
+    pub async fn run_cell(
+        &self,
+        id: &CellId,
+        backend: Option<Backend>,
+        server: &mut ServerState,
+        expected: Expected,
+    ) -> CellRecord {
         let started = Instant::now();
         let mut server_log = Vec::new();
         let outcome = match (self.stacks.get(&id.client), &mut *server) {
@@ -128,7 +140,9 @@ impl Context {
                 client_error: "the client did not run: the server refused its own configuration".into(),
                 server_error: Some(detail.clone()),
             },
-            (Some(_), ServerState::Broken(detail)) => Outcome::HarnessError { detail: format!("the server did not start: {detail}") },
+            (Some(_), ServerState::Broken(detail)) => {
+                Outcome::HarnessError { detail: format!("the server did not start: {detail}") }
+            }
             (Some(stack), ServerState::Running(running)) => {
                 let target = Target {
                     connect: running.addr().to_string(),
@@ -150,7 +164,14 @@ impl Context {
         CellRecord { id: id.clone(), outcome, expected, verdict, duration: started.elapsed(), server_log }
     }
 
-    fn outcome(&self, run: ClientRun, stack: &ResolvedStack, server_table: Option<&str>, log: &[ConnectionRecord], own_server: bool) -> Outcome {
+    fn outcome(
+        &self,
+        run: ClientRun,
+        stack: &ResolvedStack,
+        server_table: Option<&str>,
+        log: &[ConnectionRecord],
+        own_server: bool,
+    ) -> Outcome {
         match run {
             ClientRun::Result(ClientResult::Ok(n)) => Outcome::Connected(n),
             ClientRun::Result(ClientResult::Error { stage: Stage::Connect, error }) if own_server => {
@@ -175,7 +196,13 @@ impl Context {
 }
 
 /// Run a plan: each server profile once, its cells in order, profiles `jobs` at a time.
-pub async fn run(matrix: Arc<Matrix>, plan: &Plan, ctx: Arc<Context>, jobs: usize, events: mpsc::UnboundedSender<Event>) -> Vec<CellRecord> {
+pub async fn run(
+    matrix: Arc<Matrix>,
+    plan: &Plan,
+    ctx: Arc<Context>,
+    jobs: usize,
+    events: mpsc::UnboundedSender<Event>,
+) -> Vec<CellRecord> {
     let _ = events.send(Event::RunStarted { cells: plan.cells.len() });
     let permits = Arc::new(Semaphore::new(jobs.max(1)));
     let mut set = tokio::task::JoinSet::new();
@@ -216,7 +243,12 @@ pub async fn run(matrix: Arc<Matrix>, plan: &Plan, ctx: Arc<Context>, jobs: usiz
 }
 
 /// Run every given client stack against a server that is already running (`probe`).
-pub async fn probe(ctx: Arc<Context>, clients: &[String], target: Target, events: mpsc::UnboundedSender<Event>) -> Vec<CellRecord> {
+pub async fn probe(
+    ctx: Arc<Context>,
+    clients: &[String],
+    target: Target,
+    events: mpsc::UnboundedSender<Event>,
+) -> Vec<CellRecord> {
     let server_id = target.connect.clone();
     let _ = events.send(Event::RunStarted { cells: clients.len() });
     let mut state = ServerState::External(target);

@@ -75,7 +75,8 @@ impl ResolvedStack {
         match &stack.kind {
             StackKind::Adapter(kind) => {
                 let Some(path) = process::which(kind.program()) else {
-                    resolved.readiness = Readiness::Skipped(format!("{} is not installed (not on PATH)", kind.program()));
+                    resolved.readiness =
+                        Readiness::Skipped(format!("{} is not installed (not on PATH)", kind.program()));
                     return resolved;
                 };
                 resolved.program = path;
@@ -118,7 +119,8 @@ impl ResolvedStack {
                 return resolved;
             }
             Ok(Exit::TimedOut { .. }) => {
-                resolved.readiness = Readiness::Broken(format!("{} hung on the unknown flag {PROBE_FLAG}", program.display()));
+                resolved.readiness =
+                    Readiness::Broken(format!("{} hung on the unknown flag {PROBE_FLAG}", program.display()));
                 return resolved;
             }
             Err(e) => {

@@ -76,12 +76,23 @@ mod tests {
     }
 
     fn failed(class: ErrorClass) -> Outcome {
-        Outcome::Failed { class, side: Side::Client, stage: Stage::Handshake, client_error: "x".into(), server_error: None }
+        Outcome::Failed {
+            class,
+            side: Side::Client,
+            stage: Stage::Handshake,
+            client_error: "x".into(),
+            server_error: None,
+        }
     }
 
     #[test]
     fn the_table() {
-        let ok = Outcome::Connected(Negotiated { protocol: "TLSv1.3".into(), cipher: "c".into(), group: None, dh_bits: None });
+        let ok = Outcome::Connected(Negotiated {
+            protocol: "TLSv1.3".into(),
+            cipher: "c".into(),
+            group: None,
+            dh_bits: None,
+        });
         let small = expect(ExpectedKind::Failed, Some(ErrorClass::DhTooSmall));
         let connects = expect(ExpectedKind::Connected, None);
         assert_eq!(judge(&ok, &connects), Verdict::Pass);
@@ -90,7 +101,10 @@ mod tests {
         assert_eq!(judge(&failed(ErrorClass::NoSharedCipher), &small), Verdict::WrongError);
         assert_eq!(judge(&failed(ErrorClass::Unmapped), &connects), Verdict::UnexpectedFailure);
         assert_eq!(judge(&Outcome::Timeout { after_ms: 1 }, &connects), Verdict::UnexpectedFailure);
-        assert_eq!(judge(&Outcome::Timeout { after_ms: 1 }, &expect(ExpectedKind::Timeout, None)), Verdict::ExpectedFailure);
+        assert_eq!(
+            judge(&Outcome::Timeout { after_ms: 1 }, &expect(ExpectedKind::Timeout, None)),
+            Verdict::ExpectedFailure
+        );
         assert_eq!(judge(&Outcome::HarnessError { detail: "x".into() }, &small), Verdict::HarnessError);
         assert_eq!(judge(&Outcome::Skipped { reason: "x".into() }, &connects), Verdict::Skipped);
         assert!(!Verdict::HarnessError.is_as_expected());

@@ -1,1 +1,87 @@
-fn main(){}
+//! The default matrix as a test target: one trial per cell of `matrix.toml`, judged against its
+//! expectation. `--list` and `--exact` are cheap: nothing starts until a trial runs; each server
+//! profile then starts once and serves its cells one at a time.
+
+use harness::classify::Tables;
+use harness::matrix::Matrix;
+use harness::plan::{CellId, Plan};
+use harness::runner::{Context, ServerState};
+use libtest_mimic::{Arguments, Failed, Trial};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+
+struct Shared {
+    rt: tokio::runtime::Runtime,
+    matrix: Arc<Matrix>,
+    tables: Arc<Tables>,
+    clients: Vec<String>,
+    ctx: OnceLock<Result<Context, String>>,
+    servers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<ServerState>>>>>,
+}
+
+impl Shared {
+    fn run(&self, id: &CellId) -> Result<(), Failed> {
+        let ctx = self
+            .ctx
+            .get_or_init(|| {
+                let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+                let exe = Path::new(env!("CARGO_BIN_EXE_starttls-matrix"));
+                self.rt
+                    .block_on(Context::prepare(&self.matrix, &self.clients, self.tables.clone(), exe, &tx))
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| Failed::from(format!("prepare the run: {e}")))?;
+        let entry = self.matrix.server(&id.server).ok_or("no such server profile")?;
+        let slot = self.servers.lock().map_err(|_| "poisoned")?.entry(id.server.clone()).or_default().clone();
+        let record = self.rt.block_on(async {
+            let mut state = slot.lock().await;
+            if state.is_none() {
+                *state = Some(ctx.start_server(&entry.profile).await);
+            }
+            let server = state.as_mut().expect("set above");
+            ctx.run_cell(id, Some(entry.profile.backend), server, self.matrix.expected_for(&id.to_string())).await
+        });
+        if record.verdict.is_as_expected() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}: outcome {} but expected {:?} {:?} ({})\n{:#?}",
+                record.verdict.as_str(),
+                record.outcome.label(),
+                record.expected.outcome,
+                record.expected.class,
+                record.expected.reason,
+                record.outcome
+            )
+            .into())
+        }
+    }
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../matrix.toml");
+    let tables = Arc::new(Tables::builtin().expect("the classification tables load"));
+    let matrix = Arc::new(Matrix::load(&path, &tables).expect("the default matrix is valid"));
+    let plan = Plan::new(&matrix, &[], &[]).expect("the default matrix has cells");
+    let shared = Arc::new(Shared {
+        rt: tokio::runtime::Runtime::new().expect("a runtime"),
+        matrix: matrix.clone(),
+        tables,
+        clients: plan.clients.clone(),
+        ctx: OnceLock::new(),
+        servers: Mutex::new(HashMap::new()),
+    });
+    let trials = plan
+        .cells
+        .iter()
+        .map(|id| {
+            let (shared, id) = (shared.clone(), id.clone());
+            let kind = matrix.server(&id.server).map(|s| s.profile.backend.as_str()).unwrap_or("?");
+            Trial::test(id.to_string(), move || shared.run(&id)).with_kind(kind)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}

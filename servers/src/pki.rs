@@ -5,8 +5,8 @@ use crate::profile::CertKind;
 use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256, date_time_ymd,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256, date_time_ymd,
 };
 use std::path::{Path, PathBuf};
 
@@ -59,7 +59,9 @@ impl TestPki {
         let issuer = Issuer::new(ca, ca_key);
         let ca_path = write(dir, "ca.pem", &ca_cert.pem())?;
 
-        for (kind, key) in [(CertKind::Rsa, rsa_key()?), (CertKind::Ecdsa, KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?)] {
+        for (kind, key) in
+            [(CertKind::Rsa, rsa_key()?), (CertKind::Ecdsa, KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?)]
+        {
             let mut leaf = CertificateParams::new(vec![SERVER_NAME.to_string(), "127.0.0.1".to_string()])?;
             leaf.distinguished_name.push(DnType::CommonName, SERVER_NAME);
             leaf.not_before = date_time_ymd(2000, 1, 1);

@@ -97,7 +97,9 @@ impl Group {
             DhGroup::Ffdhe4096 => Some(Group::Ffdhe4096),
             DhGroup::Ffdhe6144 => Some(Group::Ffdhe6144),
             DhGroup::Ffdhe8192 => Some(Group::Ffdhe8192),
-            DhGroup::Custom512 | DhGroup::Oakley768 | DhGroup::Oakley1024 | DhGroup::Modp1536 | DhGroup::Custom2048 => None,
+            DhGroup::Custom512 | DhGroup::Oakley768 | DhGroup::Oakley1024 | DhGroup::Modp1536 | DhGroup::Custom2048 => {
+                None
+            }
         }
     }
 
@@ -208,7 +210,10 @@ impl ServerProfile {
             ));
         }
         if tls13_only && self.ciphers.is_some() {
-            return Err(err("ciphers", "`ciphers` lists TLS ≤ 1.2 suites, but the profile is TLS 1.3-only; use tls13_suites"));
+            return Err(err(
+                "ciphers",
+                "`ciphers` lists TLS ≤ 1.2 suites, but the profile is TLS 1.3-only; use tls13_suites",
+            ));
         }
         if self.max_tls < TlsVersion::Tls13 && self.tls13_suites.is_some() {
             return Err(err("tls13_suites", "`tls13_suites` is set but max_tls is below 1.3"));
@@ -239,7 +244,10 @@ impl ServerProfile {
             list.iter().flatten().find(|s| !known.contains(&s.as_str())).cloned()
         };
         if let Some(s) = unknown(&self.ciphers, RUSTLS_TLS12_SUITES) {
-            return Err(err("ciphers", format!("the rustls backend has no suite {s}; it has {}", RUSTLS_TLS12_SUITES.join(", "))));
+            return Err(err(
+                "ciphers",
+                format!("the rustls backend has no suite {s}; it has {}", RUSTLS_TLS12_SUITES.join(", ")),
+            ));
         }
         if let Some(s) = unknown(&self.tls13_suites, RUSTLS_TLS13_SUITES) {
             return Err(err("tls13_suites", format!("the rustls backend has no TLS 1.3 suite {s}")));
@@ -281,7 +289,9 @@ mod tests {
     fn rustls_backend_limits() {
         let p = profile(serde_json::json!({"id": "x", "backend": "rustls", "min_tls": "1.0"}));
         assert_eq!(p.validate().unwrap_err().field, "min_tls");
-        let p = profile(serde_json::json!({"id": "x", "backend": "rustls", "ciphers": ["TLS_RSA_WITH_AES_128_GCM_SHA256"]}));
+        let p = profile(
+            serde_json::json!({"id": "x", "backend": "rustls", "ciphers": ["TLS_RSA_WITH_AES_128_GCM_SHA256"]}),
+        );
         assert_eq!(p.validate().unwrap_err().field, "ciphers");
         let p = profile(serde_json::json!({"id": "x", "backend": "rustls", "groups": ["x448"]}));
         assert_eq!(p.validate().unwrap_err().field, "groups");

@@ -81,7 +81,8 @@ pub async fn start(profile: &ServerProfile, pki: &TestPki, options: ServeOptions
         return Err(StartError::NotLoopback(options.bind));
     }
     let acceptor = Arc::new(Acceptor::build(profile, pki)?);
-    let listener = TcpListener::bind(options.bind).await.map_err(|source| StartError::Bind { addr: options.bind, source })?;
+    let listener =
+        TcpListener::bind(options.bind).await.map_err(|source| StartError::Bind { addr: options.bind, source })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: options.bind, source })?;
     let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared { active: AtomicUsize::new(0), idle: Notify::new(), records: tx });
@@ -151,7 +152,14 @@ struct Progress {
 }
 
 impl Progress {
-    fn end(mut self, stage: Stage, end: End, error: Option<String>, started: Instant, session: &Session) -> ConnectionRecord {
+    fn end(
+        mut self,
+        stage: Stage,
+        end: End,
+        error: Option<String>,
+        started: Instant,
+        session: &Session,
+    ) -> ConnectionRecord {
         self.record.stage = stage;
         self.record.end = end;
         self.record.error = error;
@@ -163,7 +171,13 @@ impl Progress {
     }
 }
 
-async fn serve_connection(tcp: TcpStream, peer: SocketAddr, acceptor: &Acceptor, options: &ServeOptions, too_many: bool) -> ConnectionRecord {
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: &Acceptor,
+    options: &ServeOptions,
+    too_many: bool,
+) -> ConnectionRecord {
     let started = Instant::now();
     let mut session = Session::new(options.session.clone());
     let progress = Progress {
@@ -206,7 +220,14 @@ enum PhaseEnd {
     Closed(End, Option<String>),
 }
 
-async fn drive(tcp: TcpStream, acceptor: &Acceptor, session: &mut Session, mut progress: Progress, too_many: bool, started: Instant) -> ConnectionRecord {
+async fn drive(
+    tcp: TcpStream,
+    acceptor: &Acceptor,
+    session: &mut Session,
+    mut progress: Progress,
+    too_many: bool,
+    started: Instant,
+) -> ConnectionRecord {
     let mut reader = BufReader::new(tcp);
     if too_many {
         let _ = reader.get_mut().write_all(b"421 4.7.0 Too many connections, try later\r\n").await;

@@ -17,7 +17,11 @@ pub struct SessionConfig {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig { hostname: crate::pki::SERVER_NAME.to_string(), max_commands: 100, max_message_bytes: 10 * 1024 * 1024 }
+        SessionConfig {
+            hostname: crate::pki::SERVER_NAME.to_string(),
+            max_commands: 100,
+            max_message_bytes: 10 * 1024 * 1024,
+        }
     }
 }
 
@@ -74,7 +78,15 @@ pub struct Session {
 
 impl Session {
     pub fn new(config: SessionConfig) -> Self {
-        Session { config, state: State::Fresh, tls_active: false, commands: 0, message_bytes: 0, messages: 0, client_name: None }
+        Session {
+            config,
+            state: State::Fresh,
+            tls_active: false,
+            commands: 0,
+            message_bytes: 0,
+            messages: 0,
+            client_name: None,
+        }
     }
 
     /// The 220 banner.
@@ -108,8 +120,12 @@ impl Session {
         let cmd = match Command::parse(line) {
             Ok(cmd) => cmd,
             Err(CommandError::TooLong) => return Step::reply(500, "5.5.2 Line too long"),
-            Err(CommandError::Empty | CommandError::NotAscii) => return Step::reply(500, "5.5.2 Syntax error, command unrecognized"),
-            Err(CommandError::Syntax { .. }) => return Step::reply(501, "5.5.4 Syntax error in parameters or arguments"),
+            Err(CommandError::Empty | CommandError::NotAscii) => {
+                return Step::reply(500, "5.5.2 Syntax error, command unrecognized");
+            }
+            Err(CommandError::Syntax { .. }) => {
+                return Step::reply(501, "5.5.4 Syntax error in parameters or arguments");
+            }
         };
         match cmd {
             Command::Ehlo(name) => {
@@ -133,14 +149,18 @@ impl Session {
             }
             Command::StartTls if self.tls_active => Step::reply(503, "5.5.1 TLS already active"),
             Command::StartTls if self.state == State::Fresh => Step::reply(503, "5.5.1 Send EHLO first"),
-            Command::StartTls => Step { reply: Some(Reply::single(220, "2.0.0 Ready to start TLS")), action: Action::StartTls },
+            Command::StartTls => {
+                Step { reply: Some(Reply::single(220, "2.0.0 Ready to start TLS")), action: Action::StartTls }
+            }
             Command::Mail(_) if self.state == State::Fresh => Step::reply(503, "5.5.1 Send EHLO first"),
             Command::Mail(_) if self.state != State::Ready => Step::reply(503, "5.5.1 Nested MAIL command"),
             Command::Mail(_) => {
                 self.state = State::Mail;
                 Step::reply(250, "2.1.0 Ok")
             }
-            Command::Rcpt(_) if !matches!(self.state, State::Mail | State::Rcpt) => Step::reply(503, "5.5.1 Need MAIL first"),
+            Command::Rcpt(_) if !matches!(self.state, State::Mail | State::Rcpt) => {
+                Step::reply(503, "5.5.1 Need MAIL first")
+            }
             Command::Rcpt(_) => {
                 self.state = State::Rcpt;
                 Step::reply(250, "2.1.5 Ok")

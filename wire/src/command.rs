@@ -123,10 +123,7 @@ mod tests {
     fn parses_the_dialogue() {
         assert_eq!(Command::parse(b"ehlo client.test\r\n"), Ok(Command::Ehlo("client.test".into())));
         assert_eq!(Command::parse(b"STARTTLS\r\n"), Ok(Command::StartTls));
-        assert_eq!(
-            Command::parse(b"MAIL FROM:<a@b.test> SIZE=100\r\n"),
-            Ok(Command::Mail("a@b.test".into()))
-        );
+        assert_eq!(Command::parse(b"MAIL FROM:<a@b.test> SIZE=100\r\n"), Ok(Command::Mail("a@b.test".into())));
         assert_eq!(Command::parse(b"MAIL FROM:<>\r\n"), Ok(Command::Mail(String::new())));
         assert_eq!(Command::parse(b"rcpt to:<c@d.test>\r\n"), Ok(Command::Rcpt("c@d.test".into())));
         assert_eq!(Command::parse(b"VRFY x\r\n"), Ok(Command::Unknown("VRFY".into())));

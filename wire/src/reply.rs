@@ -52,11 +52,7 @@ impl Reply {
     /// Whether any line (after the first, which is the greeting or domain) names this EHLO
     /// keyword, case-insensitively, e.g. `STARTTLS`.
     pub fn has_keyword(&self, keyword: &str) -> bool {
-        self.lines.iter().skip(1).any(|l| {
-            l.split_whitespace()
-                .next()
-                .is_some_and(|k| k.eq_ignore_ascii_case(keyword))
-        })
+        self.lines.iter().skip(1).any(|l| l.split_whitespace().next().is_some_and(|k| k.eq_ignore_ascii_case(keyword)))
     }
 }
 
@@ -168,10 +164,7 @@ mod tests {
     fn errors() {
         assert!(matches!(parse_all("hello\r\n"), Err(ReplyError::NoCode { .. })));
         assert!(matches!(parse_all("250_x\r\n"), Err(ReplyError::BadSeparator { .. })));
-        assert!(matches!(
-            parse_all("250-a\r\n251 b\r\n"),
-            Err(ReplyError::CodeChanged { expected: 250, found: 251 })
-        ));
+        assert!(matches!(parse_all("250-a\r\n251 b\r\n"), Err(ReplyError::CodeChanged { expected: 250, found: 251 })));
         let long = format!("250-x\r\n{}", "250-y\r\n".repeat(MAX_REPLY_LINES + 1));
         assert_eq!(parse_all(&long), Err(ReplyError::TooManyLines));
     }

@@ -84,11 +84,18 @@ pub fn render(report: &Report) -> String {
 
     let unexpected: Vec<_> = report.cells.iter().filter(|(_, c)| !c.verdict.is_as_expected()).collect();
     if !unexpected.is_empty() {
-        let _ = writeln!(out, "\n## Not as expected\n\n| cell | verdict | outcome | expected | detail |\n|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "\n## Not as expected\n\n| cell | verdict | outcome | expected | detail |\n|---|---|---|---|---|"
+        );
         for (id, c) in unexpected {
             let detail = match &c.outcome {
                 Outcome::Failed { client_error, server_error, .. } => {
-                    format!("client: {}{}", client_error, server_error.as_ref().map(|s| format!("; server: {s}")).unwrap_or_default())
+                    format!(
+                        "client: {}{}",
+                        client_error,
+                        server_error.as_ref().map(|s| format!("; server: {s}")).unwrap_or_default()
+                    )
                 }
                 Outcome::HarnessError { detail } => detail.clone(),
                 other => other.label(),
@@ -117,7 +124,10 @@ pub fn render(report: &Report) -> String {
         }
     }
     if !classes.is_empty() {
-        let _ = writeln!(out, "\n## What the failures mean\n\n| class | what happened | what to do | cells |\n|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "\n## What the failures mean\n\n| class | what happened | what to do | cells |\n|---|---|---|---|"
+        );
         for (class, cells) in classes {
             let _ = writeln!(out, "| `{}` | {} | {} | {} |", class, class.explanation(), class.remedy(), cells.len());
         }
@@ -144,10 +154,15 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(out, "\n## Server profiles\n\n| id | settings | stands for |\n|---|---|---|");
     for id in &r.server_order {
         if let Some(p) = report.servers.get(id) {
-            let _ = writeln!(out, "| **{}** | {} | {} |", escape(id), escape(&profile_summary(p)), escape(&p.description));
+            let _ =
+                writeln!(out, "| **{}** | {} | {} |", escape(id), escape(&profile_summary(p)), escape(&p.description));
         }
     }
-    let _ = writeln!(out, "\nTools: {}", escape(&r.tool_versions.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join("; ")));
+    let _ = writeln!(
+        out,
+        "\nTools: {}",
+        escape(&r.tool_versions.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join("; "))
+    );
     out
 }
 

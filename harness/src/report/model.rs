@@ -82,7 +82,8 @@ fn rfc3339(t: SystemTime) -> String {
 
 /// A run id: the start time and a few hex digits, e.g. `20261128T162113Z-3fa2`.
 pub fn run_id(started: SystemTime) -> String {
-    let stamp: String = humantime::format_rfc3339_seconds(started).to_string().chars().filter(|c| *c != '-' && *c != ':').collect();
+    let stamp: String =
+        humantime::format_rfc3339_seconds(started).to_string().chars().filter(|c| *c != '-' && *c != ':').collect();
     let nanos = started.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     format!("{stamp}-{:04x}", (nanos ^ std::process::id()) & 0xffff)
 }
@@ -217,14 +218,22 @@ mod tests {
     fn outcome() -> impl Strategy<Value = Outcome> {
         let text = "\\PC{0,30}";
         prop_oneof![
-            (text, text, proptest::option::of(text), proptest::option::of(512u32..9000))
-                .prop_map(|(protocol, cipher, group, dh_bits)| Outcome::Connected(Negotiated { protocol, cipher, group, dh_bits })),
-            (0..ErrorClass::ALL.len(), text, proptest::option::of(text)).prop_map(|(i, client_error, server_error)| Outcome::Failed {
-                class: ErrorClass::ALL[i],
-                side: Side::Server,
-                stage: Stage::Handshake,
-                client_error,
-                server_error,
+            (text, text, proptest::option::of(text), proptest::option::of(512u32..9000)).prop_map(
+                |(protocol, cipher, group, dh_bits)| Outcome::Connected(Negotiated {
+                    protocol,
+                    cipher,
+                    group,
+                    dh_bits
+                })
+            ),
+            (0..ErrorClass::ALL.len(), text, proptest::option::of(text)).prop_map(|(i, client_error, server_error)| {
+                Outcome::Failed {
+                    class: ErrorClass::ALL[i],
+                    side: Side::Server,
+                    stage: Stage::Handshake,
+                    client_error,
+                    server_error,
+                }
             }),
             text.prop_map(|reason| Outcome::Unsupported { reason }),
             text.prop_map(|reason| Outcome::Skipped { reason }),
@@ -234,15 +243,22 @@ mod tests {
     }
 
     fn cell() -> impl Strategy<Value = CellReport> {
-        (outcome(), 0..Verdict::ALL.len(), any::<u64>(), "[a-z]{1,8}", "[a-z]{1,8}").prop_map(|(outcome, v, ms, client, server)| CellReport {
-            client,
-            server,
-            outcome,
-            expected: Expected { outcome: ExpectedKind::Failed, class: Some(ErrorClass::DhTooSmall), reason: "r".into(), link: None },
-            verdict: Verdict::ALL[v],
-            duration_ms: ms,
-            server_log: Vec::new(),
-        })
+        (outcome(), 0..Verdict::ALL.len(), any::<u64>(), "[a-z]{1,8}", "[a-z]{1,8}").prop_map(
+            |(outcome, v, ms, client, server)| CellReport {
+                client,
+                server,
+                outcome,
+                expected: Expected {
+                    outcome: ExpectedKind::Failed,
+                    class: Some(ErrorClass::DhTooSmall),
+                    reason: "r".into(),
+                    link: None,
+                },
+                verdict: Verdict::ALL[v],
+                duration_ms: ms,
+                server_log: Vec::new(),
+            },
+        )
     }
 
     proptest! {

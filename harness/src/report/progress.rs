@@ -29,7 +29,10 @@ impl Progress {
                 self.total = *cells;
                 if std::io::stderr().is_terminal() {
                     let bar = ProgressBar::new(*cells as u64);
-                    bar.set_style(ProgressStyle::with_template("{spinner} [{pos}/{len}] {elapsed_precise} {wide_msg}").expect("a valid template"));
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} [{pos}/{len}] {elapsed_precise} {wide_msg}")
+                            .expect("a valid template"),
+                    );
                     self.bar = Some(bar);
                 }
             }

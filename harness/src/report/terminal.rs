@@ -53,8 +53,17 @@ pub fn summary(report: &Report) -> String {
             Outcome::HarnessError { detail } => format!("HARNESS ERROR (we could not run it): {detail}"),
             other => other.label(),
         };
-        let expected = c.expected.class.map(|k| k.to_string()).unwrap_or_else(|| format!("{:?}", c.expected.outcome).to_lowercase());
-        let _ = writeln!(out, "  {} {id}: {what} (expected {expected}: {})", c.verdict.as_str().to_uppercase(), c.expected.reason);
+        let expected = c
+            .expected
+            .class
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| format!("{:?}", c.expected.outcome).to_lowercase());
+        let _ = writeln!(
+            out,
+            "  {} {id}: {what} (expected {expected}: {})",
+            c.verdict.as_str().to_uppercase(),
+            c.expected.reason
+        );
     }
     out
 }

@@ -113,9 +113,7 @@ impl ActiveKeyExchange for ActiveFfdhe {
 
 /// A TLS 1.2 DHE_RSA suite made from an ECDHE_RSA one.
 fn dhe_from(ecdhe: SupportedCipherSuite, id: CipherSuite) -> SupportedCipherSuite {
-    let SupportedCipherSuite::Tls12(s) = ecdhe else {
-        unreachable!("ring's ECDHE_RSA suites are TLS 1.2 suites")
-    };
+    let SupportedCipherSuite::Tls12(s) = ecdhe else { unreachable!("ring's ECDHE_RSA suites are TLS 1.2 suites") };
     SupportedCipherSuite::Tls12(Box::leak(Box::new(Tls12CipherSuite {
         common: CipherSuiteCommon {
             suite: id,
@@ -148,7 +146,10 @@ pub fn dhe_suites() -> &'static [SupportedCipherSuite] {
         vec![
             dhe_from(cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, CipherSuite::TLS_DHE_RSA_WITH_AES_256_GCM_SHA384),
             dhe_from(cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, CipherSuite::TLS_DHE_RSA_WITH_AES_128_GCM_SHA256),
-            dhe_from(cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, CipherSuite::TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256),
+            dhe_from(
+                cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+                CipherSuite::TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+            ),
         ]
     })
 }

@@ -36,7 +36,9 @@ impl Acceptor {
     pub fn build(profile: &ServerProfile, pki: &TestPki) -> Result<Acceptor, ConfigRejected> {
         let rejected = |detail: String| ConfigRejected { backend: profile.backend.as_str(), detail };
         match profile.backend {
-            Backend::Openssl => openssl::build(profile, pki).map(|ctx| Acceptor::Openssl(ctx, profile.dh.map(|d| d.bits()))).map_err(rejected),
+            Backend::Openssl => openssl::build(profile, pki)
+                .map(|ctx| Acceptor::Openssl(ctx, profile.dh.map(|d| d.bits())))
+                .map_err(rejected),
             Backend::Rustls => rustls::build(profile, pki).map(Acceptor::Rustls).map_err(rejected),
         }
     }

@@ -25,7 +25,12 @@ fn openssl_cipher_list(iana: &[String]) -> Result<String, String> {
     all.set_cipher_list("ALL:COMPLEMENTOFALL:@SECLEVEL=0").map_err(|e| e.to_string())?;
     let names = openssl_ext::cipher_names(&all);
     iana.iter()
-        .map(|s| names.get(s).cloned().ok_or_else(|| format!("OpenSSL {} has no cipher suite {s}", openssl::version::version())))
+        .map(|s| {
+            names
+                .get(s)
+                .cloned()
+                .ok_or_else(|| format!("OpenSSL {} has no cipher suite {s}", openssl::version::version()))
+        })
         .collect::<Result<Vec<_>, _>>()
         .map(|v| v.join(":"))
 }
@@ -69,7 +74,11 @@ fn words(err: &openssl::ssl::Error) -> String {
     }
 }
 
-pub(super) async fn accept(ctx: &SslContext, configured_dh_bits: Option<u32>, tcp: TcpStream) -> Result<(Box<dyn super::TlsStream>, Negotiated), String> {
+pub(super) async fn accept(
+    ctx: &SslContext,
+    configured_dh_bits: Option<u32>,
+    tcp: TcpStream,
+) -> Result<(Box<dyn super::TlsStream>, Negotiated), String> {
     let ssl = Ssl::new(ctx).map_err(|e| e.to_string())?;
     let mut stream = SslStream::new(ssl, tcp).map_err(|e| e.to_string())?;
     Pin::new(&mut stream).accept().await.map_err(|e| words(&e))?;

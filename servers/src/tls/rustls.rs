@@ -37,7 +37,9 @@ fn kx_group(group: Group) -> Option<&'static dyn SupportedKxGroup> {
         Group::Secp256r1 => Some(kx_group::SECP256R1),
         Group::Secp384r1 => Some(kx_group::SECP384R1),
         Group::X448 | Group::Secp521r1 => None,
-        Group::Ffdhe2048 | Group::Ffdhe3072 | Group::Ffdhe4096 | Group::Ffdhe6144 | Group::Ffdhe8192 => named_ffdhe(group),
+        Group::Ffdhe2048 | Group::Ffdhe3072 | Group::Ffdhe4096 | Group::Ffdhe6144 | Group::Ffdhe8192 => {
+            named_ffdhe(group)
+        }
     }
 }
 
@@ -90,7 +92,10 @@ pub(super) fn build(profile: &ServerProfile, pki: &TestPki) -> Result<Arc<Server
         Some(list) => {
             for g in list {
                 let kx = kx_group(*g).ok_or_else(|| format!("no group {}", g.name()))?;
-                if !groups.iter().any(|k| k.name() == kx.name() && k.usable_for_version(rustls::ProtocolVersion::TLSv1_3)) {
+                if !groups
+                    .iter()
+                    .any(|k| k.name() == kx.name() && k.usable_for_version(rustls::ProtocolVersion::TLSv1_3))
+                {
                     groups.push(kx);
                 }
             }
@@ -128,7 +133,10 @@ fn words(err: &std::io::Error) -> String {
     }
 }
 
-pub(super) async fn accept(config: Arc<ServerConfig>, tcp: TcpStream) -> Result<(Box<dyn super::TlsStream>, Negotiated), String> {
+pub(super) async fn accept(
+    config: Arc<ServerConfig>,
+    tcp: TcpStream,
+) -> Result<(Box<dyn super::TlsStream>, Negotiated), String> {
     let stream = TlsAcceptor::from(config).accept(tcp).await.map_err(|e| words(&e))?;
     let (_, conn) = stream.get_ref();
     let protocol = match conn.protocol_version() {
