@@ -62,6 +62,13 @@ pub fn describe(stack: &str, library: &str, policy: serde_json::Value) -> i32 {
     0
 }
 
+/// Say that the program cannot run as asked (e.g. the CA file is missing): exit 2, which the
+/// runner reports as a harness error, not as an incompatibility.
+pub fn cannot_run(what: &str) -> i32 {
+    eprintln!("error: {what}");
+    2
+}
+
 /// Say that an option cannot be expressed by this program, and exit 89.
 pub fn unsupported(what: &str) -> i32 {
     eprintln!("unsupported: {what}");

@@ -69,7 +69,9 @@ fn context(args: &Args) -> Result<SslContext, i32> {
         set.map_err(|e| unsupported(format!("{flag} {value}: {e}")))?;
     }
     match &args.common.cafile {
-        Some(path) => b.set_ca_file(path).map_err(|e| unsupported(format!("--cafile {}: {e}", path.display())))?,
+        Some(path) => {
+            b.set_ca_file(path).map_err(|e| contract::cannot_run(&format!("--cafile {}: {e}", path.display())))?
+        }
         None => b.set_default_verify_paths().map_err(|e| unsupported(e.to_string()))?,
     }
     b.set_verify(SslVerifyMode::PEER);

@@ -70,7 +70,7 @@ fn config(args: &Args) -> Result<ClientConfig, i32> {
         Some(path) => {
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| contract::unsupported(&format!("--cafile {}: {e}", path.display())))?;
+                .map_err(|e| contract::cannot_run(&format!("--cafile {}: {e}", path.display())))?;
             roots.add_parsable_certificates(certs);
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),

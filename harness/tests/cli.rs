@@ -231,7 +231,9 @@ fn serve_then_probe_on_loopback() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(serve.stderr.take().unwrap()).read_line(&mut line).unwrap();
+    // Kept open until the end: serve keeps writing to its stderr.
+    let mut serve_stderr = BufReader::new(serve.stderr.take().unwrap());
+    serve_stderr.read_line(&mut line).unwrap();
     // "serving profile x25519 on 127.0.0.1:PORT as mx.test; trust /tmp/…/ca.pem"
     let words: Vec<&str> = line.split_whitespace().collect();
     let addr = words[4].to_string();
@@ -242,6 +244,7 @@ fn serve_then_probe_on_loopback() {
     );
     let _ = serve.kill();
     let _ = serve.wait();
+    drop(serve_stderr);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["run"]["mode"], "probe");
@@ -252,4 +255,36 @@ fn serve_then_probe_on_loopback() {
     }
     let r = starttls_matrix(dir.path(), &["probe", "192.0.2.1:25", "--matrix", "m.toml"]);
     assert_eq!(r.code, Some(2), "non-loopback targets need --allow-remote");
+}
+
+#[test]
+fn ctrl_c_ends_every_child_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("grandchild.pid");
+    let hang = script(dir.path(), "hang.sh", &format!("sleep 300 & echo $! > {}\nwait", pidfile.display()));
+    let matrix = format!(
+        "[run]\ncell_timeout = \"60s\"\n{SERVER}[[client]]\nid = \"hang\"\nprogram = \"{}\"\nerrors = \"openssl\"\n",
+        hang.display()
+    );
+    write(dir.path(), "m.toml", &matrix);
+    let mut run = Command::new(EXE)
+        .args(["run", "--matrix", "m.toml"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !pidfile.exists() || std::fs::read_to_string(&pidfile).unwrap().trim().is_empty() {
+        assert!(Instant::now() < deadline, "the client never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    // SAFETY: SIGINT to the child this test started, by its PID.
+    unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!alive(pid), "the client's process group was ended on Ctrl-C");
+    assert!(!dir.path().join("results/report.json").exists(), "an interrupted run writes nothing");
 }

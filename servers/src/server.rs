@@ -133,6 +133,8 @@ async fn accept_loop(listener: TcpListener, acceptor: Arc<Acceptor>, options: Se
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let Ok((tcp, peer)) = listener.accept().await else { continue };
+        // Small SMTP writes right after a TLS flight otherwise wait ~40 ms for a delayed ACK.
+        let _ = tcp.set_nodelay(true);
         while connections.try_join_next().is_some() {}
         shared.active.fetch_add(1, Ordering::SeqCst);
         let (acceptor, options, shared) = (acceptor.clone(), options.clone(), shared.clone());
