@@ -35,6 +35,35 @@ impl Common {
     }
 }
 
+/// A built-in client program: its flags, how it builds its TLS configuration from them, how it
+/// describes itself, and how it runs one connection.
+pub trait Program: clap::Parser {
+    type Config;
+    fn common(&self) -> &Common;
+    /// Build the configuration; `Err` is the exit code (89: the policy cannot be expressed).
+    fn config(&self) -> Result<Self::Config, i32>;
+    /// Print the DESCRIBE line; returns the exit code.
+    fn describe(&self, config: &Self::Config) -> i32;
+    /// Connect, STARTTLS, handshake, EHLO, QUIT.
+    fn run(&self, config: Self::Config) -> ClientResult;
+}
+
+/// The whole program: parse, configure, then describe or run and print the RESULT line.
+pub fn main<P: Program>(argv: impl IntoIterator<Item = OsString>) -> i32 {
+    let args: P = match parse(argv) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let config = match args.config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if args.common().describe {
+        return args.describe(&config);
+    }
+    emit(&args.run(config))
+}
+
 /// Parse a client's flags. On `Err`, the exit code: 0 after `--help`, 89 for an unknown flag
 /// (the contract's "unsupported"), 2 for other misuse.
 pub fn parse<T: clap::Parser>(args: impl IntoIterator<Item = OsString>) -> Result<T, i32> {

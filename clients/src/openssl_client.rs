@@ -92,20 +92,29 @@ fn describe(ctx: &SslContext, args: &Args) -> i32 {
     contract::describe("openssl", openssl::version::version(), policy)
 }
 
+impl contract::Program for Args {
+    type Config = SslContext;
+
+    fn common(&self) -> &Common {
+        &self.common
+    }
+
+    fn config(&self) -> Result<SslContext, i32> {
+        context(self)
+    }
+
+    fn describe(&self, config: &SslContext) -> i32 {
+        describe(config, self)
+    }
+
+    fn run(&self, config: SslContext) -> ClientResult {
+        run(&config, &self.common)
+    }
+}
+
 /// Run the program; returns its exit code.
 pub fn main(argv: impl IntoIterator<Item = OsString>) -> i32 {
-    let args: Args = match contract::parse(argv) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    let ctx = match context(&args) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    if args.common.describe {
-        return describe(&ctx, &args);
-    }
-    contract::emit(&run(&ctx, &args.common))
+    contract::main::<Args>(argv)
 }
 
 fn run(ctx: &SslContext, common: &Common) -> ClientResult {

@@ -97,20 +97,29 @@ fn describe(config: &ClientConfig) -> i32 {
     contract::describe("rustls", &format!("rustls {}", crate::RUSTLS_VERSION), policy)
 }
 
+impl contract::Program for Args {
+    type Config = ClientConfig;
+
+    fn common(&self) -> &Common {
+        &self.common
+    }
+
+    fn config(&self) -> Result<ClientConfig, i32> {
+        config(self)
+    }
+
+    fn describe(&self, config: &ClientConfig) -> i32 {
+        describe(config)
+    }
+
+    fn run(&self, config: ClientConfig) -> ClientResult {
+        run(config, &self.common)
+    }
+}
+
 /// Run the program; returns its exit code.
 pub fn main(argv: impl IntoIterator<Item = OsString>) -> i32 {
-    let args: Args = match contract::parse(argv) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    let config = match config(&args) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    if args.common.describe {
-        return describe(&config);
-    }
-    contract::emit(&run(config, &args.common))
+    contract::main::<Args>(argv)
 }
 
 fn run(config: ClientConfig, common: &Common) -> ClientResult {
