@@ -4,11 +4,14 @@
 
 pub mod adapters;
 pub mod classify;
+pub mod diff;
+pub mod expectations;
 pub mod matrix;
 pub mod outcome;
 pub mod plan;
 pub mod process;
 pub mod report;
 pub mod runner;
+pub mod shard;
 pub mod stack;
 pub mod verdict;

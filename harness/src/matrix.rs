@@ -27,6 +27,16 @@ pub enum MatrixError {
 struct RawRun {
     cell_timeout: Option<String>,
     jobs: Option<usize>,
+    #[serde(default)]
+    expectations: Vec<PathBuf>,
+}
+
+/// An expectations file: `[[expect]]` entries only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpectations {
+    #[serde(default, rename = "expect")]
+    expects: Vec<Spanned<RawExpect>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +48,8 @@ struct RawClient {
     builtin: Option<String>,
     program: Option<PathBuf>,
     adapter: Option<String>,
+    /// A policy variant of an earlier stack: same program, more args or env.
+    variant_of: Option<String>,
     #[serde(default)]
     args: Vec<String>,
     #[serde(default)]
@@ -92,6 +104,8 @@ pub struct ClientStack {
     pub env: BTreeMap<String, String>,
     /// The classification table for its error text.
     pub errors: String,
+    /// The stack this is a policy variant of.
+    pub variant_of: Option<String>,
     #[serde(skip)]
     pub line: usize,
 }
@@ -135,7 +149,8 @@ pub struct Expectation {
     pub pattern: String,
     pub glob: GlobMatcher,
     pub expected: Expected,
-    pub line: usize,
+    /// Where it is written: `file:line`.
+    pub at: String,
 }
 
 /// Run settings (`[run]`).
@@ -157,6 +172,9 @@ pub struct ServerEntry {
 #[derive(Debug, Clone)]
 pub struct Matrix {
     pub path: PathBuf,
+    /// A digest of the matrix text and its expectation files: reports of different matrices
+    /// are never merged.
+    pub digest: String,
     pub run: RunSettings,
     pub servers: Vec<ServerEntry>,
     pub clients: Vec<ClientStack>,
@@ -190,6 +208,81 @@ fn key_line(source: &str, span: &Range<usize>, key: &str) -> usize {
 fn is_header(line: &str) -> bool {
     let t = line.trim_end();
     t.ends_with(']') && !t.contains('=') && !t.starts_with("[\"") && !t.starts_with("['")
+}
+
+/// Validate `[[expect]]` entries written in `path`.
+fn parse_expectations(
+    path: &Path,
+    source: &str,
+    raw: Vec<Spanned<RawExpect>>,
+) -> Result<Vec<Expectation>, MatrixError> {
+    let invalid = |line: usize, message: String| MatrixError::Invalid { path: path.to_path_buf(), line, message };
+    let mut expectations = Vec::new();
+    for e in raw {
+        let span = e.span();
+        let e = e.into_inner();
+        let at = |key: &str| key_line(source, &span, key);
+        let glob = Glob::new(&e.cell)
+            .map_err(|err| invalid(at("cell"), format!("expect {:?}: {err}", e.cell)))?
+            .compile_matcher();
+        match (e.outcome, e.class) {
+            (ExpectedKind::Failed, None) => {
+                let message = format!(
+                    "expect {:?}: outcome \"failed\" needs the error class it fails with (class = \"…\")",
+                    e.cell
+                );
+                return Err(invalid(at("outcome"), message));
+            }
+            (ExpectedKind::Connected | ExpectedKind::Timeout | ExpectedKind::Unsupported, Some(_)) => {
+                return Err(invalid(
+                    at("class"),
+                    format!("expect {:?}: `class` goes only with outcome \"failed\"", e.cell),
+                ));
+            }
+            _ => {}
+        }
+        if e.reason.trim().is_empty() {
+            return Err(invalid(at("reason"), format!("expect {:?}: every expectation needs a reason", e.cell)));
+        }
+        expectations.push(Expectation {
+            pattern: e.cell,
+            glob,
+            expected: Expected { outcome: e.outcome, class: e.class, reason: e.reason, link: e.link },
+            at: format!("{}:{}", path.display(), line_of(source, span.start)),
+        });
+    }
+    Ok(expectations)
+}
+
+/// FNV-1a, 64 bits: a stable digest for telling matrices (and shards) apart. Not for security.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv(u64);
+
+impl Fnv {
+    pub fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    pub fn finish(self) -> u64 {
+        self.0
+    }
+
+    pub fn hex(self) -> String {
+        format!("{:016x}", self.0)
+    }
+}
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv::new()
+    }
 }
 
 impl Matrix {
@@ -254,8 +347,31 @@ impl Matrix {
             if !seen.insert(c.id.clone()) {
                 return Err(invalid(at("id"), format!("duplicate client id {:?}: ids must be unique", c.id)));
             }
-            let (kind, default_table) = match (c.builtin, c.program, c.adapter) {
-                (Some(b), None, None) => {
+            let mut args = c.args;
+            let mut env = c.env;
+            let mut description = c.description;
+            let (kind, default_table) = match (c.builtin, c.program, c.adapter, &c.variant_of) {
+                (None, None, None, Some(base_id)) => {
+                    let Some(base) = clients.iter().find(|b: &&ClientStack| &b.id == base_id) else {
+                        let message =
+                            format!("client {:?}: variant_of {base_id:?} names no client declared before it", c.id);
+                        return Err(invalid(at("variant_of"), message));
+                    };
+                    args = base.args.iter().cloned().chain(args).collect();
+                    env = base.env.clone().into_iter().chain(env).collect();
+                    if description.is_empty() {
+                        description = format!("{} with {}", base.id, args.join(" "));
+                    }
+                    (base.kind.clone(), Some(base.errors.clone()))
+                }
+                (_, _, _, Some(_)) => {
+                    let message = format!(
+                        "client {:?}: a variant takes its program from `variant_of`; remove builtin/program/adapter",
+                        c.id
+                    );
+                    return Err(invalid(at("variant_of"), message));
+                }
+                (Some(b), None, None, None) => {
                     if !clients::BUILTIN.contains(&b.as_str()) {
                         let known = clients::BUILTIN.join(", ");
                         return Err(invalid(
@@ -266,8 +382,8 @@ impl Matrix {
                     let table = b.trim_end_matches("-client").to_string();
                     (StackKind::Builtin(b), Some(table))
                 }
-                (None, Some(p), None) => (StackKind::Program(p), None),
-                (None, None, Some(a)) => match crate::adapters::AdapterKind::from_name(&a) {
+                (None, Some(p), None, None) => (StackKind::Program(p), None),
+                (None, None, Some(a), None) => match crate::adapters::AdapterKind::from_name(&a) {
                     Some(kind) => (StackKind::Adapter(kind), Some(kind.error_table().to_string())),
                     None => {
                         let known = crate::adapters::AdapterKind::names().join(", ");
@@ -280,7 +396,10 @@ impl Matrix {
                 _ => {
                     return Err(invalid(
                         line_of(source, span.start),
-                        format!("client {:?}: set exactly one of `builtin`, `program` or `adapter`", c.id),
+                        format!(
+                            "client {:?}: set exactly one of `builtin`, `program`, `adapter` or `variant_of`",
+                            c.id
+                        ),
                     ));
                 }
             };
@@ -305,56 +424,36 @@ impl Matrix {
             };
             clients.push(ClientStack {
                 id: c.id,
-                description: c.description,
+                description,
                 kind,
-                args: c.args,
-                env: c.env,
+                args,
+                env,
                 errors,
+                variant_of: c.variant_of,
                 line: line_of(source, span.start),
             });
         }
 
-        let mut expectations = Vec::new();
-        for e in raw.expects {
-            let span = e.span();
-            let e = e.into_inner();
-            let at = |key: &str| key_line(source, &span, key);
-            let glob = Glob::new(&e.cell)
-                .map_err(|err| invalid(at("cell"), format!("expect cell {:?}: {err}", e.cell)))?
-                .compile_matcher();
-            match (e.outcome, e.class) {
-                (ExpectedKind::Failed, None) => {
-                    return Err(invalid(
-                        at("outcome"),
-                        format!(
-                            "expect {:?}: outcome \"failed\" needs the error class it fails with (class = \"…\")",
-                            e.cell
-                        ),
-                    ));
-                }
-                (ExpectedKind::Connected | ExpectedKind::Timeout | ExpectedKind::Unsupported, Some(_)) => {
-                    return Err(invalid(
-                        at("class"),
-                        format!("expect {:?}: `class` goes only with outcome \"failed\"", e.cell),
-                    ));
-                }
-                _ => {}
-            }
-            if e.reason.trim().is_empty() {
-                return Err(invalid(at("reason"), format!("expect {:?}: every expectation needs a reason", e.cell)));
-            }
-            expectations.push(Expectation {
-                pattern: e.cell,
-                glob,
-                expected: Expected { outcome: e.outcome, class: e.class, reason: e.reason, link: e.link },
-                line: line_of(source, span.start),
-            });
+        let mut expectations = parse_expectations(path, source, raw.expects)?;
+        let mut digest = Fnv::new();
+        digest.write(source.as_bytes());
+        for file in &raw.run.expectations {
+            let file_path = path.parent().unwrap_or(Path::new(".")).join(file);
+            let text = std::fs::read_to_string(&file_path)
+                .map_err(|source| MatrixError::Read { path: file_path.clone(), source })?;
+            let raw: RawExpectations = toml::from_str(&text).map_err(|e| MatrixError::Invalid {
+                path: file_path.clone(),
+                line: e.span().map_or(1, |s| line_of(&text, s.start)),
+                message: format!("{} (an expectations file holds [[expect]] entries only)", e.message().trim()),
+            })?;
+            expectations.extend(parse_expectations(&file_path, &text, raw.expects)?);
+            digest.write(text.as_bytes());
         }
 
         if servers.is_empty() || clients.is_empty() {
             return Err(invalid(1, "a matrix needs at least one [[server]] and one [[client]]".into()));
         }
-        Ok(Matrix { path: path.to_path_buf(), run, servers, clients, expectations })
+        Ok(Matrix { path: path.to_path_buf(), digest: digest.hex(), run, servers, clients, expectations })
     }
 
     /// The expectation for a cell: the first `[[expect]]` whose glob matches, else "connects".

@@ -202,6 +202,25 @@ impl Outcome {
         }
     }
 
+    /// What must stay the same for two runs of a cell to count as the same behaviour: the
+    /// negotiated parameters, or the class and stage of a failure (not its text, which can
+    /// hold addresses and thread ids), or the kind.
+    pub fn signature(&self) -> String {
+        match self {
+            Outcome::Connected(n) => {
+                format!(
+                    "connected {} {} {} {}",
+                    n.protocol,
+                    n.cipher,
+                    n.group.as_deref().unwrap_or("-"),
+                    n.dh_bits.unwrap_or(0)
+                )
+            }
+            Outcome::Failed { class, stage, .. } => format!("failed {class} at {stage}"),
+            other => other.kind().to_string(),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Outcome::Connected(_) => "connected",

@@ -82,6 +82,16 @@ impl Plan {
         }
         Ok(Plan { servers, clients, cells })
     }
+
+    /// The same server profiles with exactly these client stacks, in this order.
+    pub fn with_clients(&self, clients: Vec<String>) -> Plan {
+        let cells = self
+            .servers
+            .iter()
+            .flat_map(|s| clients.iter().map(move |c| CellId { client: c.clone(), server: s.clone() }))
+            .collect();
+        Plan { servers: self.servers.clone(), clients, cells }
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use crate::matrix::{Expected, Matrix};
 use crate::outcome::{ErrorClass, Outcome, Side};
 use crate::plan::{CellId, Plan};
 use crate::stack::{ClientRun, Readiness, ResolvedStack};
-use crate::verdict::{Verdict, judge};
+use crate::verdict::Verdict;
+use crate::verdict::judge;
 use servers::{Backend, ConnectionRecord, RunningServer, ServeOptions, ServerProfile, StartError, TestPki};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,8 @@ pub struct CellRecord {
     pub duration: Duration,
     /// What the server logged for this cell's connections.
     pub server_log: Vec<ConnectionRecord>,
+    /// Every repeat's outcome when the cell ran more than once.
+    pub repeats: Vec<Outcome>,
 }
 
 /// What the runner tells reporters.
@@ -161,7 +164,15 @@ impl Context {
             }
         };
         let verdict = judge(&outcome, &expected);
-        CellRecord { id: id.clone(), outcome, expected, verdict, duration: started.elapsed(), server_log }
+        CellRecord {
+            id: id.clone(),
+            outcome,
+            expected,
+            verdict,
+            duration: started.elapsed(),
+            server_log,
+            repeats: Vec::new(),
+        }
     }
 
     fn outcome(
@@ -195,21 +206,60 @@ impl Context {
     }
 }
 
-/// Run a plan: each server profile once, its cells in order, profiles `jobs` at a time.
+/// How to run a plan.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Server profiles served at once.
+    pub jobs: usize,
+    /// Times each cell runs; differing outcomes make the cell flaky.
+    pub repeat: u32,
+}
+
+/// Run a cell `repeat` times; a cell whose repeats differ is flaky, never retried into a pass.
+async fn run_repeated(
+    ctx: &Context,
+    id: &CellId,
+    backend: Backend,
+    state: &mut ServerState,
+    expected: Expected,
+    repeat: u32,
+) -> CellRecord {
+    let mut first = ctx.run_cell(id, Some(backend), state, expected.clone()).await;
+    if repeat <= 1 {
+        return first;
+    }
+    let mut outcomes = vec![first.outcome.clone()];
+    for _ in 1..repeat {
+        let again = ctx.run_cell(id, Some(backend), state, expected.clone()).await;
+        first.duration += again.duration;
+        first.server_log.extend(again.server_log);
+        outcomes.push(again.outcome);
+    }
+    if outcomes.iter().any(|o| o.signature() != outcomes[0].signature()) {
+        first.verdict = Verdict::Flaky;
+    }
+    first.repeats = outcomes;
+    first
+}
+
+/// Run a plan: each server profile once, its cells in order, profiles `jobs` at a time; each
+/// cell is judged by `judge`.
 pub async fn run(
-    matrix: Arc<Matrix>,
+    judge: Arc<crate::expectations::Judge>,
     plan: &Plan,
     ctx: Arc<Context>,
-    jobs: usize,
+    options: RunOptions,
     events: mpsc::UnboundedSender<Event>,
 ) -> Vec<CellRecord> {
+    let RunOptions { jobs, repeat } = options;
+    let matrix = judge.matrix.clone();
     let _ = events.send(Event::RunStarted { cells: plan.cells.len() });
     let permits = Arc::new(Semaphore::new(jobs.max(1)));
     let mut set = tokio::task::JoinSet::new();
     for server_id in &plan.servers {
         let Some(entry) = matrix.server(server_id).cloned() else { continue };
         let cells: Vec<CellId> = plan.cells.iter().filter(|c| &c.server == server_id).cloned().collect();
-        let (ctx, permits, events, matrix) = (ctx.clone(), permits.clone(), events.clone(), matrix.clone());
+        let (ctx, permits, events, judge) = (ctx.clone(), permits.clone(), events.clone(), judge.clone());
         set.spawn(async move {
             let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
             let mut state = ctx.start_server(&entry.profile).await;
@@ -219,8 +269,8 @@ pub async fn run(
             let mut records = Vec::new();
             for id in cells {
                 let _ = events.send(Event::CellStarted { id: id.clone() });
-                let expected = matrix.expected_for(&id.to_string());
-                let record = ctx.run_cell(&id, Some(entry.profile.backend), &mut state, expected).await;
+                let expected = judge.expected_for(&id.to_string());
+                let record = run_repeated(&ctx, &id, entry.profile.backend, &mut state, expected, repeat).await;
                 let _ = events.send(Event::CellFinished(Box::new(record.clone())));
                 records.push(record);
             }

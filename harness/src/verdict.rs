@@ -17,10 +17,12 @@ pub enum Verdict {
     WrongError,
     Skipped,
     HarnessError,
+    /// Repeats of the cell (`run --repeat N`) did not all behave the same.
+    Flaky,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 7] = [
+    pub const ALL: [Verdict; 8] = [
         Verdict::Pass,
         Verdict::ExpectedFailure,
         Verdict::UnexpectedFailure,
@@ -28,6 +30,7 @@ impl Verdict {
         Verdict::WrongError,
         Verdict::Skipped,
         Verdict::HarnessError,
+        Verdict::Flaky,
     ];
 
     /// Whether this verdict leaves the run green.
@@ -44,6 +47,7 @@ impl Verdict {
             Verdict::WrongError => "wrong_error",
             Verdict::Skipped => "skipped",
             Verdict::HarnessError => "harness_error",
+            Verdict::Flaky => "flaky",
         }
     }
 }

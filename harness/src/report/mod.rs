@@ -1,7 +1,10 @@
 //! Reports: the versioned `report.json` (the contract later tools read), the Markdown table,
 //! the terminal table and summary, and live progress. Each consumes the run's records or events.
 
+pub mod diff_view;
+pub mod junit;
 pub mod markdown;
+pub mod merge;
 pub mod model;
 pub mod progress;
 pub mod terminal;

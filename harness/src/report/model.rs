@@ -43,6 +43,22 @@ pub struct RunInfo {
     /// Server profiles served at once, and the machine's cores.
     pub jobs: usize,
     pub cores: usize,
+    /// A digest of the matrix (and its expectation files): shards of one matrix share it.
+    #[serde(default)]
+    pub matrix_digest: String,
+    /// `I/N` when this report is one shard of a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    /// The runs this report was merged from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
+    /// Times each cell was run (`--repeat`).
+    #[serde(default = "one")]
+    pub repeat: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// One client stack as it was on this machine.
@@ -74,6 +90,9 @@ pub struct CellReport {
     /// What the server logged for the cell's connections.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server_log: Vec<ConnectionRecord>,
+    /// Every repeat's outcome, when the cell ran more than once (`--repeat`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repeats: Vec<Outcome>,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -99,6 +118,8 @@ pub struct RunSummary<'a> {
     pub started: SystemTime,
     pub wall: Duration,
     pub jobs: usize,
+    pub shard: Option<String>,
+    pub repeat: u32,
 }
 
 impl Report {
@@ -147,6 +168,7 @@ impl Report {
                     verdict: r.verdict,
                     duration_ms: r.duration.as_millis() as u64,
                     server_log: r.server_log.clone(),
+                    repeats: r.repeats.clone(),
                 };
                 (r.id.to_string(), cell)
             })
@@ -165,6 +187,10 @@ impl Report {
                 client_order: s.plan_clients,
                 jobs: s.jobs,
                 cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                matrix_digest: s.matrix.digest.clone(),
+                shard: s.shard,
+                merged_from: Vec::new(),
+                repeat: s.repeat,
             },
             servers,
             clients,
@@ -257,6 +283,7 @@ mod tests {
                 verdict: Verdict::ALL[v],
                 duration_ms: ms,
                 server_log: Vec::new(),
+                repeats: Vec::new(),
             },
         )
     }
@@ -269,6 +296,7 @@ mod tests {
                 run: RunInfo {
                     id: "x".into(), mode: "run".into(), started: "s".into(), finished: "f".into(), wall_ms: 1,
                     matrix: "m".into(), tool_versions: BTreeMap::new(), server_order: vec![], client_order: vec![], jobs: 1, cores: 2,
+                    matrix_digest: "d".into(), shard: Some("1/2".into()), merged_from: vec![], repeat: 1,
                 },
                 servers: BTreeMap::new(),
                 clients: BTreeMap::new(),

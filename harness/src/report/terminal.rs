@@ -4,23 +4,47 @@
 
 use super::model::Report;
 use crate::outcome::{ErrorClass, Outcome};
-use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use crate::verdict::Verdict;
+use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use std::io::IsTerminal;
+
+/// Colour only on a terminal, and never when `NO_COLOR` is set (no-color.org).
+pub fn colour_wanted() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+fn colour_of(verdict: Verdict, connected: bool) -> Color {
+    match verdict {
+        Verdict::Pass | Verdict::ExpectedFailure if connected => Color::Green,
+        Verdict::Pass | Verdict::ExpectedFailure => Color::Yellow,
+        Verdict::Skipped => Color::DarkGrey,
+        Verdict::HarnessError => Color::Magenta,
+        Verdict::UnexpectedFailure | Verdict::UnexpectedSuccess | Verdict::WrongError | Verdict::Flaky => Color::Red,
+    }
+}
 use std::fmt::Write;
 
-/// The table alone.
-pub fn table(report: &Report) -> String {
+/// The table alone, coloured by verdict when `colour`.
+pub fn table(report: &Report, colour: bool) -> String {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
     let mut header = vec!["server \\ client".to_string()];
     header.extend(report.run.client_order.iter().cloned());
     t.set_header(header);
     for s in &report.run.server_order {
-        let mut row = vec![s.clone()];
+        let mut row = vec![Cell::new(s)];
         for c in &report.run.client_order {
             row.push(match report.cell(s, c) {
-                Some(cell) if cell.verdict.is_as_expected() => cell.outcome.label(),
-                Some(cell) => format!("{} (!)", cell.outcome.label()),
-                None => "-".into(),
+                Some(cell) => {
+                    let text = if cell.verdict.is_as_expected() {
+                        cell.outcome.label()
+                    } else {
+                        format!("{} (!)", cell.outcome.label())
+                    };
+                    let connected = matches!(cell.outcome, Outcome::Connected(_));
+                    if colour { Cell::new(text).fg(colour_of(cell.verdict, connected)) } else { Cell::new(text) }
+                }
+                None => Cell::new("-"),
             });
         }
         t.add_row(row);

@@ -1,0 +1,99 @@
+//! What the subcommands share: exit codes carried with errors, output formats, progress,
+//! Ctrl-C handling, and writing results.
+
+use anyhow::Context as _;
+use clap::ValueEnum;
+use harness::classify::Tables;
+use harness::matrix::Matrix;
+use harness::report::model::Report;
+use harness::report::{junit, markdown, progress::Progress, terminal, write};
+use harness::runner::Event;
+use std::path::Path;
+use tokio::sync::mpsc;
+
+/// An error with the exit code it earns.
+pub struct Exit(pub i32, pub anyhow::Error);
+
+/// Exit 2: usage or configuration.
+pub fn usage(e: impl Into<anyhow::Error>) -> Exit {
+    Exit(2, e.into())
+}
+
+/// Exit 3: we could not do the work.
+pub fn harness(e: impl Into<anyhow::Error>) -> Exit {
+    Exit(3, e.into())
+}
+
+/// What a command prints on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Md,
+    Json,
+}
+
+pub fn load_matrix(path: &Path, tables: &Tables) -> Result<Matrix, Exit> {
+    Matrix::load(path, tables).context("load the matrix").map_err(usage)
+}
+
+pub fn load_report(path: &Path) -> Result<Report, Exit> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("read report {}", path.display())).map_err(usage)?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("parse report {} (a report.json of this tool)", path.display()))
+        .map_err(usage)
+}
+
+pub fn json(value: &impl serde::Serialize) -> Result<String, Exit> {
+    serde_json::to_string_pretty(value).context("serialise JSON").map_err(harness)
+}
+
+/// Feed events to the progress display until the channel closes.
+pub fn spawn_progress() -> (mpsc::UnboundedSender<Event>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+    let task = tokio::spawn(async move {
+        let mut progress = Progress::new(false);
+        while let Some(ev) = rx.recv().await {
+            progress.on_event(&ev);
+        }
+        progress.finish();
+    });
+    (tx, task)
+}
+
+/// Await `work`, or end every child and leave on Ctrl-C.
+pub async fn or_interrupt<T>(work: impl std::future::Future<Output = T>) -> Result<T, Exit> {
+    tokio::select! {
+        v = work => Ok(v),
+        _ = tokio::signal::ctrl_c() => {
+            harness::process::kill_all();
+            Err(Exit(130, anyhow::anyhow!("finish the run: interrupted; every child process was ended and nothing was written")))
+        }
+    }
+}
+
+/// `report.json` and `README.md` into `out`, and JUnit XML where asked.
+pub fn write_results(report: &Report, out: Option<&Path>, junit_path: Option<&Path>) -> Result<(), Exit> {
+    if let Some(out) = out {
+        write::atomic(&out.join("report.json"), format!("{}\n", json(report)?).as_bytes()).map_err(harness)?;
+        write::atomic(&out.join("README.md"), markdown::render(report).as_bytes()).map_err(harness)?;
+    }
+    if let Some(path) = junit_path {
+        let xml = junit::render(report).context("render JUnit XML").map_err(harness)?;
+        write::atomic(path, xml.as_bytes()).map_err(harness)?;
+    }
+    Ok(())
+}
+
+/// Print a report in the chosen format.
+pub fn print_report(report: &Report, format: Format) -> Result<(), Exit> {
+    match format {
+        Format::Json => println!("{}", json(report)?),
+        Format::Md => print!("{}", markdown::render(report)),
+        Format::Table => {
+            println!("{}", terminal::table(report, terminal::colour_wanted()));
+            print!("{}", terminal::summary(report));
+        }
+    }
+    Ok(())
+}

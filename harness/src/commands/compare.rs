@@ -1,0 +1,96 @@
+//! `compare --client A --variant B`: run a stack and a policy variant of it against every
+//! server profile and print what the variant breaks or fixes. The variant is a matrix entry
+//! or is made on the spot from A with `--with-env`, `--with-arg` and `--with-program` (a
+//! maintainer's library build through LD_LIBRARY_PATH, a policy file through OPENSSL_CONF).
+
+use super::common::{Exit, Format, usage};
+use super::run::{execute, jobs};
+use anyhow::Context as _;
+use harness::classify::Tables;
+use harness::diff::Diff;
+use harness::expectations::Judge;
+use harness::matrix::{ClientStack, StackKind};
+use harness::plan::Plan;
+use harness::runner::RunOptions;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What `compare` was asked.
+pub struct CompareArgs {
+    pub matrix: PathBuf,
+    pub client: String,
+    pub variant: Option<String>,
+    pub with_env: Vec<String>,
+    pub with_args: Vec<String>,
+    pub with_program: Option<PathBuf>,
+    pub servers: Vec<String>,
+    pub format: Format,
+    pub jobs: Option<usize>,
+}
+
+pub async fn main(a: CompareArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
+    let mut matrix = super::common::load_matrix(&a.matrix, &tables)?;
+    let base = matrix
+        .client(&a.client)
+        .cloned()
+        .ok_or_else(|| usage(anyhow::anyhow!("compare: no client stack {:?} in {}", a.client, a.matrix.display())))?;
+    let ad_hoc = !a.with_env.is_empty() || !a.with_args.is_empty() || a.with_program.is_some();
+    let variant_id = match (&a.variant, ad_hoc) {
+        (Some(v), false) => {
+            matrix
+                .client(v)
+                .ok_or_else(|| usage(anyhow::anyhow!("compare: no client stack {v:?} in {}", a.matrix.display())))?;
+            v.clone()
+        }
+        (None, true) => {
+            let mut env = base.env.clone();
+            for kv in &a.with_env {
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| usage(anyhow::anyhow!("compare: --with-env {kv:?} is not KEY=VALUE")))?;
+                env.insert(k.to_string(), v.to_string());
+            }
+            let id = format!("{}@variant", base.id);
+            matrix.clients.push(ClientStack {
+                id: id.clone(),
+                description: format!("{} with {:?} {:?}", base.id, a.with_env, a.with_args),
+                kind: a.with_program.clone().map_or(base.kind.clone(), StackKind::Program),
+                args: base.args.iter().chain(&a.with_args).cloned().collect(),
+                env,
+                errors: base.errors.clone(),
+                variant_of: Some(base.id.clone()),
+                line: 0,
+            });
+            id
+        }
+        _ => {
+            return Err(usage(anyhow::anyhow!(
+                "compare: give either --variant ID or --with-env/--with-arg/--with-program"
+            )));
+        }
+    };
+    let matrix = Arc::new(matrix);
+    let all = Plan::new(&matrix, &a.servers, &[]).context("select server profiles").map_err(usage)?;
+    let plan = Plan::with_clients(&all, vec![base.id.clone(), variant_id.clone()]);
+    let judge = Arc::new(Judge { matrix: matrix.clone(), baseline: None });
+    let options = RunOptions { jobs: jobs(a.jobs, &matrix), repeat: 1 };
+    let report = execute(matrix, &plan, &plan, tables, judge, options, None).await?;
+    let column = |client: &str| -> BTreeMap<String, harness::outcome::Outcome> {
+        report
+            .cells
+            .values()
+            .filter(|c| c.client == client)
+            .map(|c| (format!("{}/{}", base.id, c.server), c.outcome.clone()))
+            .collect()
+    };
+    let diff = Diff::between(
+        (&base.id, &column(&base.id)),
+        (&variant_id, &column(&variant_id)),
+        plan.servers.clone(),
+        vec![base.id.clone()],
+    );
+    super::diff::print(&diff, a.format)?;
+    let harness_errors = report.cells.values().any(|c| c.verdict == harness::verdict::Verdict::HarnessError);
+    Ok(if harness_errors { 3 } else { diff.exit_code() })
+}

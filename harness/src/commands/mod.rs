@@ -1,0 +1,10 @@
+//! The subcommands of the `starttls-matrix` binary, one file each, and what they share.
+
+pub mod common;
+pub mod compare;
+pub mod diff;
+pub mod expectations;
+pub mod merge;
+pub mod probe;
+pub mod run;
+pub mod serve;

@@ -1,0 +1,91 @@
+//! `run`: the matrix (or a selection, or a shard of it) against the built-in servers.
+
+use super::common::{
+    Exit, Format, harness, load_matrix, load_report, or_interrupt, print_report, spawn_progress, usage, write_results,
+};
+use anyhow::Context as _;
+use harness::classify::Tables;
+use harness::expectations::Judge;
+use harness::plan::Plan;
+use harness::report::model::{Report, RunSummary};
+use harness::runner::{self, Context, RunOptions};
+use harness::shard::Shard;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// What `run` was asked.
+pub struct RunArgs {
+    pub matrix: PathBuf,
+    pub servers: Vec<String>,
+    pub clients: Vec<String>,
+    pub out: PathBuf,
+    pub format: Format,
+    pub jobs: Option<usize>,
+    pub baseline: Option<PathBuf>,
+    pub junit: Option<PathBuf>,
+    pub shard: Option<Shard>,
+    pub repeat: u32,
+}
+
+/// Run the plan and build its report (shared with `compare` and `expectations --check`).
+pub async fn execute(
+    matrix: Arc<harness::matrix::Matrix>,
+    plan: &Plan,
+    full_plan: &Plan,
+    tables: Arc<Tables>,
+    judge: Arc<Judge>,
+    options: RunOptions,
+    shard: Option<Shard>,
+) -> Result<Report, Exit> {
+    let exe = runner::builtin_exe().context("find the starttls-matrix binary").map_err(harness)?;
+    let (events, progress) = spawn_progress();
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let ctx = or_interrupt(Context::prepare(&matrix, &plan.clients, tables, &exe, &events))
+        .await?
+        .context("prepare the run")
+        .map_err(harness)?;
+    let ctx = Arc::new(ctx);
+    let records = or_interrupt(runner::run(judge, plan, ctx.clone(), options, events.clone())).await?;
+    drop(events);
+    let _ = progress.await;
+    Ok(Report::build(RunSummary {
+        mode: "run",
+        matrix: &matrix,
+        plan_servers: full_plan.servers.clone(),
+        plan_clients: full_plan.clients.clone(),
+        ctx: &ctx,
+        records: &records,
+        started,
+        wall: clock.elapsed(),
+        jobs: options.jobs,
+        shard: shard.map(|s| s.to_string()),
+        repeat: options.repeat,
+    }))
+}
+
+/// The number of server profiles to serve at once.
+pub fn jobs(flag: Option<usize>, matrix: &harness::matrix::Matrix) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    flag.filter(|j| *j > 0).unwrap_or(if matrix.run.jobs > 0 { matrix.run.jobs } else { cores })
+}
+
+pub async fn main(a: RunArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
+    let matrix = Arc::new(load_matrix(&a.matrix, &tables)?);
+    let full = Plan::new(&matrix, &a.servers, &a.clients).context("select cells").map_err(usage)?;
+    let plan = a.shard.map_or_else(|| full.clone(), |s| s.apply(&full));
+    let baseline = a.baseline.as_deref().map(load_report).transpose()?;
+    if a.repeat == 0 {
+        return Err(usage(anyhow::anyhow!("run: --repeat must be at least 1")));
+    }
+    let judge = Arc::new(Judge { matrix: matrix.clone(), baseline });
+    let options = RunOptions { jobs: jobs(a.jobs, &matrix), repeat: a.repeat };
+    let report = execute(matrix, &plan, &full, tables, judge, options, a.shard).await?;
+    write_results(&report, Some(&a.out), a.junit.as_deref())?;
+    print_report(&report, a.format)?;
+    if a.format == Format::Table {
+        println!("wrote {} and {}", a.out.join("report.json").display(), a.out.join("README.md").display());
+    }
+    Ok(report.exit_code())
+}
