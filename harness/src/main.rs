@@ -180,6 +180,22 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Render the published tables (HTML page, Markdown) from a report.
+    Report {
+        report: PathBuf,
+        /// Write the HTML page here.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Write the Markdown table here.
+        #[arg(long, value_name = "FILE")]
+        md: Option<PathBuf>,
+        /// Mark what changed since this earlier report.
+        #[arg(long, value_name = "REPORT")]
+        previous: Option<PathBuf>,
+        /// What to print when no file is asked for.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
     /// Merge shard reports of one matrix into one report.
     Merge {
         #[arg(required = true)]
@@ -290,6 +306,9 @@ fn dispatch(cli: Cli) -> Result<i32, Exit> {
         Cmd::Expectations { matrix, check, report, from, output, format } => {
             let args = commands::expectations::ExpectationsArgs { matrix, check, report, from, output, format };
             rt.block_on(commands::expectations::main(args, tables))
+        }
+        Cmd::Report { report, html, md, previous, format } => {
+            commands::report::main(commands::report::ReportArgs { report, html, md, previous, format })
         }
         Cmd::Merge { reports, output, md, format } => commands::merge::main(&reports, &output, md.as_deref(), format),
         Cmd::Client { name, .. } => {

@@ -16,8 +16,8 @@ use toml::Spanned;
 /// A matrix that cannot be used, with where and why.
 #[derive(Debug, thiserror::Error)]
 pub enum MatrixError {
-    #[error("read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("read {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("{path}:{line}: {message}")]
     Invalid { path: PathBuf, line: usize, message: String },
 }
@@ -289,7 +289,7 @@ impl Matrix {
     /// Read, parse and validate a matrix file.
     pub fn load(path: &Path, tables: &Tables) -> Result<Matrix, MatrixError> {
         let source =
-            std::fs::read_to_string(path).map_err(|source| MatrixError::Read { path: path.to_path_buf(), source })?;
+            std::fs::read_to_string(path).map_err(|cause| MatrixError::Read { path: path.to_path_buf(), cause })?;
         Matrix::parse(path, &source, tables)
     }
 
@@ -440,7 +440,7 @@ impl Matrix {
         for file in &raw.run.expectations {
             let file_path = path.parent().unwrap_or(Path::new(".")).join(file);
             let text = std::fs::read_to_string(&file_path)
-                .map_err(|source| MatrixError::Read { path: file_path.clone(), source })?;
+                .map_err(|cause| MatrixError::Read { path: file_path.clone(), cause })?;
             let raw: RawExpectations = toml::from_str(&text).map_err(|e| MatrixError::Invalid {
                 path: file_path.clone(),
                 line: e.span().map_or(1, |s| line_of(&text, s.start)),

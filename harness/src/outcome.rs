@@ -148,6 +148,69 @@ impl fmt::Display for ErrorClass {
     }
 }
 
+/// A family of error classes, for colouring and filtering published tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// DH sizes and validity, groups.
+    KeyExchange,
+    /// Protocol versions, cipher suites, signature algorithms.
+    Protocol,
+    Certificate,
+    /// The SMTP dialogue around TLS.
+    Starttls,
+    /// A server refusing its own configuration.
+    ServerConfig,
+    /// Closed connections and unknown text.
+    Other,
+}
+
+impl Family {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::KeyExchange => "key-exchange",
+            Family::Protocol => "protocol",
+            Family::Certificate => "certificate",
+            Family::Starttls => "starttls",
+            Family::ServerConfig => "server-config",
+            Family::Other => "other",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Family::KeyExchange => "key exchange (DH, groups)",
+            Family::Protocol => "protocol version, ciphers, signatures",
+            Family::Certificate => "certificate",
+            Family::Starttls => "STARTTLS / SMTP",
+            Family::ServerConfig => "server refused its own configuration",
+            Family::Other => "connection closed, unmapped",
+        }
+    }
+}
+
+impl ErrorClass {
+    pub fn family(self) -> Family {
+        match self {
+            ErrorClass::DhInvalid
+            | ErrorClass::DhInvalidAccepted
+            | ErrorClass::DhTooLarge
+            | ErrorClass::DhTooSmall
+            | ErrorClass::NoSharedGroup
+            | ErrorClass::UnofferedGroup => Family::KeyExchange,
+            ErrorClass::LegacySigalg | ErrorClass::NoSharedCipher | ErrorClass::ProtocolVersion => Family::Protocol,
+            ErrorClass::CertExpired | ErrorClass::CertNameMismatch | ErrorClass::CertUntrusted => Family::Certificate,
+            ErrorClass::DowngradedToPlaintext
+            | ErrorClass::InjectionAccepted
+            | ErrorClass::SmtpRejected
+            | ErrorClass::StarttlsNotOffered
+            | ErrorClass::StarttlsRefused => Family::Starttls,
+            ErrorClass::ServerConfigRejected => Family::ServerConfig,
+            ErrorClass::ConnectionClosed | ErrorClass::Unmapped => Family::Other,
+        }
+    }
+}
+
 /// Which side refused or aborted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

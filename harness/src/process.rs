@@ -46,10 +46,10 @@ pub enum Exit {
 
 /// Why a child could not be started.
 #[derive(Debug, thiserror::Error)]
-#[error("start {program}: {source}")]
+#[error("start {program}: {cause}")]
 pub struct SpawnError {
     pub program: String,
-    pub source: std::io::Error,
+    pub cause: std::io::Error,
 }
 
 async fn read_bounded<R: AsyncRead + Unpin>(reader: Option<R>) -> Vec<u8> {
@@ -71,7 +71,7 @@ pub async fn run(spec: &Spec) -> Result<Exit, SpawnError> {
         .process_group(0)
         .kill_on_drop(true);
     let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|source| SpawnError { program: spec.program.display().to_string(), source })?;
+    let mut child = cmd.spawn().map_err(|cause| SpawnError { program: spec.program.display().to_string(), cause })?;
     let pgid = child.id().map(|id| id as i32);
     if let Some(pgid) = pgid {
         LIVE_GROUPS.lock().map(|mut g| g.insert(pgid)).ok();
@@ -102,7 +102,7 @@ pub async fn run(spec: &Spec) -> Result<Exit, SpawnError> {
             elapsed,
         }),
         (Err(_), Ok(_)) => Ok(Exit::TimedOut { elapsed }),
-        (_, Err(source)) => Err(SpawnError { program: spec.program.display().to_string(), source }),
+        (_, Err(cause)) => Err(SpawnError { program: spec.program.display().to_string(), cause }),
     };
     if let Some(pgid) = pgid {
         LIVE_GROUPS.lock().map(|mut g| g.remove(&pgid)).ok();

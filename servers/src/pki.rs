@@ -28,8 +28,8 @@ pub enum PkiError {
     Rcgen(#[from] rcgen::Error),
     #[error("generate an RSA key with OpenSSL: {0}")]
     Openssl(#[from] openssl::error::ErrorStack),
-    #[error("write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("write {path}: {cause}")]
+    Write { path: PathBuf, cause: std::io::Error },
 }
 
 fn rsa_key() -> Result<KeyPair, PkiError> {
@@ -40,7 +40,7 @@ fn rsa_key() -> Result<KeyPair, PkiError> {
 
 fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf, PkiError> {
     let path = dir.join(name);
-    std::fs::write(&path, text).map_err(|source| PkiError::Write { path: path.clone(), source })?;
+    std::fs::write(&path, text).map_err(|cause| PkiError::Write { path: path.clone(), cause })?;
     Ok(path)
 }
 

@@ -48,8 +48,8 @@ pub enum StartError {
     /// The profile was refused by the TLS library: a finding, not a harness fault.
     #[error(transparent)]
     ConfigRejected(#[from] ConfigRejected),
-    #[error("bind {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("bind {addr}: {cause}")]
+    Bind { addr: SocketAddr, cause: std::io::Error },
     #[error("refuse to listen on {0}: the built-in server binds loopback addresses only")]
     NotLoopback(SocketAddr),
 }
@@ -82,8 +82,8 @@ pub async fn start(profile: &ServerProfile, pki: &TestPki, options: ServeOptions
     }
     let acceptor = Arc::new(Acceptor::build(profile, pki)?);
     let listener =
-        TcpListener::bind(options.bind).await.map_err(|source| StartError::Bind { addr: options.bind, source })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: options.bind, source })?;
+        TcpListener::bind(options.bind).await.map_err(|cause| StartError::Bind { addr: options.bind, cause })?;
+    let addr = listener.local_addr().map_err(|cause| StartError::Bind { addr: options.bind, cause })?;
     let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared { active: AtomicUsize::new(0), idle: Notify::new(), records: tx });
     let task = tokio::spawn(accept_loop(listener, acceptor, options, shared.clone()));

@@ -4,9 +4,10 @@
 use anyhow::Context as _;
 use clap::ValueEnum;
 use harness::classify::Tables;
+use harness::diff::Diff;
 use harness::matrix::Matrix;
 use harness::report::model::Report;
-use harness::report::{junit, markdown, progress::Progress, terminal, write};
+use harness::report::{html, junit, markdown, progress::Progress, terminal, write};
 use harness::runner::Event;
 use std::path::Path;
 use tokio::sync::mpsc;
@@ -72,11 +73,18 @@ pub async fn or_interrupt<T>(work: impl std::future::Future<Output = T>) -> Resu
     }
 }
 
-/// `report.json` and `README.md` into `out`, and JUnit XML where asked.
-pub fn write_results(report: &Report, out: Option<&Path>, junit_path: Option<&Path>) -> Result<(), Exit> {
+/// `report.json`, `README.md` and `index.html` into `out` (the page marking what changed
+/// `since` an earlier run), and JUnit XML where asked.
+pub fn write_results(
+    report: &Report,
+    out: Option<&Path>,
+    junit_path: Option<&Path>,
+    since: Option<&Diff>,
+) -> Result<(), Exit> {
     if let Some(out) = out {
         write::atomic(&out.join("report.json"), format!("{}\n", json(report)?).as_bytes()).map_err(harness)?;
         write::atomic(&out.join("README.md"), markdown::render(report).as_bytes()).map_err(harness)?;
+        write::atomic(&out.join("index.html"), html::render(report, since).as_bytes()).map_err(harness)?;
     }
     if let Some(path) = junit_path {
         let xml = junit::render(report).context("render JUnit XML").map_err(harness)?;

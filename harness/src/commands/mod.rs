@@ -6,5 +6,6 @@ pub mod diff;
 pub mod expectations;
 pub mod merge;
 pub mod probe;
+pub mod report;
 pub mod run;
 pub mod serve;

@@ -91,7 +91,7 @@ pub async fn main(a: ProbeArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
         shard: None,
         repeat: 1,
     });
-    write_results(&report, a.out.as_deref(), a.junit.as_deref())?;
+    write_results(&report, a.out.as_deref(), a.junit.as_deref(), None)?;
     print_report(&report, a.format)?;
     Ok(report.exit_code())
 }

@@ -5,8 +5,10 @@ use super::common::{
 };
 use anyhow::Context as _;
 use harness::classify::Tables;
+use harness::diff::Diff;
 use harness::expectations::Judge;
 use harness::plan::Plan;
+use harness::report::history;
 use harness::report::model::{Report, RunSummary};
 use harness::runner::{self, Context, RunOptions};
 use harness::shard::Shard;
@@ -81,11 +83,19 @@ pub async fn main(a: RunArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
     }
     let judge = Arc::new(Judge { matrix: matrix.clone(), baseline });
     let options = RunOptions { jobs: jobs(a.jobs, &matrix), repeat: a.repeat };
+    // Only a whole run of the whole matrix is published into the history.
+    let whole = a.shard.is_none() && a.servers.is_empty() && a.clients.is_empty();
+    let previous = if whole { history::previous(&a.out) } else { None };
     let report = execute(matrix, &plan, &full, tables, judge, options, a.shard).await?;
-    write_results(&report, Some(&a.out), a.junit.as_deref())?;
+    let since = previous.map(|p| Diff::reports(&p, &report));
+    write_results(&report, Some(&a.out), a.junit.as_deref(), since.as_ref())?;
+    if whole {
+        history::record(&a.out, &report).map_err(harness)?;
+    }
     print_report(&report, a.format)?;
     if a.format == Format::Table {
-        println!("wrote {} and {}", a.out.join("report.json").display(), a.out.join("README.md").display());
+        let files = ["report.json", "README.md", "index.html"].map(|f| a.out.join(f).display().to_string());
+        println!("wrote {}", files.join(", "));
     }
     Ok(report.exit_code())
 }

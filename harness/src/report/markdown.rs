@@ -25,7 +25,8 @@ pub fn cell_label(report: &Report, server: &str, client: &str) -> String {
     }
 }
 
-fn profile_summary(p: &servers::ServerProfile) -> String {
+/// A server profile's settings in one line.
+pub fn profile_summary(p: &servers::ServerProfile) -> String {
     let tls = if p.min_tls == p.max_tls { p.min_tls.to_string() } else { format!("{}–{}", p.min_tls, p.max_tls) };
     let mut parts = vec![format!("{} backend", p.backend.as_str()), tls];
     if let Some(dh) = p.dh {
@@ -64,18 +65,27 @@ pub fn render(report: &Report) -> String {
     for c in &r.client_order {
         let _ = write!(out, " {} |", escape(c));
     }
-    let _ = write!(out, "\n|---|");
+    let _ = write!(out, " reached by |\n|---|");
     for _ in &r.client_order {
         let _ = write!(out, "---|");
     }
-    out.push('\n');
+    out.push_str("---|\n");
     for s in &r.server_order {
         let _ = write!(out, "| **{}** |", escape(s));
         for c in &r.client_order {
             let _ = write!(out, " {} |", cell_label(report, s, c));
         }
-        out.push('\n');
+        let _ = writeln!(out, " {} |", escape(&super::summary::server(report, s).line()));
     }
+    let _ = write!(out, "| *accepted by the stack* |");
+    for c in &r.client_order {
+        let _ = write!(out, " {} |", escape(&super::summary::client(report, c).line()));
+    }
+    out.push_str(" |\n\n");
+    let _ = writeln!(
+        out,
+        "Legend: `TLSv1.2 DHE-2048` connected with that protocol and key exchange; a class name (`dh_too_small`) failed, explained below; `unsupported` the stack cannot express the cell; `skipped` the stack is not installed; `HARNESS ERROR` we could not run the cell; **bold ❗** not as expected. The page `index.html` beside this file has every cell's details."
+    );
 
     let _ = writeln!(out, "\n## Verdicts\n");
     for (v, n) in report.verdict_counts() {

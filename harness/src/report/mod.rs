@@ -2,10 +2,13 @@
 //! the terminal table and summary, and live progress. Each consumes the run's records or events.
 
 pub mod diff_view;
+pub mod history;
+pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod merge;
 pub mod model;
 pub mod progress;
+pub mod summary;
 pub mod terminal;
 pub mod write;

@@ -2,23 +2,26 @@
 //! reader never sees half a report and an interrupted run leaves the old one in place.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Why a result file could not be written.
 #[derive(Debug, thiserror::Error)]
-#[error("write {path}: {source}")]
+#[error("write {path}: {cause}")]
 pub struct WriteError {
     pub path: PathBuf,
-    pub source: std::io::Error,
+    pub cause: std::io::Error,
 }
 
 /// Write `contents` to `path` atomically, creating the directory if needed.
 pub fn atomic(path: &Path, contents: &[u8]) -> Result<(), WriteError> {
-    let err = |source| WriteError { path: path.to_path_buf(), source };
+    let err = |cause| WriteError { path: path.to_path_buf(), cause };
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(err)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
     tmp.write_all(contents).map_err(err)?;
+    // Published files are for everyone to read (a temporary file starts private).
+    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(())

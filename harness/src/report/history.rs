@@ -1,0 +1,40 @@
+//! `results/history/`: every published run kept as `<date>-<run id>.json`, the newest
+//! [`KEEP`], so the page can show what changed since the previous run.
+
+use super::model::Report;
+use super::write::{WriteError, atomic};
+use std::path::{Path, PathBuf};
+
+/// How many runs are kept.
+pub const KEEP: usize = 30;
+
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("history"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    // Names start with the date and the run id, which starts with the start time.
+    files.sort();
+    files
+}
+
+/// The newest recorded run under `dir/history`, if any can be read.
+pub fn previous(dir: &Path) -> Option<Report> {
+    entries(dir).iter().rev().find_map(|p| serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok())
+}
+
+/// Keep `report` under `dir/history` and drop all but the newest [`KEEP`].
+pub fn record(dir: &Path, report: &Report) -> Result<PathBuf, WriteError> {
+    let date = report.run.started.get(..10).unwrap_or("undated");
+    let path = dir.join("history").join(format!("{date}-{}.json", report.run.id));
+    let text = serde_json::to_string_pretty(report).expect("a report serialises");
+    atomic(&path, format!("{text}\n").as_bytes())?;
+    let all = entries(dir);
+    for old in &all[..all.len().saturating_sub(KEEP)] {
+        let _ = std::fs::remove_file(old);
+    }
+    Ok(path)
+}

@@ -1,0 +1,103 @@
+//! Summaries derived from the measured cells, for published tables: per client stack, the DH
+//! sizes it accepted and refused, the protocol versions and groups it negotiated; per server
+//! profile, how many of the stacks that ran reached it and which did not.
+
+use super::model::Report;
+use crate::outcome::{ErrorClass, Outcome};
+use std::collections::BTreeSet;
+
+/// What one client stack did across the server profiles.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientSummary {
+    pub dh_accepted: BTreeSet<u32>,
+    pub dh_refused: BTreeSet<u32>,
+    pub protocols: BTreeSet<String>,
+    pub groups: BTreeSet<String>,
+}
+
+impl ClientSummary {
+    /// One line: `DHE 1024–4096 bits (refused ≤ 768) · TLSv1.2, TLSv1.3 · x25519, secp256r1`.
+    pub fn line(&self) -> String {
+        let mut parts = Vec::new();
+        match (self.dh_accepted.first(), self.dh_accepted.last()) {
+            (Some(lo), Some(hi)) if lo == hi => parts.push(format!("DHE {lo} bits")),
+            (Some(lo), Some(hi)) => parts.push(format!("DHE {lo}–{hi} bits")),
+            _ => parts.push("no DHE connection".to_string()),
+        }
+        if let Some(max_refused) = self.dh_refused.last() {
+            parts.push(format!("refused DH ≤ {max_refused}"));
+        }
+        if !self.protocols.is_empty() {
+            parts.push(self.protocols.iter().cloned().collect::<Vec<_>>().join(", "));
+        }
+        if !self.groups.is_empty() {
+            parts.push(self.groups.iter().cloned().collect::<Vec<_>>().join(", "));
+        }
+        parts.join(" · ")
+    }
+}
+
+/// Summarise one client stack's column.
+pub fn client(report: &Report, client: &str) -> ClientSummary {
+    let mut s = ClientSummary::default();
+    for cell in report.cells.values().filter(|c| c.client == client) {
+        match &cell.outcome {
+            Outcome::Connected(n) => {
+                s.protocols.insert(n.protocol.clone());
+                if let Some(bits) = n.dh_bits {
+                    s.dh_accepted.insert(bits);
+                }
+                if let Some(g) = &n.group {
+                    s.groups.insert(g.clone());
+                }
+            }
+            Outcome::Failed { class: ErrorClass::DhTooSmall | ErrorClass::DhTooLarge, .. } => {
+                if let Some(bits) = report.servers.get(&cell.server).and_then(|p| p.dh).map(|d| d.bits()) {
+                    s.dh_refused.insert(bits);
+                }
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
+/// What the client stacks that ran did against one server profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSummary {
+    pub connected: usize,
+    /// Stacks that ran (not skipped, unsupported or harness errors).
+    pub ran: usize,
+    pub failing: Vec<String>,
+}
+
+impl ServerSummary {
+    /// `connects 3 of 4 stacks; loses rustls`.
+    pub fn line(&self) -> String {
+        if self.failing.is_empty() {
+            format!("{} of {} stacks connect", self.connected, self.ran)
+        } else {
+            format!("{} of {} stacks connect; loses {}", self.connected, self.ran, self.failing.join(", "))
+        }
+    }
+}
+
+/// Summarise one server profile's row.
+pub fn server(report: &Report, server: &str) -> ServerSummary {
+    let mut s = ServerSummary { connected: 0, ran: 0, failing: Vec::new() };
+    for client in &report.run.client_order {
+        let Some(cell) = report.cell(server, client) else { continue };
+        match cell.outcome {
+            Outcome::Connected(_) => {
+                s.connected += 1;
+                s.ran += 1;
+            }
+            Outcome::Failed { .. } | Outcome::Timeout { .. } => {
+                s.ran += 1;
+                s.failing.push(client.clone());
+            }
+            Outcome::Skipped { .. } | Outcome::Unsupported { .. } | Outcome::HarnessError { .. } => {}
+        }
+    }
+    s
+}
