@@ -278,3 +278,27 @@ fn a_cell_that_changes_between_repeats_is_flaky_not_retried_into_a_pass() {
     assert_eq!(kinds, ["connected", "failed", "connected"]);
     assert_eq!(v["run"]["repeat"], 3);
 }
+
+#[test]
+fn a_second_published_run_shows_what_changed_since_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "m.toml", ONE_SERVER);
+    write(
+        dir.path(),
+        "m2.toml",
+        &ONE_SERVER.replace(
+            "builtin = \"openssl-client\"\n",
+            "builtin = \"openssl-client\"\nargs = [\"--seclevel\", \"1\"]\n",
+        ),
+    );
+    starttls_matrix(dir.path(), &["run", "--matrix", "m2.toml"]);
+    starttls_matrix(dir.path(), &["run", "--matrix", "m.toml"]);
+    let history: Vec<_> = std::fs::read_dir(dir.path().join("results/history")).unwrap().collect();
+    assert_eq!(history.len(), 2, "each whole run is kept");
+    let page = std::fs::read_to_string(dir.path().join("results/index.html")).unwrap();
+    assert!(page.contains("<h2>Since run"), "the page compares with the previous run");
+    assert!(page.contains("data-change=\"broken\"") && page.contains("1 newly broken"), "dhe1024 broke at level 2");
+    // A filtered run is not a publication: it leaves the history alone.
+    starttls_matrix(dir.path(), &["run", "--matrix", "m.toml", "--server", "ffdhe*"]);
+    assert_eq!(std::fs::read_dir(dir.path().join("results/history")).unwrap().count(), 2);
+}

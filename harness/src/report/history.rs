@@ -38,3 +38,33 @@ pub fn record(dir: &Path, report: &Report) -> Result<PathBuf, WriteError> {
     }
     Ok(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(id: &str) -> Report {
+        let mut r: Report = serde_json::from_value(serde_json::json!({
+            "schema_version": 1,
+            "run": {"id": id, "mode": "run", "started": "2026-11-28T10:00:00.000Z", "finished": "f", "wall_ms": 1,
+                    "matrix": "m", "tool_versions": {}, "server_order": [], "client_order": [], "jobs": 1, "cores": 1},
+            "servers": {}, "clients": {}, "cells": {}
+        }))
+        .unwrap();
+        r.run.id = id.to_string();
+        r
+    }
+
+    #[test]
+    fn keeps_the_newest_runs_and_finds_the_previous_one() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(previous(dir.path()).is_none());
+        for i in 0..KEEP + 2 {
+            record(dir.path(), &report(&format!("20261128T1000{i:02}Z-0000"))).unwrap();
+        }
+        let kept = entries(dir.path());
+        assert_eq!(kept.len(), KEEP);
+        assert!(kept[0].to_string_lossy().contains("T100002Z"), "the two oldest are gone: {:?}", kept[0]);
+        assert_eq!(previous(dir.path()).unwrap().run.id, format!("20261128T1000{:02}Z-0000", KEEP + 1));
+    }
+}
