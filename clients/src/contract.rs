@@ -27,6 +27,21 @@ pub struct Common {
     /// Print `DESCRIBE {json}` (library version and effective policy) and exit.
     #[arg(long)]
     pub describe: bool,
+    /// `encrypt`: fail without TLS (the default); `may`: deliver in plaintext when STARTTLS is
+    /// not offered or refused, as opportunistic MTAs do.
+    #[arg(long, value_enum, default_value = "encrypt")]
+    pub tls_policy: TlsPolicy,
+    /// Test fixture: read plaintext that arrived before the handshake as if it came over TLS
+    /// (the CVE-2011-0411 mistake), to show that the harness catches it.
+    #[arg(long)]
+    pub unsafe_keep_plaintext_buffer: bool,
+}
+
+/// What a client does when TLS is not to be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TlsPolicy {
+    Encrypt,
+    May,
 }
 
 impl Common {

@@ -118,40 +118,30 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> i32 {
 }
 
 fn run(ctx: &SslContext, common: &Common) -> ClientResult {
-    let connect = common.connect.as_deref().unwrap_or_default();
-    let tcp = match smtp::before_tls(connect, &common.ehlo, common.io_timeout()) {
-        Ok(tcp) => tcp,
-        Err(failure) => return failure,
-    };
-    let mut ssl = match Ssl::new(ctx) {
-        Ok(s) => s,
-        Err(e) => return ClientResult::error(Stage::Handshake, e.to_string()),
-    };
-    if let Err(e) = ssl.set_hostname(&common.servername).and_then(|()| ssl.param_mut().set_host(&common.servername)) {
-        return ClientResult::error(Stage::Handshake, e.to_string());
-    }
-    let stream = match ssl.connect(tcp) {
-        Ok(s) => s,
-        Err(HandshakeError::Failure(mid)) => {
-            let verify = mid.ssl().verify_result();
-            let words = mid.error().ssl_error().map(|s| s.to_string()).unwrap_or_else(|| mid.error().to_string());
-            return if verify != X509VerifyResult::OK {
-                ClientResult::error(Stage::Verify, format!("{words} (verify result: {})", verify.error_string()))
-            } else {
-                ClientResult::error(Stage::Handshake, words)
-            };
-        }
-        Err(e) => return ClientResult::error(Stage::Handshake, e.to_string()),
-    };
-    let ssl = stream.ssl();
-    let negotiated = Negotiated {
-        protocol: ssl.version_str().to_string(),
-        cipher: ssl.current_cipher().map(|c| c.standard_name().unwrap_or(c.name()).to_string()).unwrap_or_default(),
-        group: openssl_ext::negotiated_group(ssl),
-        dh_bits: ssl.peer_tmp_key().ok().and_then(|k| openssl_ext::dh_bits(k.id(), k.bits())),
-    };
-    match smtp::after_tls(stream, &common.ehlo) {
-        Ok(()) => ClientResult::Ok(negotiated),
-        Err(failure) => failure,
-    }
+    smtp::dialogue(common, |tcp| {
+        let mut ssl = Ssl::new(ctx).map_err(|e| ClientResult::error(Stage::Handshake, e.to_string()))?;
+        ssl.set_hostname(&common.servername)
+            .and_then(|()| ssl.param_mut().set_host(&common.servername))
+            .map_err(|e| ClientResult::error(Stage::Handshake, e.to_string()))?;
+        let stream = ssl.connect(tcp).map_err(|e| match e {
+            HandshakeError::Failure(mid) => {
+                let verify = mid.ssl().verify_result();
+                let words = mid.error().ssl_error().map(|s| s.to_string()).unwrap_or_else(|| mid.error().to_string());
+                if verify != X509VerifyResult::OK {
+                    ClientResult::error(Stage::Verify, format!("{words} (verify result: {})", verify.error_string()))
+                } else {
+                    ClientResult::error(Stage::Handshake, words)
+                }
+            }
+            other => ClientResult::error(Stage::Handshake, other.to_string()),
+        })?;
+        let ssl = stream.ssl();
+        let negotiated = Negotiated {
+            protocol: ssl.version_str().to_string(),
+            cipher: ssl.current_cipher().map(|c| c.standard_name().unwrap_or(c.name()).to_string()).unwrap_or_default(),
+            group: openssl_ext::negotiated_group(ssl),
+            dh_bits: ssl.peer_tmp_key().ok().and_then(|k| openssl_ext::dh_bits(k.id(), k.bits())),
+        };
+        Ok((stream, negotiated))
+    })
 }

@@ -123,44 +123,34 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> i32 {
 }
 
 fn run(config: ClientConfig, common: &Common) -> ClientResult {
-    let connect = common.connect.as_deref().unwrap_or_default();
-    let tcp = match smtp::before_tls(connect, &common.ehlo, common.io_timeout()) {
-        Ok(tcp) => tcp,
-        Err(failure) => return failure,
-    };
-    let name = match ServerName::try_from(common.servername.clone()) {
-        Ok(n) => n,
-        Err(e) => return ClientResult::error(Stage::Handshake, format!("server name {}: {e}", common.servername)),
-    };
-    let conn = match ClientConnection::new(Arc::new(config), name) {
-        Ok(c) => c,
-        Err(e) => return ClientResult::error(Stage::Handshake, e.to_string()),
-    };
-    let mut stream = StreamOwned::new(conn, tcp);
-    while stream.conn.is_handshaking() {
-        if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
-            let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
-            let stage = match inner {
-                Some(rustls::Error::InvalidCertificate(_)) => Stage::Verify,
-                _ => Stage::Handshake,
-            };
-            return ClientResult::error(stage, inner.map(|i| i.to_string()).unwrap_or_else(|| e.to_string()));
+    smtp::dialogue(common, |tcp| {
+        let name = ServerName::try_from(common.servername.clone())
+            .map_err(|e| ClientResult::error(Stage::Handshake, format!("server name {}: {e}", common.servername)))?;
+        let conn = ClientConnection::new(Arc::new(config), name)
+            .map_err(|e| ClientResult::error(Stage::Handshake, e.to_string()))?;
+        let mut stream = StreamOwned::new(conn, tcp);
+        while stream.conn.is_handshaking() {
+            if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
+                let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+                let stage = match inner {
+                    Some(rustls::Error::InvalidCertificate(_)) => Stage::Verify,
+                    _ => Stage::Handshake,
+                };
+                return Err(ClientResult::error(stage, inner.map(|i| i.to_string()).unwrap_or_else(|| e.to_string())));
+            }
         }
-    }
-    let conn = &stream.conn;
-    let kx = conn.negotiated_key_exchange_group();
-    let negotiated = Negotiated {
-        protocol: match conn.protocol_version() {
-            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".into(),
-            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".into(),
-            other => format!("{other:?}"),
-        },
-        cipher: conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default(),
-        group: kx.map(|k| iana_group(k.name())),
-        dh_bits: kx.and_then(|k| k.ffdhe_group()).map(|g| g.p.len() as u32 * 8),
-    };
-    match smtp::after_tls(stream, &common.ehlo) {
-        Ok(()) => ClientResult::Ok(negotiated),
-        Err(failure) => failure,
-    }
+        let conn = &stream.conn;
+        let kx = conn.negotiated_key_exchange_group();
+        let negotiated = Negotiated {
+            protocol: match conn.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".into(),
+                Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".into(),
+                other => format!("{other:?}"),
+            },
+            cipher: conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default(),
+            group: kx.map(|k| iana_group(k.name())),
+            dh_bits: kx.and_then(|k| k.ffdhe_group()).map(|g| g.p.len() as u32 * 8),
+        };
+        Ok((stream, negotiated))
+    })
 }

@@ -2,10 +2,11 @@
 //! banner, EHLO, STARTTLS before the handshake; EHLO and QUIT after it. Failures carry the stage
 //! and the server's own reply.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use crate::contract::{Common, TlsPolicy};
+use std::io::{BufRead, BufReader, Cursor, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
-use wire::{ClientResult, Reply, ReplyParser, Stage};
+use wire::{ClientResult, Negotiated, Reply, ReplyParser, Stage};
 
 /// A failure at a stage, ready to print.
 pub type Failure = ClientResult;
@@ -36,12 +37,22 @@ pub fn command<S: Read + Write>(reader: &mut BufReader<S>, cmd: &str, stage: Sta
     read_reply(reader, stage)
 }
 
-/// Connect, read the banner, EHLO, and STARTTLS. Returns the TCP stream ready for the
-/// handshake; plaintext the server sent after its 220 is discarded unread.
-pub fn before_tls(connect: &str, ehlo: &str, timeout: Duration) -> Result<TcpStream, Failure> {
+/// Where the plaintext part of the dialogue left us.
+pub enum BeforeTls {
+    /// STARTTLS was accepted: the TCP stream for the handshake, and any plaintext that arrived
+    /// after the 220 (a secure client drops it).
+    Upgrade { tcp: TcpStream, leftover: Vec<u8> },
+    /// The server did not offer STARTTLS or refused it, and the connection is still open.
+    NoTls { reader: BufReader<TcpStream>, why: Failure },
+}
+
+/// Connect, read the banner, EHLO, and STARTTLS.
+pub fn before_tls(connect: &str, ehlo: &str, timeout: Duration) -> Result<BeforeTls, Failure> {
     let tcp = TcpStream::connect(connect).map_err(|e| fail(Stage::Connect, format!("connect to {connect}: {e}")))?;
     tcp.set_read_timeout(Some(timeout))
         .and_then(|()| tcp.set_write_timeout(Some(timeout)))
+        // Small SMTP writes right after a TLS flight otherwise wait ~40 ms for a delayed ACK.
+        .and_then(|()| tcp.set_nodelay(true))
         .map_err(|e| fail(Stage::Connect, e.to_string()))?;
     let mut reader = BufReader::new(tcp);
     let banner = read_reply(&mut reader, Stage::Smtp)?;
@@ -53,13 +64,95 @@ pub fn before_tls(connect: &str, ehlo: &str, timeout: Duration) -> Result<TcpStr
         return Err(fail(Stage::Smtp, format!("EHLO: {reply}")));
     }
     if !reply.has_keyword("STARTTLS") {
-        return Err(fail(Stage::Starttls, format!("STARTTLS not offered: {reply}")));
+        return Ok(BeforeTls::NoTls { reader, why: fail(Stage::Starttls, format!("STARTTLS not offered: {reply}")) });
     }
     let reply = command(&mut reader, "STARTTLS", Stage::Starttls)?;
-    if reply.code != 220 {
-        return Err(fail(Stage::Starttls, format!("STARTTLS refused: {reply}")));
+    match reply.code {
+        220 => {
+            let leftover = reader.buffer().to_vec();
+            Ok(BeforeTls::Upgrade { tcp: reader.into_inner(), leftover })
+        }
+        421 => Err(fail(Stage::Starttls, format!("STARTTLS refused: {reply}"))),
+        _ => Ok(BeforeTls::NoTls { reader, why: fail(Stage::Starttls, format!("STARTTLS refused: {reply}")) }),
     }
-    Ok(reader.into_inner())
+}
+
+/// What an opportunistic client does without TLS: deliver the message in plaintext.
+pub fn deliver_plaintext<S: Read + Write>(mut reader: BufReader<S>, ehlo: &str) -> ClientResult {
+    let steps: [(&str, u16); 3] =
+        [("MAIL FROM:<probe@client.test>", 250), ("RCPT TO:<postmaster@mx.test>", 250), ("DATA", 354)];
+    for (cmd, want) in steps {
+        match command(&mut reader, cmd, Stage::Smtp) {
+            Ok(r) if r.code == want => {}
+            Ok(r) => return fail(Stage::Smtp, format!("{cmd}: {r}")),
+            Err(f) => return f,
+        }
+    }
+    let message =
+        format!("From: <probe@client.test>\r\nSubject: starttls-matrix probe from {ehlo}\r\n\r\nsent without TLS\r\n.");
+    match command(&mut reader, &message, Stage::Smtp) {
+        Ok(r) if r.code == 250 => {}
+        Ok(r) => return fail(Stage::Smtp, format!("message: {r}")),
+        Err(f) => return f,
+    }
+    let _ = command(&mut reader, "QUIT", Stage::Smtp);
+    ClientResult::Ok(Negotiated { protocol: "plaintext".into(), cipher: String::new(), group: None, dh_bits: None })
+}
+
+/// Plaintext kept from before the handshake, read first as if it had come over TLS: the
+/// CVE-2011-0411 mistake, for `--unsafe-keep-plaintext-buffer` (a test fixture).
+struct Prefixed<S> {
+    prefix: Cursor<Vec<u8>>,
+    inner: S,
+}
+
+impl<S: Read> Read for Prefixed<S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.prefix.read(buf)? {
+            0 => self.inner.read(buf),
+            n => Ok(n),
+        }
+    }
+}
+
+impl<S: Write> Write for Prefixed<S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The whole dialogue around one library's handshake: SMTP up to STARTTLS (or, under the
+/// `may` policy, plaintext delivery when TLS is not to be had), the handshake, SMTP over TLS.
+pub fn dialogue<S: Read + Write>(
+    common: &Common,
+    handshake: impl FnOnce(TcpStream) -> Result<(S, Negotiated), Failure>,
+) -> ClientResult {
+    let connect = common.connect.as_deref().unwrap_or_default();
+    match before_tls(connect, &common.ehlo, common.io_timeout()) {
+        Err(failure) => failure,
+        Ok(BeforeTls::NoTls { reader, why }) => match common.tls_policy {
+            TlsPolicy::Encrypt => why,
+            TlsPolicy::May => deliver_plaintext(reader, &common.ehlo),
+        },
+        Ok(BeforeTls::Upgrade { tcp, leftover }) => {
+            let (tls, negotiated) = match handshake(tcp) {
+                Ok(done) => done,
+                Err(failure) => return failure,
+            };
+            let after = if common.unsafe_keep_plaintext_buffer {
+                after_tls(Prefixed { prefix: Cursor::new(leftover), inner: tls }, &common.ehlo)
+            } else {
+                after_tls(tls, &common.ehlo)
+            };
+            match after {
+                Ok(()) => ClientResult::Ok(negotiated),
+                Err(failure) => failure,
+            }
+        }
+    }
 }
 
 /// Over TLS: EHLO again, then QUIT.

@@ -87,7 +87,9 @@ impl ErrorClass {
             ErrorClass::CertExpired => "the server's certificate is outside its validity period",
             ErrorClass::CertNameMismatch => "the server's certificate does not name the host the client asked for",
             ErrorClass::CertUntrusted => "the server's certificate does not chain to a CA the client trusts",
-            ErrorClass::ConnectionClosed => "the peer closed or reset the connection without saying why",
+            ErrorClass::ConnectionClosed => {
+                "the peer closed the connection, reset it or broke off the handshake without a reason we can name"
+            }
             ErrorClass::DhInvalid => "the client refused the server's DH prime as composite or of small subgroup",
             ErrorClass::DhInvalidAccepted => {
                 "the client accepted a composite or small-subgroup DH prime (a security finding)"

@@ -120,10 +120,12 @@ impl Context {
     pub async fn run_cell(
         &self,
         id: &CellId,
-        backend: Option<Backend>,
+        profile: Option<&ServerProfile>,
         server: &mut ServerState,
         expected: Expected,
     ) -> CellRecord {
+        let backend = profile.map(|p| p.backend);
+        let fault = profile.and_then(|p| p.fault);
         let started = Instant::now();
         let mut server_log = Vec::new();
         let outcome = match (self.stacks.get(&id.client), &mut *server) {
@@ -153,7 +155,10 @@ impl Context {
                     cafile: self.pki.ca_cert.clone(),
                     ehlo: CLIENT_EHLO.into(),
                 };
-                let run = stack.run(&target, self.cell_timeout).await;
+                let timeout = fault
+                    .and_then(servers::Fault::cell_timeout)
+                    .map_or(self.cell_timeout, |t| t.min(self.cell_timeout));
+                let run = stack.run(&target, timeout).await;
                 running.quiesce(Duration::from_secs(2)).await;
                 server_log = running.take_records();
                 self.outcome(run, stack, backend.map(server_table), &server_log, true)
@@ -183,8 +188,41 @@ impl Context {
         log: &[ConnectionRecord],
         own_server: bool,
     ) -> Outcome {
+        // Mail that crossed without TLS is a downgrade, whatever the client says of it.
+        let in_clear: usize = log.iter().filter(|r| r.tls.is_none()).map(|r| r.messages).sum();
+        let claims_plaintext = matches!(&run, ClientRun::Result(ClientResult::Ok(n)) if n.protocol == "plaintext");
+        if in_clear > 0 || claims_plaintext {
+            let client_error = match &run {
+                ClientRun::Result(ClientResult::Ok(n)) => {
+                    format!("the client reported success with protocol {:?}", n.protocol)
+                }
+                ClientRun::Result(ClientResult::Error { error, .. }) => error.clone(),
+                other => format!("{other:?}"),
+            };
+            return Outcome::Failed {
+                class: ErrorClass::DowngradedToPlaintext,
+                side: Side::Client,
+                stage: Stage::Starttls,
+                client_error,
+                server_error: (in_clear > 0).then(|| format!("the server accepted {in_clear} message(s) without TLS")),
+            };
+        }
+        // The server refused at the SMTP level (banner, EHLO, STARTTLS): that is what happened,
+        // whatever words the client found for it afterwards ("wrong version number"…).
+        let refusal = log.iter().find_map(|r| r.refusal.clone());
         match run {
             ClientRun::Result(ClientResult::Ok(n)) => Outcome::Connected(n),
+            ClientRun::Result(ClientResult::Error { stage, error }) if refusal.is_some() => {
+                let refusal = refusal.expect("checked");
+                let c = self.tables.classify("common", refusal.stage, &refusal.reply, None, &[]);
+                Outcome::Failed {
+                    class: c.class,
+                    side: c.side,
+                    stage,
+                    client_error: error,
+                    server_error: Some(refusal.reply),
+                }
+            }
             ClientRun::Result(ClientResult::Error { stage: Stage::Connect, error }) if own_server => {
                 Outcome::HarnessError { detail: format!("the client could not reach our own server: {error}") }
             }
@@ -219,18 +257,18 @@ pub struct RunOptions {
 async fn run_repeated(
     ctx: &Context,
     id: &CellId,
-    backend: Backend,
+    profile: &ServerProfile,
     state: &mut ServerState,
     expected: Expected,
     repeat: u32,
 ) -> CellRecord {
-    let mut first = ctx.run_cell(id, Some(backend), state, expected.clone()).await;
+    let mut first = ctx.run_cell(id, Some(profile), state, expected.clone()).await;
     if repeat <= 1 {
         return first;
     }
     let mut outcomes = vec![first.outcome.clone()];
     for _ in 1..repeat {
-        let again = ctx.run_cell(id, Some(backend), state, expected.clone()).await;
+        let again = ctx.run_cell(id, Some(profile), state, expected.clone()).await;
         first.duration += again.duration;
         first.server_log.extend(again.server_log);
         outcomes.push(again.outcome);
@@ -270,7 +308,7 @@ pub async fn run(
             for id in cells {
                 let _ = events.send(Event::CellStarted { id: id.clone() });
                 let expected = judge.expected_for(&id.to_string());
-                let record = run_repeated(&ctx, &id, entry.profile.backend, &mut state, expected, repeat).await;
+                let record = run_repeated(&ctx, &id, &entry.profile, &mut state, expected, repeat).await;
                 let _ = events.send(Event::CellFinished(Box::new(record.clone())));
                 records.push(record);
             }

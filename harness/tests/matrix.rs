@@ -41,7 +41,7 @@ impl Shared {
                 *state = Some(ctx.start_server(&entry.profile).await);
             }
             let server = state.as_mut().expect("set above");
-            ctx.run_cell(id, Some(entry.profile.backend), server, self.matrix.expected_for(&id.to_string())).await
+            ctx.run_cell(id, Some(&entry.profile), server, self.matrix.expected_for(&id.to_string())).await
         });
         if record.verdict.is_as_expected() {
             Ok(())

@@ -3,6 +3,7 @@
 //! It knows nothing of matrices or verdicts.
 
 pub mod dh;
+pub mod fault;
 pub mod pki;
 pub mod profile;
 pub mod record;
@@ -11,9 +12,10 @@ pub mod session;
 pub mod tls;
 
 pub use dh::DhGroup;
+pub use fault::Fault;
 pub use pki::{SERVER_NAME, TestPki};
 pub use profile::{Backend, CertKind, Group, ProfileError, ServerProfile, TlsVersion};
-pub use record::{ConnectionRecord, End};
+pub use record::{ConnectionRecord, End, Refusal};
 pub use server::{RunningServer, ServeOptions, StartError, start};
 pub use tls::ConfigRejected;
 

@@ -162,6 +162,9 @@ pub struct ServerProfile {
     pub dh: Option<DhGroup>,
     #[serde(default)]
     pub cert: CertKind,
+    /// How the server misbehaves (a hostile STARTTLS server), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<crate::fault::Fault>,
 }
 
 /// A profile that cannot mean anything; `field` names the offending key.

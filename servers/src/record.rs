@@ -19,6 +19,8 @@ pub enum End {
     Timeout,
     /// A limit was hit (line length, command count, connection count).
     Limit,
+    /// The server ended it as its fault prescribes.
+    Fault,
 }
 
 /// What the server saw of one connection.
@@ -43,4 +45,15 @@ pub struct ConnectionRecord {
     pub commands: usize,
     pub messages: usize,
     pub duration_ms: u64,
+    /// A refusal the server sent before TLS (a 4xx/5xx to the banner, EHLO or STARTTLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<Refusal>,
+}
+
+/// An SMTP refusal and the stage it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub stage: Stage,
+    /// The reply as sent, on one line.
+    pub reply: String,
 }

@@ -2,6 +2,7 @@
 //! ESMTP [`Session`] over plaintext and then TLS, and a log of one [`ConnectionRecord`] per
 //! connection.
 
+use crate::fault::{AfterStarttls, Fault, SLOW_BANNER_DELAY};
 use crate::pki::TestPki;
 use crate::profile::ServerProfile;
 use crate::record::{ConnectionRecord, End};
@@ -15,7 +16,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWrite
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
-use wire::Stage;
+use wire::{Reply, Stage};
 
 /// The longest line read from a client: RFC 5321's 1000-octet text line limit.
 const MAX_LINE: usize = 1000;
@@ -76,7 +77,12 @@ impl Drop for RunningServer {
 
 /// Start a server for `profile`: build its TLS configuration (refusal is
 /// [`StartError::ConfigRejected`]), bind, and accept in the background.
-pub async fn start(profile: &ServerProfile, pki: &TestPki, options: ServeOptions) -> Result<RunningServer, StartError> {
+pub async fn start(
+    profile: &ServerProfile,
+    pki: &TestPki,
+    mut options: ServeOptions,
+) -> Result<RunningServer, StartError> {
+    options.session.fault = profile.fault;
     if !options.bind.ip().is_loopback() {
         return Err(StartError::NotLoopback(options.bind));
     }
@@ -168,6 +174,7 @@ impl Progress {
         self.record.commands = session.commands();
         self.record.messages = session.messages;
         self.record.client_name = session.client_name.clone().or(self.record.client_name);
+        self.record.refusal = self.record.refusal.take().or_else(|| session.refusal.clone());
         self.record.duration_ms = started.elapsed().as_millis() as u64;
         self.record
     }
@@ -195,6 +202,7 @@ async fn serve_connection(
             commands: 0,
             messages: 0,
             duration_ms: 0,
+            refusal: None,
         },
     };
     let deadline = tokio::time::Instant::now() + options.connection_timeout;
@@ -212,13 +220,16 @@ async fn serve_connection(
             commands: session.commands(),
             messages: session.messages,
             duration_ms: started.elapsed().as_millis() as u64,
+            refusal: session.refusal.clone(),
         },
     }
 }
 
 /// How one phase (plaintext or TLS) of the dialogue ended.
 enum PhaseEnd {
-    StartTls,
+    /// STARTTLS was accepted; its 220 reply is not written yet (the driver writes it, with
+    /// whatever a fault adds).
+    StartTls(Reply),
     Closed(End, Option<String>),
 }
 
@@ -235,19 +246,86 @@ async fn drive(
         let _ = reader.get_mut().write_all(b"421 4.7.0 Too many connections, try later\r\n").await;
         return progress.end(Stage::Smtp, End::Limit, Some("too many connections".into()), started, session);
     }
-    if let Err(e) = reader.get_mut().write_all(session.greeting().to_wire().as_bytes()).await {
+    let fault = session.fault();
+    match fault {
+        Some(Fault::SlowBanner) => tokio::time::sleep(SLOW_BANNER_DELAY).await,
+        Some(Fault::Stall) => {
+            // A banner that never ends: the client waits until someone gives up.
+            let _ = reader.get_mut().write_all(b"220-mx.test stalling\r\n").await;
+            // Never finish the banner; notice when the client gives up (end of stream).
+            let mut sink = [0u8; 1024];
+            while matches!(tokio::io::AsyncReadExt::read(reader.get_mut(), &mut sink).await, Ok(n) if n > 0) {}
+            return progress.end(
+                Stage::Smtp,
+                End::Fault,
+                Some("fault stall: the banner never ended".into()),
+                started,
+                session,
+            );
+        }
+        _ => {}
+    }
+    let greeting = session.greeting();
+    let reply = greeting.reply.as_ref().map(Reply::to_wire).unwrap_or_default();
+    if let Err(e) = reader.get_mut().write_all(reply.as_bytes()).await {
         return progress.end(Stage::Smtp, End::IoError, Some(e.to_string()), started, session);
     }
-    match phase(&mut reader, session).await {
-        PhaseEnd::Closed(end, error) => return progress.end(Stage::Smtp, end, error, started, session),
-        PhaseEnd::StartTls => {}
+    if let Some(reply) = greeting.reply.as_ref().filter(|r| r.code >= 400) {
+        progress.record.refusal = Some(crate::record::Refusal { stage: Stage::Smtp, reply: reply.to_string() });
     }
+    if greeting.action == Action::Close {
+        let _ = reader.get_mut().shutdown().await;
+        return progress.end(
+            Stage::Smtp,
+            End::Fault,
+            Some("fault banner-421: refused at the banner".into()),
+            started,
+            session,
+        );
+    }
+    let starttls_reply = match phase(&mut reader, session).await {
+        PhaseEnd::Closed(end, error) => return progress.end(Stage::Smtp, end, error, started, session),
+        PhaseEnd::StartTls(reply) => reply,
+    };
     progress.record.starttls = true;
     progress.record.client_name = session.client_name.clone();
     // CVE-2011-0411: whatever the client pipelined after STARTTLS is dropped, never read as
-    // if it had come over TLS.
-    progress.record.pipelined_plaintext_bytes = reader.buffer().len();
-    let tcp = reader.into_inner();
+    // if it had come over TLS. With the pipelined-plaintext fault the server first waits, so
+    // that a pipelining client's extra bytes have arrived to be counted.
+    let mut pipelined = reader.buffer().len();
+    if fault == Some(Fault::PipelinedPlaintext) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.get_ref().try_read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            pipelined += n;
+        }
+    }
+    progress.record.pipelined_plaintext_bytes = pipelined;
+    let mut tcp = reader.into_inner();
+    let mut out = starttls_reply.to_wire().into_bytes();
+    let after = Fault::after_starttls(fault);
+    if let AfterStarttls::InjectThenHandshake(extra) = after {
+        out.extend_from_slice(extra.as_bytes());
+    }
+    if let Err(e) = tcp.write_all(&out).await {
+        return progress.end(Stage::Starttls, End::IoError, Some(e.to_string()), started, session);
+    }
+    if let AfterStarttls::SendThenClose(bytes) = after {
+        // Answer the ClientHello, not the 220: wait for the client to start the handshake.
+        let mut hello = [0u8; 4096];
+        let _ = tokio::time::timeout(Duration::from_secs(2), tokio::io::AsyncReadExt::read(&mut tcp, &mut hello)).await;
+        let _ = tcp.write_all(bytes).await;
+    }
+    if matches!(after, AfterStarttls::SendThenClose(_) | AfterStarttls::Close) {
+        let _ = tcp.shutdown().await;
+        let name = fault.map_or("?", Fault::name);
+        let what = format!("fault {name}: the server broke off instead of doing the TLS handshake");
+        progress.record.refusal = Some(crate::record::Refusal { stage: Stage::Handshake, reply: what.clone() });
+        return progress.end(Stage::Handshake, End::Fault, Some(what), started, session);
+    }
     let (tls, negotiated) = match acceptor.accept(tcp).await {
         Ok(ok) => ok,
         Err(words) => return progress.end(Stage::Handshake, End::HandshakeFailed, Some(words), started, session),
@@ -257,7 +335,7 @@ async fn drive(
     let mut reader = BufReader::new(tls);
     match phase(&mut reader, session).await {
         PhaseEnd::Closed(end, error) => progress.end(Stage::PostTls, end, error, started, session),
-        PhaseEnd::StartTls => unreachable!("the session refuses STARTTLS once TLS is active"),
+        PhaseEnd::StartTls(_) => unreachable!("the session refuses STARTTLS once TLS is active"),
     }
 }
 
@@ -274,6 +352,9 @@ async fn phase<S: AsyncRead + AsyncWrite + Unpin>(reader: &mut BufReader<S>, ses
             Err(LineError::Io(e)) => return PhaseEnd::Closed(End::IoError, Some(e.to_string())),
         };
         let step = if session.in_data() { session.data_line(&line) } else { session.command(&line) };
+        if step.action == Action::StartTls {
+            return PhaseEnd::StartTls(step.reply.unwrap_or_else(|| Reply::single(220, "2.0.0 Ready to start TLS")));
+        }
         if let Some(reply) = &step.reply
             && let Err(e) = reader.get_mut().write_all(reply.to_wire().as_bytes()).await
         {
@@ -281,10 +362,14 @@ async fn phase<S: AsyncRead + AsyncWrite + Unpin>(reader: &mut BufReader<S>, ses
         }
         match step.action {
             Action::Continue => {}
-            Action::StartTls => return PhaseEnd::StartTls,
+            Action::StartTls => unreachable!("returned above"),
             Action::Close => {
                 let _ = reader.get_mut().shutdown().await;
-                let end = if step.reply.as_ref().is_some_and(|r| r.code == 221) { End::Quit } else { End::Limit };
+                let end = match step.reply.as_ref().map(|r| r.code) {
+                    Some(221) => End::Quit,
+                    _ if session.fault().is_some() => End::Fault,
+                    _ => End::Limit,
+                };
                 return PhaseEnd::Closed(end, None);
             }
         }

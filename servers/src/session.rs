@@ -2,6 +2,7 @@
 //! (and message lines while in DATA), it answers with replies and tells the connection driver
 //! when to start TLS or close. RFC 5321 and RFC 3207 (STARTTLS).
 
+use crate::fault::Fault;
 use wire::{Command, CommandError, Reply};
 
 /// Limits and names of one server's dialogue.
@@ -13,6 +14,8 @@ pub struct SessionConfig {
     pub max_commands: usize,
     /// The SIZE advertised and enforced for one message.
     pub max_message_bytes: usize,
+    /// How the server misbehaves, if it does.
+    pub fault: Option<Fault>,
 }
 
 impl Default for SessionConfig {
@@ -21,6 +24,7 @@ impl Default for SessionConfig {
             hostname: crate::pki::SERVER_NAME.to_string(),
             max_commands: 100,
             max_message_bytes: 10 * 1024 * 1024,
+            fault: None,
         }
     }
 }
@@ -74,6 +78,8 @@ pub struct Session {
     pub messages: usize,
     /// The last EHLO/HELO argument.
     pub client_name: Option<String>,
+    /// A 4xx/5xx the server gave EHLO, HELO or STARTTLS before TLS.
+    pub refusal: Option<crate::record::Refusal>,
 }
 
 impl Session {
@@ -86,17 +92,60 @@ impl Session {
             message_bytes: 0,
             messages: 0,
             client_name: None,
+            refusal: None,
         }
     }
 
-    /// The 220 banner.
-    pub fn greeting(&self) -> Reply {
-        Reply::single(220, format!("{} ESMTP starttls-matrix", self.config.hostname))
+    /// The banner, and whether to go on.
+    pub fn greeting(&self) -> Step {
+        let host = &self.config.hostname;
+        match self.config.fault {
+            Some(Fault::Banner421) => Step {
+                reply: Some(Reply::single(421, format!("4.3.2 {host} Service not available, closing"))),
+                action: Action::Close,
+            },
+            Some(Fault::MultilineOddities) => Step {
+                reply: Some(Reply::new(
+                    220,
+                    [format!("{host} ESMTP starttls-matrix"), "a banner".into(), "of several".into(), "lines".into()],
+                )),
+                action: Action::Continue,
+            },
+            _ => Step::reply(220, &format!("{host} ESMTP starttls-matrix")),
+        }
+    }
+
+    fn ehlo_lines(&self, name: &str) -> Vec<String> {
+        let host = &self.config.hostname;
+        let mut lines = vec![format!("{host} greets {name}")];
+        let changed = self.tls_active && self.config.fault == Some(Fault::CapabilitiesChangeAfterTls);
+        if !changed {
+            lines.push("PIPELINING".into());
+        }
+        lines.push(format!("SIZE {}", self.config.max_message_bytes));
+        lines.push("8BITMIME".into());
+        if changed {
+            lines.push("AUTH PLAIN LOGIN".into());
+            lines.push("X-CAPABILITIES-CHANGED-AFTER-TLS".into());
+        }
+        if self.config.fault == Some(Fault::MultilineOddities) {
+            lines.extend((0..30).map(|i| format!("X-ODDITY-{i}")));
+            lines.push(format!("X-OVERLONG {}", "x".repeat(600)));
+        }
+        if !self.tls_active && self.config.fault != Some(Fault::NoStarttls) {
+            lines.push("STARTTLS".into());
+        }
+        lines
     }
 
     /// Whether the next line is message content rather than a command.
     pub fn in_data(&self) -> bool {
         self.state == State::Data
+    }
+
+    /// How this server misbehaves, if it does.
+    pub fn fault(&self) -> Option<Fault> {
+        self.config.fault
     }
 
     /// Commands seen so far.
@@ -113,6 +162,26 @@ impl Session {
 
     /// Handle one command line.
     pub fn command(&mut self, line: &[u8]) -> Step {
+        let step = self.answer(line);
+        let verb = line.get(..4).map(|v| v.to_ascii_uppercase());
+        let stage = match verb.as_deref() {
+            Some(b"EHLO" | b"HELO") => Some(wire::Stage::Smtp),
+            Some(b"STAR") => Some(wire::Stage::Starttls),
+            _ => None,
+        };
+        // The first refusal is what happened; later ones follow from it.
+        if let (None, false, Some(stage), Some(reply)) = (&self.refusal, self.tls_active, stage, &step.reply) {
+            if reply.code >= 400 {
+                self.refusal = Some(crate::record::Refusal { stage, reply: reply.to_string() });
+            } else if stage == wire::Stage::Smtp && reply.code == 250 && !reply.has_keyword("STARTTLS") {
+                let reply = format!("STARTTLS not offered: {reply}");
+                self.refusal = Some(crate::record::Refusal { stage: wire::Stage::Starttls, reply });
+            }
+        }
+        step
+    }
+
+    fn answer(&mut self, line: &[u8]) -> Step {
         self.commands += 1;
         if self.commands > self.config.max_commands {
             return Step { reply: Some(Reply::single(421, "4.7.0 Too many commands, closing")), action: Action::Close };
@@ -128,17 +197,12 @@ impl Session {
             }
         };
         match cmd {
+            Command::Ehlo(_) if self.config.fault == Some(Fault::Ehlo5xx) => {
+                Step::reply(550, "5.7.1 EHLO rejected by policy")
+            }
             Command::Ehlo(name) => {
                 self.state = State::Ready;
-                let mut lines = vec![
-                    format!("{} greets {}", self.config.hostname, name),
-                    "PIPELINING".to_string(),
-                    format!("SIZE {}", self.config.max_message_bytes),
-                    "8BITMIME".to_string(),
-                ];
-                if !self.tls_active {
-                    lines.push("STARTTLS".to_string());
-                }
+                let lines = self.ehlo_lines(&name);
                 self.client_name = Some(name);
                 Step { reply: Some(Reply::new(250, lines)), action: Action::Continue }
             }
@@ -149,6 +213,16 @@ impl Session {
             }
             Command::StartTls if self.tls_active => Step::reply(503, "5.5.1 TLS already active"),
             Command::StartTls if self.state == State::Fresh => Step::reply(503, "5.5.1 Send EHLO first"),
+            Command::StartTls if self.config.fault == Some(Fault::NoStarttls) => {
+                Step::reply(502, "5.5.2 Command not implemented")
+            }
+            Command::StartTls if self.config.fault == Some(Fault::Starttls454) => {
+                Step::reply(454, "4.7.0 TLS not available due to temporary reason")
+            }
+            Command::StartTls if self.config.fault == Some(Fault::Starttls421) => Step {
+                reply: Some(Reply::single(421, "4.7.0 TLS not available, closing connection")),
+                action: Action::Close,
+            },
             Command::StartTls => {
                 Step { reply: Some(Reply::single(220, "2.0.0 Ready to start TLS")), action: Action::StartTls }
             }
@@ -212,7 +286,7 @@ mod tests {
     #[test]
     fn full_dialogue_with_starttls() {
         let mut s = Session::new(SessionConfig::default());
-        assert_eq!(s.greeting().code, 220);
+        assert_eq!(code(&s.greeting()), 220);
         assert_eq!(code(&s.command(b"STARTTLS\r\n")), 503, "EHLO first");
         let ehlo = s.command(b"EHLO c.test\r\n");
         assert!(ehlo.reply.as_ref().unwrap().has_keyword("STARTTLS"));
@@ -259,6 +333,36 @@ mod tests {
         s.data_line(b"0123456789abcdef\r\n");
         assert_eq!(code(&s.data_line(b".\r\n")), 552);
         assert_eq!(s.messages, 0);
+    }
+
+    fn faulty(fault: Fault) -> Session {
+        Session::new(SessionConfig { fault: Some(fault), ..SessionConfig::default() })
+    }
+
+    #[test]
+    fn faults_in_the_dialogue() {
+        let g = faulty(Fault::Banner421).greeting();
+        assert_eq!((code(&g), g.action), (421, Action::Close));
+        assert_eq!(code(&faulty(Fault::Ehlo5xx).command(b"EHLO c\r\n")), 550);
+        let mut s = faulty(Fault::NoStarttls);
+        assert!(!s.command(b"EHLO c\r\n").reply.unwrap().has_keyword("STARTTLS"));
+        assert_eq!(code(&s.command(b"STARTTLS\r\n")), 502);
+        let mut s = faulty(Fault::Starttls454);
+        s.command(b"EHLO c\r\n");
+        assert_eq!(s.command(b"STARTTLS\r\n").action, Action::Continue);
+        let mut s = faulty(Fault::Starttls421);
+        s.command(b"EHLO c\r\n");
+        assert_eq!(s.command(b"STARTTLS\r\n").action, Action::Close);
+        let mut s = faulty(Fault::CapabilitiesChangeAfterTls);
+        assert!(s.command(b"EHLO c\r\n").reply.unwrap().has_keyword("PIPELINING"));
+        s.command(b"STARTTLS\r\n");
+        s.tls_started();
+        let after = s.command(b"EHLO c\r\n").reply.unwrap();
+        assert!(after.has_keyword("AUTH") && !after.has_keyword("PIPELINING"));
+        let mut s = faulty(Fault::MultilineOddities);
+        assert!(s.greeting().reply.unwrap().lines.len() > 1);
+        let ehlo = s.command(b"EHLO c\r\n").reply.unwrap();
+        assert!(ehlo.lines.len() > 30 && ehlo.lines.iter().any(|l| l.len() > 512) && ehlo.has_keyword("STARTTLS"));
     }
 
     #[test]
