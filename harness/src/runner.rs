@@ -244,6 +244,17 @@ impl Context {
     }
 }
 
+/// How long one cell of a profile waits by design (faults that delay), for scheduling.
+fn expected_wait(profile: &ServerProfile) -> Duration {
+    match profile.fault {
+        Some(f) => f.cell_timeout().unwrap_or(match f {
+            servers::Fault::SlowBanner => servers::fault::SLOW_BANNER_DELAY,
+            _ => Duration::ZERO,
+        }),
+        None => Duration::ZERO,
+    }
+}
+
 /// How to run a plan.
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
@@ -294,7 +305,11 @@ pub async fn run(
     let _ = events.send(Event::RunStarted { cells: plan.cells.len() });
     let permits = Arc::new(Semaphore::new(jobs.max(1)));
     let mut set = tokio::task::JoinSet::new();
-    for server_id in &plan.servers {
+    // Profiles whose cells wait longest start first, so they overlap the rest instead of
+    // trailing at the end (a fair semaphore hands out permits in this order).
+    let mut order: Vec<&String> = plan.servers.iter().collect();
+    order.sort_by_key(|id| std::cmp::Reverse(matrix.server(id).map_or(Duration::ZERO, |e| expected_wait(&e.profile))));
+    for server_id in order {
         let Some(entry) = matrix.server(server_id).cloned() else { continue };
         let cells: Vec<CellId> = plan.cells.iter().filter(|c| &c.server == server_id).cloned().collect();
         let (ctx, permits, events, judge) = (ctx.clone(), permits.clone(), events.clone(), judge.clone());

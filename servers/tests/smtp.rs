@@ -133,3 +133,25 @@ fn only_loopback_addresses_are_served() {
     let err = f.rt.block_on(servers::start(&profile, &f.pki, options)).err().unwrap();
     assert!(matches!(err, servers::StartError::NotLoopback(_)));
 }
+
+#[test]
+fn the_pipelined_plaintext_fault_counts_what_a_client_sends_past_starttls() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate(dir.path()).unwrap();
+    let profile: ServerProfile =
+        serde_json::from_value(serde_json::json!({"id": "t", "backend": "openssl", "fault": "pipelined-plaintext"}))
+            .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut server = rt.block_on(servers::start(&profile, &pki, ServeOptions::default())).unwrap();
+    let mut r = BufReader::new(TcpStream::connect(server.addr()).unwrap());
+    read_reply(&mut r);
+    say(&mut r, "EHLO c.test\r\n");
+    // Written one after the other, as a client that pipelines past STARTTLS would.
+    r.get_mut().write_all(b"STARTTLS\r\n").unwrap();
+    r.get_mut().write_all(b"MAIL FROM:<a@b.test>\r\n").unwrap();
+    assert_eq!(read_reply(&mut r).code, 220);
+    drop(r);
+    rt.block_on(server.quiesce(Duration::from_secs(5)));
+    let rec = &server.take_records()[0];
+    assert_eq!(rec.pipelined_plaintext_bytes, "MAIL FROM:<a@b.test>\r\n".len());
+}

@@ -57,6 +57,7 @@ dt{color:#555}dd{margin:0;white-space:pre-wrap;word-break:break-word}
 .ch-changed summary::before{content:"~ ";font-weight:bold}
 .dim{opacity:.25}
 .hide{display:none}
+tr.section th{background:#1d1d1f;color:#fff;font-size:1rem}
 td.summary,tfoot td{font-size:12.5px;background:#fafafa}
 #filters{margin:0 0 .8rem}#filters label{margin-right:1rem}
 .legend span{display:inline-block;padding:.1rem .4rem;margin:.1rem;border:1px solid #ccc}
@@ -251,55 +252,20 @@ pub fn render(report: &Report, since: Option<&Diff>) -> String {
         );
     }
     out.push_str("<th>reached by</th></tr></thead>\n<tbody>\n");
-    for s in &r.server_order {
-        let profile = report.servers.get(s);
-        let family = profile.map_or("external", |p| p.backend.as_str());
-        let settings =
-            profile.map(super::markdown::profile_summary).unwrap_or_else(|| "a server someone else runs".into());
-        let description = profile.map(|p| p.description.as_str()).unwrap_or("");
-        let _ = write!(
-            out,
-            "<tr data-server-family=\"{}\"><th class=\"server\">{}<small>{}</small><details><summary>settings</summary><small>{}</small></details></th>",
-            esc(family),
-            esc(s),
-            esc(description),
-            esc(&settings)
-        );
-        for c in &r.client_order {
-            let id = format!("{c}/{s}");
-            let Some(cell) = report.cells.get(&id) else {
-                let _ = write!(
-                    out,
-                    "<td class=\"cell o-none\" data-client-family=\"{}\">–</td>",
-                    esc(&family_of_client(c))
-                );
-                continue;
-            };
-            let change = since.and_then(|d| d.change(&id)).map(|ch| (&ch.old, ch.kind));
-            let mut classes = cell_classes(cell);
-            if let Some((_, kind)) = change {
-                let _ = write!(classes, " ch-{}", format!("{kind:?}").to_lowercase());
-            }
-            let title = match &cell.outcome {
-                Outcome::Failed { class, .. } => format!("{}: {}", class, class.explanation()),
-                other => other.label(),
-            };
+    let sections = report.sections();
+    let titled = sections.len() > 1;
+    for (title, rows) in sections {
+        if titled {
             let _ = write!(
                 out,
-                "<td class=\"{}\" id=\"{}\" data-client-family=\"{}\" data-outcome=\"{}\" data-verdict=\"{}\"{} title=\"{}\"><details><summary>{}</summary>",
-                esc(&classes),
-                esc(&id),
-                esc(&family_of_client(c)),
-                esc(cell.outcome.kind()),
-                esc(cell.verdict.as_str()),
-                change.map_or(String::new(), |(_, k)| format!(" data-change=\"{}\"", format!("{k:?}").to_lowercase())),
-                esc(&title),
-                esc(&compact(&cell.outcome.label()))
+                "<tr class=\"section\"><th colspan=\"{}\">{}</th></tr>",
+                r.client_order.len() + 2,
+                esc(title)
             );
-            details(&mut out, cell, change);
-            out.push_str("</details></td>");
         }
-        let _ = writeln!(out, "<td class=\"summary\">{}</td></tr>", esc(&summary::server(report, s).line()));
+        for s in rows {
+            server_row(&mut out, report, since, s);
+        }
     }
     out.push_str("</tbody>\n<tfoot><tr><th>accepted by the stack</th>");
     for c in &r.client_order {
@@ -345,6 +311,55 @@ pub fn render(report: &Report, since: Option<&Diff>) -> String {
     out.push_str("</tbody></table></section>\n");
     let _ = write!(out, "<script>{SCRIPT}</script>\n</body></html>\n");
     out
+}
+
+/// One row of the grid: the profile's header, its cells, and who reaches it.
+fn server_row(out: &mut String, report: &Report, since: Option<&Diff>, s: &String) {
+    let r = &report.run;
+    let profile = report.servers.get(s);
+    let family = profile.map_or("external", |p| p.backend.as_str());
+    let settings = profile.map(super::markdown::profile_summary).unwrap_or_else(|| "a server someone else runs".into());
+    let description = profile.map(|p| p.description.as_str()).unwrap_or("");
+    let _ = write!(
+        out,
+        "<tr data-server-family=\"{}\"><th class=\"server\">{}<small>{}</small><details><summary>settings</summary><small>{}</small></details></th>",
+        esc(family),
+        esc(s),
+        esc(description),
+        esc(&settings)
+    );
+    for c in &r.client_order {
+        let id = format!("{c}/{s}");
+        let Some(cell) = report.cells.get(&id) else {
+            let _ =
+                write!(out, "<td class=\"cell o-none\" data-client-family=\"{}\">–</td>", esc(&family_of_client(c)));
+            continue;
+        };
+        let change = since.and_then(|d| d.change(&id)).map(|ch| (&ch.old, ch.kind));
+        let mut classes = cell_classes(cell);
+        if let Some((_, kind)) = change {
+            let _ = write!(classes, " ch-{}", format!("{kind:?}").to_lowercase());
+        }
+        let title = match &cell.outcome {
+            Outcome::Failed { class, .. } => format!("{}: {}", class, class.explanation()),
+            other => other.label(),
+        };
+        let _ = write!(
+            out,
+            "<td class=\"{}\" id=\"{}\" data-client-family=\"{}\" data-outcome=\"{}\" data-verdict=\"{}\"{} title=\"{}\"><details><summary>{}</summary>",
+            esc(&classes),
+            esc(&id),
+            esc(&family_of_client(c)),
+            esc(cell.outcome.kind()),
+            esc(cell.verdict.as_str()),
+            change.map_or(String::new(), |(_, k)| format!(" data-change=\"{}\"", format!("{k:?}").to_lowercase())),
+            esc(&title),
+            esc(&compact(&cell.outcome.label()))
+        );
+        details(out, cell, change);
+        out.push_str("</details></td>");
+    }
+    let _ = writeln!(out, "<td class=\"summary\">{}</td></tr>", esc(&summary::server(report, s).line()));
 }
 
 #[cfg(test)]

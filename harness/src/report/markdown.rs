@@ -39,6 +39,9 @@ pub fn profile_summary(p: &servers::ServerProfile) -> String {
         parts.push(format!("groups {}", g.iter().map(|g| g.name()).collect::<Vec<_>>().join(", ")));
     }
     parts.push(format!("{:?} certificate", p.cert).to_lowercase());
+    if let Some(fault) = p.fault {
+        parts.push(format!("fault {}", fault.name()));
+    }
     parts.join("; ")
 }
 
@@ -61,21 +64,28 @@ pub fn render(report: &Report) -> String {
         out,
         "Each cell is what a real client stack (column) did against a server profile (row): the negotiated protocol and key exchange (`TLSv1.2 DHE-2048`, `TLSv1.3 x25519`), or the error class of the failure. **Bold ❗** marks a cell that did not do what its expectation says.\n"
     );
-    let _ = write!(out, "| server \\ client |");
-    for c in &r.client_order {
-        let _ = write!(out, " {} |", escape(c));
-    }
-    let _ = write!(out, " reached by |\n|---|");
-    for _ in &r.client_order {
-        let _ = write!(out, "---|");
-    }
-    out.push_str("---|\n");
-    for s in &r.server_order {
-        let _ = write!(out, "| **{}** |", escape(s));
-        for c in &r.client_order {
-            let _ = write!(out, " {} |", cell_label(report, s, c));
+    let sections = report.sections();
+    let titled = sections.len() > 1;
+    for (i, (title, rows)) in sections.into_iter().enumerate() {
+        if titled {
+            let _ = writeln!(out, "{}### {title}\n", if i > 0 { "\n" } else { "" });
         }
-        let _ = writeln!(out, " {} |", escape(&super::summary::server(report, s).line()));
+        let _ = write!(out, "| server \\ client |");
+        for c in &r.client_order {
+            let _ = write!(out, " {} |", escape(c));
+        }
+        let _ = write!(out, " reached by |\n|---|");
+        for _ in &r.client_order {
+            let _ = write!(out, "---|");
+        }
+        out.push_str("---|\n");
+        for s in rows {
+            let _ = write!(out, "| **{}** |", escape(s));
+            for c in &r.client_order {
+                let _ = write!(out, " {} |", cell_label(report, s, c));
+            }
+            let _ = writeln!(out, " {} |", escape(&super::summary::server(report, s).line()));
+        }
     }
     let _ = write!(out, "| *accepted by the stack* |");
     for c in &r.client_order {

@@ -227,6 +227,17 @@ impl Report {
         all
     }
 
+    /// Rows grouped for tables: TLS configurations, then STARTTLS behaviour (profiles with a
+    /// fault); empty groups are left out.
+    pub fn sections(&self) -> Vec<(&'static str, Vec<&String>)> {
+        let hostile = |s: &String| self.servers.get(s).is_some_and(|p| p.fault.is_some());
+        let (faults, plain): (Vec<&String>, Vec<&String>) = self.run.server_order.iter().partition(|s| hostile(s));
+        [("TLS configurations", plain), ("STARTTLS behaviour (hostile servers)", faults)]
+            .into_iter()
+            .filter(|(_, rows)| !rows.is_empty())
+            .collect()
+    }
+
     /// The cell for a (server, client) pair.
     pub fn cell(&self, server: &str, client: &str) -> Option<&CellReport> {
         self.cells.get(&format!("{client}/{server}"))

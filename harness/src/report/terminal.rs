@@ -24,32 +24,38 @@ fn colour_of(verdict: Verdict, connected: bool) -> Color {
 }
 use std::fmt::Write;
 
-/// The table alone, coloured by verdict when `colour`.
+/// The tables (one per section), coloured by verdict when `colour`.
 pub fn table(report: &Report, colour: bool) -> String {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
-    let mut header = vec!["server \\ client".to_string()];
-    header.extend(report.run.client_order.iter().cloned());
-    t.set_header(header);
-    for s in &report.run.server_order {
-        let mut row = vec![Cell::new(s)];
-        for c in &report.run.client_order {
-            row.push(match report.cell(s, c) {
-                Some(cell) => {
-                    let text = if cell.verdict.is_as_expected() {
-                        cell.outcome.label()
-                    } else {
-                        format!("{} (!)", cell.outcome.label())
-                    };
-                    let connected = matches!(cell.outcome, Outcome::Connected(_));
-                    if colour { Cell::new(text).fg(colour_of(cell.verdict, connected)) } else { Cell::new(text) }
-                }
-                None => Cell::new("-"),
-            });
+    let sections = report.sections();
+    let titled = sections.len() > 1;
+    let mut out = String::new();
+    for (title, rows) in sections {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
+        let mut header = vec![if titled { title.to_string() } else { "server \\ client".to_string() }];
+        header.extend(report.run.client_order.iter().cloned());
+        t.set_header(header);
+        for s in rows {
+            let mut row = vec![Cell::new(s)];
+            for c in &report.run.client_order {
+                row.push(match report.cell(s, c) {
+                    Some(cell) => {
+                        let text = if cell.verdict.is_as_expected() {
+                            cell.outcome.label()
+                        } else {
+                            format!("{} (!)", cell.outcome.label())
+                        };
+                        let connected = matches!(cell.outcome, Outcome::Connected(_));
+                        if colour { Cell::new(text).fg(colour_of(cell.verdict, connected)) } else { Cell::new(text) }
+                    }
+                    None => Cell::new("-"),
+                });
+            }
+            t.add_row(row);
         }
-        t.add_row(row);
+        let _ = writeln!(out, "{t}");
     }
-    t.to_string()
+    out.trim_end().to_string()
 }
 
 /// The summary after the table.
