@@ -159,7 +159,13 @@ fn parse_s_client(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<
     let line = new_line.unwrap_or_default();
     // "New, TLSv1.2, Cipher is DHE-RSA-AES128-GCM-SHA256"
     let mut parts = line.splitn(2, ", Cipher is ");
-    let protocol = parts.next().unwrap_or_default().trim().to_string();
+    // "New, TLSv1/SSLv3, …" names the cipher's version; the session block names the protocol.
+    let new_protocol = parts.next().unwrap_or_default().trim();
+    let protocol = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Protocol  :").or_else(|| l.trim().strip_prefix("Protocol :")))
+        .map_or(new_protocol, str::trim)
+        .to_string();
     let cipher = parts.next().unwrap_or_default().trim().to_string();
     let (mut group, dh_bits) =
         stdout.lines().find_map(|l| l.strip_prefix("Server Temp Key: ")).map_or((None, None), temp_key);

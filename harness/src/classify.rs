@@ -174,6 +174,11 @@ impl Tables {
             Some(rule) if rule.peer => from_server()
                 .or(rule.class.map(|class| Classified { class, side: rule.side }))
                 .unwrap_or(Classified { class: ErrorClass::Unmapped, side: rule.side }),
+            // "The connection closed" is all a client can say when the server hung up; the
+            // server's own words, if it has any, say why.
+            Some(rule) if rule.class == Some(ErrorClass::ConnectionClosed) => {
+                from_server().unwrap_or(Classified { class: ErrorClass::ConnectionClosed, side: rule.side })
+            }
             Some(rule) => Classified { class: rule.class.expect("checked at load"), side: rule.side },
             None => from_server().unwrap_or(Classified { class: ErrorClass::Unmapped, side: Side::Unknown }),
         }

@@ -196,6 +196,29 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Generate server profiles, run client stacks against them, and check each stack's
+    /// declared policy; findings are shrunk and written as replayable matrices.
+    Fuzz {
+        #[arg(long, default_value = "matrix.toml")]
+        matrix: PathBuf,
+        /// Only client stacks whose id matches this glob (repeatable); default: all with a policy.
+        #[arg(long = "client", value_name = "GLOB")]
+        clients: Vec<String>,
+        /// Generated profiles per client stack.
+        #[arg(long, default_value_t = 100)]
+        cases: u32,
+        /// The seed: the same seed generates the same profiles.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Judge CLIENT by this policy file instead of its declared one (repeatable).
+        #[arg(long = "policy", value_name = "CLIENT=FILE")]
+        policies: Vec<String>,
+        /// Where replayable findings are written.
+        #[arg(long, default_value = "results/fuzz")]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
     /// Merge shard reports of one matrix into one report.
     Merge {
         #[arg(required = true)]
@@ -309,6 +332,13 @@ fn dispatch(cli: Cli) -> Result<i32, Exit> {
         }
         Cmd::Report { report, html, md, previous, format } => {
             commands::report::main(commands::report::ReportArgs { report, html, md, previous, format })
+        }
+        Cmd::Fuzz { matrix, clients, cases, seed, policies, out, format } => {
+            drop(rt);
+            commands::fuzz::main(
+                commands::fuzz::FuzzArgs { matrix, clients, cases, seed, policies, out, format },
+                tables,
+            )
         }
         Cmd::Merge { reports, output, md, format } => commands::merge::main(&reports, &output, md.as_deref(), format),
         Cmd::Client { name, .. } => {

@@ -55,6 +55,8 @@ struct RawClient {
     #[serde(default)]
     env: BTreeMap<String, String>,
     errors: Option<String>,
+    /// The declared policy for the fuzzing oracle (`harness/policies/<name>.toml`).
+    policy: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,6 +108,8 @@ pub struct ClientStack {
     pub errors: String,
     /// The stack this is a policy variant of.
     pub variant_of: Option<String>,
+    /// Its declared policy, for the fuzzing oracle.
+    pub policy: Option<String>,
     #[serde(skip)]
     pub line: usize,
 }
@@ -422,6 +426,19 @@ impl Matrix {
                     ));
                 }
             };
+            let base_policy =
+                c.variant_of.as_ref().and_then(|b| clients.iter().find(|x: &&ClientStack| &x.id == b)?.policy.clone());
+            let policy = match c.policy {
+                Some(p) if crate::oracle::Policy::names().contains(&p.as_str()) => Some(p),
+                Some(p) => {
+                    let known = crate::oracle::Policy::names().join(", ");
+                    return Err(invalid(
+                        at("policy"),
+                        format!("client {:?}: unknown policy {p:?}; known: {known}", c.id),
+                    ));
+                }
+                None => base_policy,
+            };
             clients.push(ClientStack {
                 id: c.id,
                 description,
@@ -429,6 +446,7 @@ impl Matrix {
                 args,
                 env,
                 errors,
+                policy,
                 variant_of: c.variant_of,
                 line: line_of(source, span.start),
             });

@@ -161,11 +161,12 @@ impl Context {
                 let run = stack.run(&target, timeout).await;
                 running.quiesce(Duration::from_secs(2)).await;
                 server_log = running.take_records();
-                self.outcome(run, stack, backend.map(server_table), &server_log, true)
+                let invalid_dh = profile.and_then(|p| p.dh).filter(|d| d.kind().is_invalid());
+                self.outcome(run, stack, backend.map(server_table), &server_log, true, invalid_dh)
             }
             (Some(stack), ServerState::External(target)) => {
                 let run = stack.run(target, self.cell_timeout).await;
-                self.outcome(run, stack, None, &[], false)
+                self.outcome(run, stack, None, &[], false, None)
             }
         };
         let verdict = judge(&outcome, &expected);
@@ -187,6 +188,7 @@ impl Context {
         server_table: Option<&str>,
         log: &[ConnectionRecord],
         own_server: bool,
+        invalid_dh: Option<servers::DhGroup>,
     ) -> Outcome {
         // Mail that crossed without TLS is a downgrade, whatever the client says of it.
         let in_clear: usize = log.iter().filter(|r| r.tls.is_none()).map(|r| r.messages).sum();
@@ -211,6 +213,24 @@ impl Context {
         // whatever words the client found for it afterwards ("wrong version number"…).
         let refusal = log.iter().find_map(|r| r.refusal.clone());
         match run {
+            // A DHE handshake over a composite or small-subgroup prime should never complete.
+            // (TLS 1.3 negotiates a named group, not the profile's prime.)
+            ClientRun::Result(ClientResult::Ok(n))
+                if n.dh_bits.is_some() && n.protocol != "TLSv1.3" && invalid_dh.is_some() =>
+            {
+                let dh = invalid_dh.expect("checked");
+                Outcome::Failed {
+                    class: ErrorClass::DhInvalidAccepted,
+                    side: Side::Client,
+                    stage: Stage::Handshake,
+                    client_error: format!(
+                        "the client completed the handshake ({}) over the server's {} group",
+                        n.label(),
+                        dh.name()
+                    ),
+                    server_error: None,
+                }
+            }
             ClientRun::Result(ClientResult::Ok(n)) => Outcome::Connected(n),
             ClientRun::Result(ClientResult::Error { stage, error }) if refusal.is_some() => {
                 let refusal = refusal.expect("checked");

@@ -33,10 +33,42 @@ pub enum DhGroup {
     Ffdhe6144,
     #[serde(rename = "ffdhe8192")]
     Ffdhe8192,
+    /// custom-2048's prime with generator 5.
+    #[serde(rename = "custom-2048-g5")]
+    Custom2048G5,
+    /// A 2048-bit composite modulus: must be refused.
+    #[serde(rename = "composite-2048")]
+    Composite2048,
+    /// A 2048-bit prime whose generator has order 65537: must be refused.
+    #[serde(rename = "small-subgroup-2048")]
+    SmallSubgroup2048,
+}
+
+/// What kind of group a [`DhGroup`] is, for oracles and tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DhKind {
+    /// An RFC 7919 named group.
+    Rfc7919,
+    /// A well-known prime that is not RFC 7919 (RFC 2409, RFC 3526).
+    WellKnown,
+    /// A server's own safe prime.
+    Custom,
+    /// Not a prime at all.
+    Composite,
+    /// A prime with a generator of small order.
+    SmallSubgroup,
+}
+
+impl DhKind {
+    /// Whether a careful client must refuse the group whatever its size.
+    pub fn is_invalid(self) -> bool {
+        matches!(self, DhKind::Composite | DhKind::SmallSubgroup)
+    }
 }
 
 impl DhGroup {
-    pub const ALL: [DhGroup; 10] = [
+    pub const ALL: [DhGroup; 13] = [
         DhGroup::Custom512,
         DhGroup::Oakley768,
         DhGroup::Oakley1024,
@@ -47,7 +79,23 @@ impl DhGroup {
         DhGroup::Ffdhe4096,
         DhGroup::Ffdhe6144,
         DhGroup::Ffdhe8192,
+        DhGroup::Custom2048G5,
+        DhGroup::Composite2048,
+        DhGroup::SmallSubgroup2048,
     ];
+
+    /// What kind of group it is.
+    pub fn kind(self) -> DhKind {
+        match self {
+            DhGroup::Ffdhe2048 | DhGroup::Ffdhe3072 | DhGroup::Ffdhe4096 | DhGroup::Ffdhe6144 | DhGroup::Ffdhe8192 => {
+                DhKind::Rfc7919
+            }
+            DhGroup::Oakley768 | DhGroup::Oakley1024 | DhGroup::Modp1536 => DhKind::WellKnown,
+            DhGroup::Custom512 | DhGroup::Custom2048 | DhGroup::Custom2048G5 => DhKind::Custom,
+            DhGroup::Composite2048 => DhKind::Composite,
+            DhGroup::SmallSubgroup2048 => DhKind::SmallSubgroup,
+        }
+    }
 
     /// The name used in matrix files and reports.
     pub fn name(self) -> &'static str {
@@ -62,6 +110,9 @@ impl DhGroup {
             DhGroup::Ffdhe4096 => "ffdhe4096",
             DhGroup::Ffdhe6144 => "ffdhe6144",
             DhGroup::Ffdhe8192 => "ffdhe8192",
+            DhGroup::Custom2048G5 => "custom-2048-g5",
+            DhGroup::Composite2048 => "composite-2048",
+            DhGroup::SmallSubgroup2048 => "small-subgroup-2048",
         }
     }
 
@@ -72,7 +123,11 @@ impl DhGroup {
             DhGroup::Oakley768 => 768,
             DhGroup::Oakley1024 => 1024,
             DhGroup::Modp1536 => 1536,
-            DhGroup::Custom2048 | DhGroup::Ffdhe2048 => 2048,
+            DhGroup::Custom2048
+            | DhGroup::Ffdhe2048
+            | DhGroup::Custom2048G5
+            | DhGroup::Composite2048
+            | DhGroup::SmallSubgroup2048 => 2048,
             DhGroup::Ffdhe3072 => 3072,
             DhGroup::Ffdhe4096 => 4096,
             DhGroup::Ffdhe6144 => 6144,
@@ -93,6 +148,9 @@ impl DhGroup {
             DhGroup::Ffdhe4096 => include_str!("../dh/ffdhe4096.pem"),
             DhGroup::Ffdhe6144 => include_str!("../dh/ffdhe6144.pem"),
             DhGroup::Ffdhe8192 => include_str!("../dh/ffdhe8192.pem"),
+            DhGroup::Custom2048G5 => include_str!("../dh/custom-2048-g5.pem"),
+            DhGroup::Composite2048 => include_str!("../dh/composite-2048.pem"),
+            DhGroup::SmallSubgroup2048 => include_str!("../dh/small-subgroup-2048.pem"),
         }
     }
 
@@ -114,12 +172,34 @@ mod tests {
     use openssl::bn::BigNum;
 
     #[test]
-    fn every_group_parses_with_its_stated_size_and_generator_2() {
+    fn every_group_parses_with_its_stated_size() {
         for g in DhGroup::ALL {
             let dh = g.params();
             assert_eq!(dh.prime_p().num_bits() as u32, g.bits(), "{}", g.name());
-            assert_eq!(dh.generator(), &*BigNum::from_u32(2).unwrap(), "{}", g.name());
+            let expected_g = match g {
+                DhGroup::Custom2048G5 => Some(5),
+                DhGroup::SmallSubgroup2048 => None,
+                _ => Some(2),
+            };
+            if let Some(v) = expected_g {
+                assert_eq!(dh.generator(), &*BigNum::from_u32(v).unwrap(), "{}", g.name());
+            }
         }
+    }
+
+    #[test]
+    fn invalid_groups_are_what_they_claim() {
+        let mut ctx = openssl::bn::BigNumContext::new().unwrap();
+        let composite = DhGroup::Composite2048.params();
+        assert!(!composite.prime_p().is_prime(20, &mut ctx).unwrap());
+        let small = DhGroup::SmallSubgroup2048.params();
+        let p = small.prime_p();
+        assert!(p.is_prime(20, &mut ctx).unwrap());
+        let order = BigNum::from_u32(65537).unwrap();
+        let mut r = BigNum::new().unwrap();
+        r.mod_exp(small.generator(), &order, p, &mut ctx).unwrap();
+        assert_eq!(r, BigNum::from_u32(1).unwrap(), "g has order 65537");
+        assert!(DhGroup::Composite2048.kind().is_invalid() && DhGroup::SmallSubgroup2048.kind().is_invalid());
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod server;
 pub mod session;
 pub mod tls;
 
-pub use dh::DhGroup;
+pub use dh::{DhGroup, DhKind};
 pub use fault::Fault;
 pub use pki::{SERVER_NAME, TestPki};
 pub use profile::{Backend, CertKind, Group, ProfileError, ServerProfile, TlsVersion};

@@ -89,6 +89,11 @@ impl Group {
         }
     }
 
+    /// The group of an IANA name.
+    pub fn for_name(name: &str) -> Option<Group> {
+        serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
+    }
+
     /// The RFC 7919 name of a DH group, if it is one.
     pub fn for_dh(dh: DhGroup) -> Option<Group> {
         match dh {
@@ -97,9 +102,14 @@ impl Group {
             DhGroup::Ffdhe4096 => Some(Group::Ffdhe4096),
             DhGroup::Ffdhe6144 => Some(Group::Ffdhe6144),
             DhGroup::Ffdhe8192 => Some(Group::Ffdhe8192),
-            DhGroup::Custom512 | DhGroup::Oakley768 | DhGroup::Oakley1024 | DhGroup::Modp1536 | DhGroup::Custom2048 => {
-                None
-            }
+            DhGroup::Custom512
+            | DhGroup::Oakley768
+            | DhGroup::Oakley1024
+            | DhGroup::Modp1536
+            | DhGroup::Custom2048
+            | DhGroup::Custom2048G5
+            | DhGroup::Composite2048
+            | DhGroup::SmallSubgroup2048 => None,
         }
     }
 

@@ -189,5 +189,13 @@ mod tests {
             };
             prop_assert_eq!(ClientResult::from_stdout(&format!("x\n{}\n", r.to_line())), Ok(r));
         }
+
+        #[test]
+        fn arbitrary_output_never_panics(
+            lines in proptest::collection::vec(prop_oneof!["\\PC{0,80}", "RESULT \\PC{0,80}", "RESULT \\{[\"a-z:,0-9 ]{0,60}\\}?"], 0..8)
+        ) {
+            // Either a parsed result or an error naming what is wrong; nothing else.
+            let _ = ClientResult::from_stdout(&lines.join("\n"));
+        }
     }
 }

@@ -60,6 +60,7 @@ pub async fn main(a: CompareArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
                 env,
                 errors: base.errors.clone(),
                 variant_of: Some(base.id.clone()),
+                policy: None,
                 line: 0,
             });
             id

@@ -4,6 +4,7 @@ pub mod common;
 pub mod compare;
 pub mod diff;
 pub mod expectations;
+pub mod fuzz;
 pub mod merge;
 pub mod probe;
 pub mod report;
