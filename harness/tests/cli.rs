@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const EXE: &str = env!("CARGO_BIN_EXE_starttls-matrix");
+mod common;
+
+use common::{EXE, starttls_matrix, write};
 
 const SERVER: &str = r#"
 [[server]]
@@ -16,27 +18,6 @@ backend = "openssl"
 min_tls = "1.3"
 groups = ["x25519"]
 "#;
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn starttls_matrix(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(EXE).args(args).current_dir(dir).output().unwrap();
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
 
 /// A contract-shaped program whose cell behaviour is `body` (it still answers the probe flag
 /// with 89, as the contract asks).

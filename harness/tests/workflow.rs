@@ -2,31 +2,11 @@
 //! expectations, baselines, recorded expectations, JUnit, shards and merge, repeats.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-const EXE: &str = env!("CARGO_BIN_EXE_starttls-matrix");
+mod common;
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn starttls_matrix(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(EXE).args(args).current_dir(dir).env("NO_COLOR", "1").output().unwrap();
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
+use common::{starttls_matrix, write};
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()

@@ -33,6 +33,16 @@ pub enum Format {
     Json,
 }
 
+/// Matchers for `--client` globs.
+pub fn client_globs(patterns: &[String]) -> Result<Vec<globset::GlobMatcher>, Exit> {
+    patterns
+        .iter()
+        .map(|g| globset::Glob::new(g).map(|g| g.compile_matcher()))
+        .collect::<Result<Vec<_>, _>>()
+        .context("parse --client")
+        .map_err(usage)
+}
+
 pub fn load_matrix(path: &Path, tables: &Tables) -> Result<Matrix, Exit> {
     Matrix::load(path, tables).context("load the matrix").map_err(usage)
 }

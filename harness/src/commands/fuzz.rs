@@ -36,13 +36,7 @@ pub fn main(a: FuzzArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
         policies.insert(name.clone(), policy);
         overrides.insert(client.to_string(), name);
     }
-    let globs = a
-        .clients
-        .iter()
-        .map(|g| globset::Glob::new(g).map(|g| g.compile_matcher()))
-        .collect::<Result<Vec<_>, _>>()
-        .context("parse --client")
-        .map_err(usage)?;
+    let globs = super::common::client_globs(&a.clients)?;
     let stacks: Vec<(harness::matrix::ClientStack, String)> = matrix
         .clients
         .iter()

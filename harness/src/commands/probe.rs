@@ -43,13 +43,7 @@ pub async fn main(a: ProbeArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
     let host = a.target.rsplit_once(':').map_or(a.target.as_str(), |(h, _)| h).trim_matches(['[', ']']).to_string();
     let cafile = a.cafile.unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
     let matrix = load_matrix(&a.matrix, &tables)?;
-    let globs = a
-        .clients
-        .iter()
-        .map(|g| globset::Glob::new(g).map(|g| g.compile_matcher()))
-        .collect::<Result<Vec<_>, _>>()
-        .context("parse --client")
-        .map_err(usage)?;
+    let globs = super::common::client_globs(&a.clients)?;
     let clients: Vec<String> = matrix
         .clients
         .iter()
