@@ -20,6 +20,10 @@ use wire::{ClientResult, Negotiated, Stage};
 struct Args {
     #[command(flatten)]
     common: Common,
+    /// Add finite-field DHE: TLS 1.2 DHE_RSA suites and the RFC 7919 groups (rustls implements
+    /// the negotiation; the stock providers ship neither).
+    #[arg(long)]
+    ffdhe: bool,
     /// Offer only these suites (IANA names, comma-separated).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     ciphers: Option<Vec<String>>,
@@ -36,8 +40,12 @@ struct Args {
 
 fn config(args: &Args) -> Result<ClientConfig, i32> {
     let mut provider = rustls::crypto::ring::default_provider();
+    if args.ffdhe {
+        provider.cipher_suites.extend_from_slice(ffdhe::dhe_suites());
+        provider.kx_groups.extend(ffdhe::rfc7919_groups());
+    }
     if let Some(wanted) = &args.ciphers {
-        provider.cipher_suites.retain(|s| wanted.contains(&format!("{:?}", s.suite())));
+        provider.cipher_suites.retain(|s| wanted.contains(&ffdhe::suite_name(s.suite())));
         if provider.cipher_suites.is_empty() {
             return Err(contract::unsupported(&format!("--ciphers {}: none is a rustls suite", wanted.join(","))));
         }
@@ -86,13 +94,13 @@ fn iana_group(g: rustls::NamedGroup) -> String {
     format!("{g:?}").to_ascii_lowercase()
 }
 
-fn describe(config: &ClientConfig) -> i32 {
+fn describe(config: &ClientConfig, ffdhe_added: bool) -> i32 {
     let provider = config.crypto_provider();
     let policy = serde_json::json!({
-        "provider": "ring (stock)",
-        "suites": provider.cipher_suites.iter().map(|s| format!("{:?}", s.suite())).collect::<Vec<_>>(),
+        "provider": if ffdhe_added { "ring + FFDHE (RFC 7919 groups, DHE_RSA suites)" } else { "ring (stock)" },
+        "suites": provider.cipher_suites.iter().map(|s| ffdhe::suite_name(s.suite())).collect::<Vec<_>>(),
         "groups": provider.kx_groups.iter().map(|g| iana_group(g.name())).collect::<Vec<_>>(),
-        "dhe": false,
+        "dhe": ffdhe_added,
     });
     contract::describe("rustls", &format!("rustls {}", crate::RUSTLS_VERSION), policy)
 }
@@ -109,7 +117,7 @@ impl contract::Program for Args {
     }
 
     fn describe(&self, config: &ClientConfig) -> i32 {
-        describe(config)
+        describe(config, self.ffdhe)
     }
 
     fn run(&self, config: ClientConfig) -> ClientResult {
@@ -147,8 +155,13 @@ fn run(config: ClientConfig, common: &Common) -> ClientResult {
                 Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".into(),
                 other => format!("{other:?}"),
             },
-            cipher: conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default(),
-            group: kx.map(|k| iana_group(k.name())),
+            cipher: conn.negotiated_cipher_suite().map(|s| ffdhe::suite_name(s.suite())).unwrap_or_default(),
+            // TLS 1.2 DHE puts a bare prime on the wire: no group name, as for every stack.
+            group: kx
+                .filter(|k| {
+                    !(k.ffdhe_group().is_some() && conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_2))
+                })
+                .map(|k| iana_group(k.name())),
             dh_bits: kx.and_then(|k| k.ffdhe_group()).map(|g| g.p.len() as u32 * 8),
         };
         Ok((stream, negotiated))

@@ -125,3 +125,21 @@ fn rustls_backend_serves_512_bit_dhe_to_a_permissive_openssl_client() {
         ok => panic!("expected dh key too small, got {ok:?}"),
     }
 }
+
+#[test]
+fn rustls_with_ffdhe_takes_rfc7919_groups_and_refuses_private_primes() {
+    match run(RUSTLS, &dhe("ffdhe2048"), "mx.test", &["--ffdhe"]) {
+        ClientResult::Ok(n) => {
+            assert_eq!((n.protocol.as_str(), n.dh_bits, n.group), ("TLSv1.2", Some(2048), None));
+            assert_eq!(n.cipher, "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256");
+        }
+        err => panic!("expected success, got {err:?}"),
+    }
+    match run(RUSTLS, &dhe("custom-2048"), "mx.test", &["--ffdhe"]) {
+        ClientResult::Error { stage, error } => {
+            assert_eq!(stage, Stage::Handshake);
+            assert!(error.contains("SelectedUnofferedKxGroup"), "{error}");
+        }
+        ok => panic!("expected unoffered group, got {ok:?}"),
+    }
+}

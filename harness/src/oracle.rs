@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 const BUILTIN: &[(&str, &str)] = &[
     ("openssl-level1", include_str!("../policies/openssl-level1.toml")),
     ("openssl-level2", include_str!("../policies/openssl-level2.toml")),
+    ("rustls-ffdhe", include_str!("../policies/rustls-ffdhe.toml")),
     ("rustls-ring", include_str!("../policies/rustls-ring.toml")),
 ];
 
@@ -249,6 +250,10 @@ pub fn predict(profile: &ServerProfile, policy: &Policy) -> Option<Prediction> {
 /// What a client with `policy` does with a served DH group.
 fn judge_dh(dh: DhGroup, policy: &Policy, protocol: &str, legacy: bool) -> Prediction {
     let kind = dh.kind();
+    // A client that takes only the groups it offered refuses any other prime outright.
+    if !policy.dh_custom_primes && kind != DhKind::Rfc7919 {
+        return fail(ErrorClass::UnofferedGroup, "dh_custom_primes");
+    }
     if kind.is_invalid() {
         let class = if policy.dh_validates_primes { ErrorClass::DhInvalid } else { ErrorClass::DhInvalidAccepted };
         return fail(class, "dh_validates_primes");
@@ -258,9 +263,6 @@ fn judge_dh(dh: DhGroup, policy: &Policy, protocol: &str, legacy: bool) -> Predi
     }
     if dh.bits() > policy.dh_max_bits {
         return fail(ErrorClass::DhTooLarge, "dh_max_bits");
-    }
-    if !policy.dh_custom_primes && kind != DhKind::Rfc7919 {
-        return fail(ErrorClass::UnofferedGroup, "dh_custom_primes");
     }
     if legacy {
         return fail(ErrorClass::LegacySigalg, "legacy_versions");

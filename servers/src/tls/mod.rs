@@ -1,7 +1,6 @@
 //! TLS for the built-in server: one acceptor per backend, built once per profile from the
 //! server profile, and the negotiated parameters of each connection.
 
-pub mod ffdhe;
 pub mod openssl;
 pub mod rustls;
 

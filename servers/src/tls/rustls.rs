@@ -1,9 +1,9 @@
 //! The rustls backend: rustls 0.23 with the ring provider, narrowed to the profile's versions,
 //! suites and groups, plus TLS 1.2 DHE from [`super::ffdhe`] when the profile has a DH group.
 
-use super::ffdhe::{CUSTOM_GROUP_ID, FfdheKx, dhe_suites};
 use crate::pki::TestPki;
 use crate::profile::{Group, ServerProfile, TlsVersion};
+use ffdhe::{CUSTOM_GROUP_ID, FfdheKx, dhe_suites};
 use rustls::crypto::{CryptoProvider, SupportedKxGroup};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -44,7 +44,7 @@ fn kx_group(group: Group) -> Option<&'static dyn SupportedKxGroup> {
 }
 
 fn suite_name(s: &SupportedCipherSuite) -> String {
-    super::ffdhe::suite_name(s.suite())
+    ffdhe::suite_name(s.suite())
 }
 
 pub(super) fn build(profile: &ServerProfile, pki: &TestPki) -> Result<Arc<ServerConfig>, String> {

@@ -1,6 +1,7 @@
 //! Finite-field DHE for rustls, which ships none: key exchange over any prime (RFC 7919 named
-//! groups, or a profile's own prime under a private-use group id) and TLS 1.2 `DHE_RSA` suites
+//! groups, or a server's own prime under a private-use group id) and TLS 1.2 `DHE_RSA` suites
 //! made from ring's ECDHE_RSA ones (same AEAD, PRF and signature; only the key exchange differs).
+//! The built-in server serves with it; the `rustls-client --ffdhe` stack offers it.
 
 use openssl::bn::{BigNum, BigNumContext, MsbOption};
 use rustls::crypto::{ActiveKeyExchange, CipherSuiteCommon, KeyExchangeAlgorithm, SharedSecret, SupportedKxGroup};
@@ -154,14 +155,29 @@ pub fn dhe_suites() -> &'static [SupportedCipherSuite] {
     })
 }
 
+/// The RFC 7919 groups as key exchanges, what a rustls user who enables FFDHE gets.
+pub fn rfc7919_groups() -> Vec<&'static dyn SupportedKxGroup> {
+    use rustls::ffdhe_groups as g;
+    [
+        (NamedGroup::FFDHE2048, g::FFDHE2048),
+        (NamedGroup::FFDHE3072, g::FFDHE3072),
+        (NamedGroup::FFDHE4096, g::FFDHE4096),
+        (NamedGroup::FFDHE6144, g::FFDHE6144),
+        (NamedGroup::FFDHE8192, g::FFDHE8192),
+    ]
+    .into_iter()
+    .map(|(name, group)| FfdheKx::new(name, group.p.to_vec(), group.g.to_vec()) as &'static dyn SupportedKxGroup)
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn two_sides_agree() {
-        let (p, g) = crate::dh::DhGroup::Custom512.p_and_g();
-        let kx = FfdheKx::new(NamedGroup::Unknown(CUSTOM_GROUP_ID), p, g);
+        let g = rustls::ffdhe_groups::FFDHE2048;
+        let kx = FfdheKx::new(NamedGroup::Unknown(CUSTOM_GROUP_ID), g.p.to_vec(), g.g.to_vec());
         let a = kx.start().unwrap();
         let b = kx.start().unwrap();
         let b_pub = b.pub_key().to_vec();
@@ -171,8 +187,8 @@ mod tests {
 
     #[test]
     fn rejects_trivial_peer_values() {
-        let (p, g) = crate::dh::DhGroup::Ffdhe2048.p_and_g();
-        let kx = FfdheKx::new(NamedGroup::FFDHE2048, p, g);
+        let g = rustls::ffdhe_groups::FFDHE2048;
+        let kx = FfdheKx::new(NamedGroup::FFDHE2048, g.p.to_vec(), g.g.to_vec());
         assert!(kx.start().unwrap().complete(&[1]).is_err());
     }
 }
