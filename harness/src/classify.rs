@@ -12,6 +12,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("common", include_str!("../classify/common.toml")),
     ("openssl", include_str!("../classify/openssl.toml")),
     ("openssl-s_client", include_str!("../classify/openssl-s_client.toml")),
+    ("python", include_str!("../classify/python.toml")),
     ("rustls", include_str!("../classify/rustls.toml")),
     ("server-openssl", include_str!("../classify/server-openssl.toml")),
     ("server-rustls", include_str!("../classify/server-rustls.toml")),

@@ -61,7 +61,7 @@ enum Cmd {
         /// What to print on stdout.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
-        /// Server profiles to serve at once (default: one per core).
+        /// Server profiles to serve at once (default: two per core).
         #[arg(long)]
         jobs: Option<usize>,
         /// Judge each cell against this earlier report's outcome (cells it lacks: against the

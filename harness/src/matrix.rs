@@ -161,7 +161,7 @@ pub struct Expectation {
 #[derive(Debug, Clone)]
 pub struct RunSettings {
     pub cell_timeout: Duration,
-    /// Server profiles served at once; 0 means one per core.
+    /// Server profiles served at once; 0 means two per core.
     pub jobs: usize,
 }
 
@@ -385,6 +385,11 @@ impl Matrix {
                     }
                     let table = b.trim_end_matches("-client").to_string();
                     (StackKind::Builtin(b), Some(table))
+                }
+                // A relative path with a directory is relative to the matrix file, as a program
+                // shipped beside it (clients/python/…) is; a bare name is looked up on PATH.
+                (None, Some(p), None, None) if p.is_relative() && p.components().count() > 1 => {
+                    (StackKind::Program(path.parent().unwrap_or(Path::new("")).join(p)), None)
                 }
                 (None, Some(p), None, None) => (StackKind::Program(p), None),
                 (None, None, Some(a), None) => match crate::adapters::AdapterKind::from_name(&a) {

@@ -215,9 +215,7 @@ impl Context {
         match run {
             // A DHE handshake over a composite or small-subgroup prime should never complete.
             // (TLS 1.3 negotiates a named group, not the profile's prime.)
-            ClientRun::Result(ClientResult::Ok(n))
-                if n.dh_bits.is_some() && n.protocol != "TLSv1.3" && invalid_dh.is_some() =>
-            {
+            ClientRun::Result(ClientResult::Ok(n)) if finite_field_dhe(&n) && invalid_dh.is_some() => {
                 let dh = invalid_dh.expect("checked");
                 Outcome::Failed {
                     class: ErrorClass::DhInvalidAccepted,
@@ -262,6 +260,13 @@ impl Context {
             ClientRun::HarnessError(detail) => Outcome::HarnessError { detail },
         }
     }
+}
+
+/// Whether a completed TLS ≤ 1.2 handshake used the server's finite-field DH prime (stacks that
+/// do not report the prime's size still name a DHE suite).
+fn finite_field_dhe(n: &wire::Negotiated) -> bool {
+    let dhe_suite = n.cipher.contains("DHE") && !n.cipher.contains("ECDHE");
+    n.protocol != "TLSv1.3" && (n.dh_bits.is_some() || dhe_suite)
 }
 
 /// How long one cell of a profile waits by design (faults that delay), for scheduling.

@@ -47,7 +47,7 @@ pub enum Fault {
 }
 
 /// The delay of [`Fault::SlowBanner`].
-pub const SLOW_BANNER_DELAY: Duration = Duration::from_millis(600);
+pub const SLOW_BANNER_DELAY: Duration = Duration::from_millis(300);
 
 /// The plaintext [`Fault::InjectAfterStarttlsResponse`] sends after its 220; the token
 /// `INJECTED` in a client's words means the client took it as a reply over TLS.
@@ -95,7 +95,7 @@ impl Fault {
     /// make the client wait: long enough to show it waits, short enough to keep runs fast.
     pub fn cell_timeout(self) -> Option<Duration> {
         match self {
-            Fault::Stall => Some(Duration::from_secs(1)),
+            Fault::Stall => Some(Duration::from_millis(500)),
             Fault::NoStarttls
             | Fault::Starttls454
             | Fault::Starttls421

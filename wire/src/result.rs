@@ -67,8 +67,12 @@ impl Negotiated {
             (Some(g), _) if g.starts_with("ffdhe") => g.clone(),
             (_, Some(bits)) => format!("DHE-{bits}"),
             (Some(g), None) => g.clone(),
+            // A stack that names neither group nor prime size: say what its cipher implies.
+            (None, None) if self.cipher.contains("ECDHE") => "ECDHE".to_string(),
+            (None, None) if self.cipher.contains("DHE") => "DHE".to_string(),
             (None, None) if self.protocol != "TLSv1.3" => "RSA".to_string(),
-            (None, None) => "?".to_string(),
+            // TLS 1.3 from a stack that does not name the group.
+            (None, None) => return self.protocol.clone(),
         };
         format!("{} {}", self.protocol, kx)
     }
