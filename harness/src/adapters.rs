@@ -21,14 +21,17 @@ pub struct Target {
 pub enum AdapterKind {
     /// `openssl s_client -starttls smtp`.
     OpensslSClient,
+    /// `gnutls-cli --starttls-proto=smtp` (GnuTLS).
+    GnutlsCli,
 }
 
 impl AdapterKind {
-    pub const ALL: [AdapterKind; 1] = [AdapterKind::OpensslSClient];
+    pub const ALL: [AdapterKind; 2] = [AdapterKind::OpensslSClient, AdapterKind::GnutlsCli];
 
     pub fn name(self) -> &'static str {
         match self {
             AdapterKind::OpensslSClient => "openssl-s_client",
+            AdapterKind::GnutlsCli => "gnutls-cli",
         }
     }
 
@@ -44,6 +47,7 @@ impl AdapterKind {
     pub fn program(self) -> &'static str {
         match self {
             AdapterKind::OpensslSClient => "openssl",
+            AdapterKind::GnutlsCli => "gnutls-cli",
         }
     }
 
@@ -51,6 +55,7 @@ impl AdapterKind {
     pub fn error_table(self) -> &'static str {
         match self {
             AdapterKind::OpensslSClient => "openssl-s_client",
+            AdapterKind::GnutlsCli => "gnutls",
         }
     }
 
@@ -84,6 +89,24 @@ impl AdapterKind {
                 // EHLO again over TLS, then QUIT: the replies show the post-TLS stage worked.
                 (args, format!("EHLO {}\nQUIT\n", target.ehlo).into_bytes())
             }
+            AdapterKind::GnutlsCli => {
+                let (host, port) = target.connect.rsplit_once(':').unwrap_or((target.connect.as_str(), "25"));
+                let mut args: Vec<OsString> = vec![
+                    "--starttls-proto=smtp".into(),
+                    "--port".into(),
+                    port.into(),
+                    "--verify-hostname".into(),
+                    target.servername.clone().into(),
+                    "--sni-hostname".into(),
+                    target.servername.clone().into(),
+                    "--x509cafile".into(),
+                    target.cafile.clone().into_os_string(),
+                ];
+                args.extend(extra.iter().map(OsString::from));
+                args.push(host.trim_matches(['[', ']']).into());
+                // Sent as typed: gnutls-cli's --crlf mangles the last line.
+                (args, format!("EHLO {}\r\nQUIT\r\n", target.ehlo).into_bytes())
+            }
         }
     }
 
@@ -92,6 +115,7 @@ impl AdapterKind {
     pub fn parse(self, exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientResult, String> {
         match self {
             AdapterKind::OpensslSClient => parse_s_client(exit_code, stdout, stderr),
+            AdapterKind::GnutlsCli => parse_gnutls_cli(exit_code, stdout, stderr),
         }
     }
 
@@ -112,6 +136,109 @@ impl AdapterKind {
                 });
                 Some((version, policy))
             }
+            AdapterKind::GnutlsCli => {
+                let out = crate::process::capture("gnutls-cli", &["--version"]).await?;
+                let version = out.lines().next().unwrap_or_default().trim().to_string();
+                let policy = serde_json::json!({
+                    "priority": "the library default (NORMAL, or the system's GnuTLS configuration) unless args say otherwise",
+                });
+                Some((version, policy))
+            }
+        }
+    }
+}
+
+/// `gnutls-cli` prints its progress on stdout, `- Description: (TLS1.2-X.509)-(DHE-FFDHE2048)-…`
+/// on success, and `*** Fatal error: …` on failure.
+fn parse_gnutls_cli(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientResult, String> {
+    let all: Vec<&str> = stdout.lines().chain(stderr.lines()).collect();
+    let words: Vec<&str> = all
+        .iter()
+        .filter(|l| {
+            l.starts_with("*** ")
+                || l.contains("NOT trusted")
+                || l.contains("Could not connect")
+                || l.contains("STARTTLS")
+                || l.starts_with("error receiving")
+                || l.starts_with("error sending")
+        })
+        .map(|l| l.trim())
+        .collect();
+    let words = words.join("\n");
+    let completed = stdout.contains("- Handshake was completed");
+    if !completed {
+        if words.is_empty() {
+            return Err(format!("gnutls-cli printed neither a completed handshake nor an error (exit {exit_code:?})"));
+        }
+        let stage = if all.iter().any(|l| l.contains("Could not connect") || l.contains("Connection refused")) {
+            Stage::Connect
+        } else if words.contains("NOT trusted") {
+            Stage::Verify
+        } else if words.contains("error receiving '220 '") && !stdout.contains("- Certificate type") {
+            // Its STARTTLS helper waits for the banner's or STARTTLS's 220; the server's own log
+            // says which was refused.
+            Stage::Starttls
+        } else if words.contains("STARTTLS") || words.starts_with("error ") {
+            Stage::Starttls
+        } else {
+            Stage::Handshake
+        };
+        return Ok(ClientResult::error(stage, words));
+    }
+    let description = stdout.lines().find_map(|l| l.strip_prefix("- Description: ")).unwrap_or_default().trim();
+    // (TLS1.2-X.509)-(DHE-FFDHE2048)-(RSA-SHA256)-(AES-256-GCM)
+    let parts: Vec<&str> = description.split(")-(").map(|p| p.trim_matches(['(', ')'])).collect();
+    let protocol = match parts.first().and_then(|p| p.split('-').next()) {
+        Some("TLS1.3") => "TLSv1.3",
+        Some("TLS1.2") => "TLSv1.2",
+        Some("TLS1.1") => "TLSv1.1",
+        Some("TLS1.0") => "TLSv1",
+        Some(other) => other,
+        None => "",
+    }
+    .to_string();
+    let kx = parts.get(1).copied().unwrap_or_default();
+    let bits = |s: &str| s.trim_start_matches(|c: char| !c.is_ascii_digit()).parse::<u32>().ok();
+    let (group, dh_bits) = match kx.split_once('-') {
+        Some(("DHE", g)) if protocol == "TLSv1.3" => (Some(g.to_ascii_lowercase()), bits(g)),
+        Some(("DHE", g)) => (None, bits(g)),
+        Some(("ECDHE", g)) => (Some(g.to_ascii_lowercase()), None),
+        _ => (None, None),
+    };
+    let after: Vec<&str> = stdout.lines().skip_while(|l| !l.starts_with("- Handshake was completed")).collect();
+    let ehlo_ok = after.iter().any(|l| l.starts_with("250"));
+    let quit_ok = after.iter().any(|l| l.starts_with("221"));
+    if !(ehlo_ok && quit_ok) {
+        let text = if words.is_empty() { "no 250/221 reply over TLS".to_string() } else { words };
+        return Ok(ClientResult::error(Stage::PostTls, text));
+    }
+    let cipher = parts.get(1..).map(|p| p.join(" ")).unwrap_or_default();
+    Ok(ClientResult::Ok(Negotiated { protocol, cipher, group, dh_bits }))
+}
+
+#[cfg(test)]
+mod gnutls_tests {
+    use super::*;
+
+    #[test]
+    fn parses_gnutls_success_and_failure() {
+        let ok = "- Description: (TLS1.2-X.509)-(DHE-CUSTOM1024)-(RSA-SHA256)-(AES-256-GCM)\n- Handshake was completed\n\n250-mx.test\n250 8BITMIME\n221 2.0.0 Bye\n";
+        match parse_gnutls_cli(Some(0), ok, "").unwrap() {
+            ClientResult::Ok(n) => assert_eq!((n.protocol.as_str(), n.dh_bits, n.group), ("TLSv1.2", Some(1024), None)),
+            e => panic!("{e:?}"),
+        }
+        let tls13 = "- Description: (TLS1.3-X.509)-(DHE-FFDHE2048)-(RSA-PSS-RSAE-SHA256)-(AES-256-GCM)\n- Handshake was completed\n250 ok\n221 bye\n";
+        match parse_gnutls_cli(Some(0), tls13, "").unwrap() {
+            ClientResult::Ok(n) => assert_eq!((n.group.as_deref(), n.dh_bits), (Some("ffdhe2048"), Some(2048))),
+            e => panic!("{e:?}"),
+        }
+        let bad = "Connecting to '127.0.0.1:1'...\n- Certificate type: X.509\n*** Fatal error: The Diffie-Hellman prime sent by the server is not acceptable (not long enough).\n";
+        match parse_gnutls_cli(Some(1), bad, "").unwrap() {
+            ClientResult::Error { stage, error } => {
+                assert_eq!(stage, Stage::Handshake);
+                assert!(error.contains("not long enough"));
+            }
+            ok => panic!("{ok:?}"),
         }
     }
 }

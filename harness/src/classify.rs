@@ -10,6 +10,7 @@ use wire::Stage;
 /// The tables compiled into the binary: (name, TOML text).
 const BUILTIN: &[(&str, &str)] = &[
     ("common", include_str!("../classify/common.toml")),
+    ("gnutls", include_str!("../classify/gnutls.toml")),
     ("openssl", include_str!("../classify/openssl.toml")),
     ("openssl-s_client", include_str!("../classify/openssl-s_client.toml")),
     ("python", include_str!("../classify/python.toml")),
@@ -243,6 +244,19 @@ mod tests {
             tables().classify("openssl", Stage::Handshake, "the moon is made of cheese", None, &[]).class,
             ErrorClass::Unmapped
         );
+    }
+
+    #[test]
+    fn gnutls_and_python_words() {
+        let t = tables();
+        let gnutls = "*** Fatal error: The Diffie-Hellman prime sent by the server is not acceptable (not long enough).";
+        assert_eq!(t.classify("gnutls", Stage::Handshake, gnutls, None, &[]).class, ErrorClass::DhTooSmall);
+        let python = "SSLError: [SSL: DH_KEY_TOO_SMALL] dh key too small (_ssl.c:1006)";
+        assert_eq!(t.classify("python", Stage::Handshake, python, None, &[]).class, ErrorClass::DhTooSmall);
+        let python = "SSLError: [SSL: TLSV1_ALERT_PROTOCOL_VERSION] tlsv1 alert protocol version (_ssl.c:1006)";
+        assert_eq!(t.classify("python", Stage::Handshake, python, None, &[]).class, ErrorClass::ProtocolVersion);
+        let rustls = "peer misbehaved: SelectedUnofferedKxGroup";
+        assert_eq!(t.classify("rustls", Stage::Handshake, rustls, None, &[]).class, ErrorClass::UnofferedGroup);
     }
 
     #[test]

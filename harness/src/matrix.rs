@@ -57,6 +57,8 @@ struct RawClient {
     errors: Option<String>,
     /// The declared policy for the fuzzing oracle (`harness/policies/<name>.toml`).
     policy: Option<String>,
+    /// A shorter (or longer) cell timeout for this stack than `[run] cell_timeout`.
+    cell_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +112,9 @@ pub struct ClientStack {
     pub variant_of: Option<String>,
     /// Its declared policy, for the fuzzing oracle.
     pub policy: Option<String>,
+    /// Its own cell timeout, if it has one.
+    #[serde(skip)]
+    pub cell_timeout: Option<Duration>,
     #[serde(skip)]
     pub line: usize,
 }
@@ -444,7 +449,19 @@ impl Matrix {
                 }
                 None => base_policy,
             };
+            let cell_timeout = match &c.cell_timeout {
+                Some(t) => Some(humantime::parse_duration(t).map_err(|e| {
+                    invalid(
+                        at("cell_timeout"),
+                        format!("client {:?}: cell_timeout {t:?}: {e} (write e.g. \"3s\")", c.id),
+                    )
+                })?),
+                None => {
+                    c.variant_of.as_ref().and_then(|b| clients.iter().find(|x: &&ClientStack| &x.id == b)?.cell_timeout)
+                }
+            };
             clients.push(ClientStack {
+                cell_timeout,
                 id: c.id,
                 description,
                 kind,

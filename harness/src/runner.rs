@@ -155,9 +155,8 @@ impl Context {
                     cafile: self.pki.ca_cert.clone(),
                     ehlo: CLIENT_EHLO.into(),
                 };
-                let timeout = fault
-                    .and_then(servers::Fault::cell_timeout)
-                    .map_or(self.cell_timeout, |t| t.min(self.cell_timeout));
+                let stack_bound = stack.stack.cell_timeout.unwrap_or(self.cell_timeout);
+                let timeout = fault.and_then(servers::Fault::cell_timeout).map_or(stack_bound, |t| t.min(stack_bound));
                 let run = stack.run(&target, timeout).await;
                 running.quiesce(Duration::from_secs(2)).await;
                 server_log = running.take_records();
@@ -165,7 +164,7 @@ impl Context {
                 self.outcome(run, stack, backend.map(server_table), &server_log, true, invalid_dh)
             }
             (Some(stack), ServerState::External(target)) => {
-                let run = stack.run(target, self.cell_timeout).await;
+                let run = stack.run(target, stack.stack.cell_timeout.unwrap_or(self.cell_timeout)).await;
                 self.outcome(run, stack, None, &[], false, None)
             }
         };

@@ -61,6 +61,7 @@ pub async fn main(a: CompareArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
                 errors: base.errors.clone(),
                 variant_of: Some(base.id.clone()),
                 policy: None,
+                cell_timeout: base.cell_timeout,
                 line: 0,
             });
             id
