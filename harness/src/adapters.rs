@@ -23,15 +23,18 @@ pub enum AdapterKind {
     OpensslSClient,
     /// `gnutls-cli --starttls-proto=smtp` (GnuTLS).
     GnutlsCli,
+    /// `curl --ssl-reqd smtp://…` (libcurl), sending one message.
+    Curl,
 }
 
 impl AdapterKind {
-    pub const ALL: [AdapterKind; 2] = [AdapterKind::OpensslSClient, AdapterKind::GnutlsCli];
+    pub const ALL: [AdapterKind; 3] = [AdapterKind::OpensslSClient, AdapterKind::GnutlsCli, AdapterKind::Curl];
 
     pub fn name(self) -> &'static str {
         match self {
             AdapterKind::OpensslSClient => "openssl-s_client",
             AdapterKind::GnutlsCli => "gnutls-cli",
+            AdapterKind::Curl => "curl",
         }
     }
 
@@ -48,6 +51,7 @@ impl AdapterKind {
         match self {
             AdapterKind::OpensslSClient => "openssl",
             AdapterKind::GnutlsCli => "gnutls-cli",
+            AdapterKind::Curl => "curl",
         }
     }
 
@@ -56,6 +60,7 @@ impl AdapterKind {
         match self {
             AdapterKind::OpensslSClient => "openssl-s_client",
             AdapterKind::GnutlsCli => "gnutls",
+            AdapterKind::Curl => "curl",
         }
     }
 
@@ -107,6 +112,32 @@ impl AdapterKind {
                 // Sent as typed: gnutls-cli's --crlf mangles the last line.
                 (args, format!("EHLO {}\r\nQUIT\r\n", target.ehlo).into_bytes())
             }
+            AdapterKind::Curl => {
+                let (host, port) = target.connect.rsplit_once(':').unwrap_or((target.connect.as_str(), "25"));
+                let name = &target.servername;
+                let mut args: Vec<OsString> = [
+                    "-sS",
+                    "-v",
+                    "--ssl-reqd",
+                    "--mail-from",
+                    "probe@client.test",
+                    "--mail-rcpt",
+                    "postmaster@mx.test",
+                    "--upload-file",
+                    "-",
+                    "--cacert",
+                ]
+                .into_iter()
+                .map(OsString::from)
+                .collect();
+                args.push(target.cafile.clone().into_os_string());
+                // The URL names the server (SNI, verification); --connect-to says where it is.
+                args.push("--connect-to".into());
+                args.push(format!("{name}:{port}:{}:{port}", host.trim_matches(['[', ']'])).into());
+                args.extend(extra.iter().map(OsString::from));
+                args.push(format!("smtp://{name}:{port}/{}", target.ehlo).into());
+                (args, b"Subject: starttls-matrix probe\r\n\r\nsent by curl\r\n".to_vec())
+            }
         }
     }
 
@@ -116,6 +147,7 @@ impl AdapterKind {
         match self {
             AdapterKind::OpensslSClient => parse_s_client(exit_code, stdout, stderr),
             AdapterKind::GnutlsCli => parse_gnutls_cli(exit_code, stdout, stderr),
+            AdapterKind::Curl => parse_curl(exit_code, stderr),
         }
     }
 
@@ -144,7 +176,68 @@ impl AdapterKind {
                 });
                 Some((version, policy))
             }
+            AdapterKind::Curl => {
+                let out = crate::process::capture("curl", &["--version"]).await?;
+                let version = out.lines().next().unwrap_or_default().trim().to_string();
+                let policy =
+                    serde_json::json!({ "tls": "libcurl's defaults on its TLS library (see the version line)" });
+                Some((version, policy))
+            }
         }
+    }
+}
+
+/// `curl -v` says `* SSL connection using TLSv1.2 / DHE-RSA-AES256-GCM-SHA384` on success and
+/// `curl: (35) …` on failure, the number telling the stage.
+fn parse_curl(exit_code: Option<i32>, stderr: &str) -> Result<ClientResult, String> {
+    let error = stderr.lines().find(|l| l.starts_with("curl: (")).map(str::trim);
+    let session = stderr.lines().find_map(|l| l.strip_prefix("* SSL connection using "));
+    match (exit_code, error, session) {
+        (Some(0), _, Some(session)) => {
+            let (protocol, cipher) = session.split_once(" / ").unwrap_or((session, ""));
+            let protocol = if protocol.trim() == "TLSv1.0" { "TLSv1" } else { protocol.trim() };
+            Ok(ClientResult::Ok(Negotiated {
+                protocol: protocol.into(),
+                cipher: cipher.trim().into(),
+                group: None,
+                dh_bits: None,
+            }))
+        }
+        (Some(0), _, None) => Err("curl exited 0 without saying it used TLS".into()),
+        (_, Some(line), _) => {
+            let code: u32 =
+                line.trim_start_matches("curl: (").split(')').next().and_then(|c| c.parse().ok()).unwrap_or(0);
+            let stage = match code {
+                6 | 7 => Stage::Connect,
+                64 => Stage::Starttls,
+                60 => Stage::Verify,
+                35 | 53 | 54 | 58 | 59 | 66 | 80 => Stage::Handshake,
+                _ if session.is_some() => Stage::PostTls,
+                _ if stderr.contains("TLS handshake") => Stage::Handshake,
+                _ => Stage::Smtp,
+            };
+            Ok(ClientResult::error(stage, line))
+        }
+        (code, None, _) => Err(format!("curl ended with {code:?} and no error line")),
+    }
+}
+
+#[cfg(test)]
+mod curl_tests {
+    use super::*;
+
+    #[test]
+    fn parses_curl() {
+        let ok = "* SSL connection using TLSv1.2 / DHE-RSA-AES256-GCM-SHA384\n< 250 2.0.0 Ok\n";
+        assert!(
+            matches!(parse_curl(Some(0), ok).unwrap(), ClientResult::Ok(n) if n.cipher == "DHE-RSA-AES256-GCM-SHA384")
+        );
+        let bad = "* TLSv1.2 (IN), TLS handshake, Server key exchange (12):\ncurl: (35) OpenSSL/3.0.19: error:0A00018A:SSL routines::dh key too small\n";
+        assert!(matches!(parse_curl(Some(35), bad).unwrap(), ClientResult::Error { stage: Stage::Handshake, .. }));
+        assert!(matches!(
+            parse_curl(Some(64), "curl: (64) Requested SSL level failed\n").unwrap(),
+            ClientResult::Error { stage: Stage::Starttls, .. }
+        ));
     }
 }
 

@@ -10,6 +10,7 @@ use wire::Stage;
 /// The tables compiled into the binary: (name, TOML text).
 const BUILTIN: &[(&str, &str)] = &[
     ("common", include_str!("../classify/common.toml")),
+    ("curl", include_str!("../classify/curl.toml")),
     ("gnutls", include_str!("../classify/gnutls.toml")),
     ("openssl", include_str!("../classify/openssl.toml")),
     ("openssl-s_client", include_str!("../classify/openssl-s_client.toml")),
@@ -249,7 +250,8 @@ mod tests {
     #[test]
     fn gnutls_and_python_words() {
         let t = tables();
-        let gnutls = "*** Fatal error: The Diffie-Hellman prime sent by the server is not acceptable (not long enough).";
+        let gnutls =
+            "*** Fatal error: The Diffie-Hellman prime sent by the server is not acceptable (not long enough).";
         assert_eq!(t.classify("gnutls", Stage::Handshake, gnutls, None, &[]).class, ErrorClass::DhTooSmall);
         let python = "SSLError: [SSL: DH_KEY_TOO_SMALL] dh key too small (_ssl.c:1006)";
         assert_eq!(t.classify("python", Stage::Handshake, python, None, &[]).class, ErrorClass::DhTooSmall);
