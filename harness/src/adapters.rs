@@ -25,16 +25,28 @@ pub enum AdapterKind {
     GnutlsCli,
     /// `curl --ssl-reqd smtp://…` (libcurl), sending one message.
     Curl,
+    /// `msmtp --serverinfo` with STARTTLS required (msmtp on GnuTLS).
+    Msmtp,
+    /// `swaks --tls` (Perl, Net::SSLeay on OpenSSL), quitting after EHLO over TLS.
+    Swaks,
 }
 
 impl AdapterKind {
-    pub const ALL: [AdapterKind; 3] = [AdapterKind::OpensslSClient, AdapterKind::GnutlsCli, AdapterKind::Curl];
+    pub const ALL: [AdapterKind; 5] = [
+        AdapterKind::OpensslSClient,
+        AdapterKind::GnutlsCli,
+        AdapterKind::Curl,
+        AdapterKind::Msmtp,
+        AdapterKind::Swaks,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             AdapterKind::OpensslSClient => "openssl-s_client",
             AdapterKind::GnutlsCli => "gnutls-cli",
             AdapterKind::Curl => "curl",
+            AdapterKind::Msmtp => "msmtp",
+            AdapterKind::Swaks => "swaks",
         }
     }
 
@@ -52,6 +64,8 @@ impl AdapterKind {
             AdapterKind::OpensslSClient => "openssl",
             AdapterKind::GnutlsCli => "gnutls-cli",
             AdapterKind::Curl => "curl",
+            AdapterKind::Msmtp => "msmtp",
+            AdapterKind::Swaks => "swaks",
         }
     }
 
@@ -61,6 +75,8 @@ impl AdapterKind {
             AdapterKind::OpensslSClient => "openssl-s_client",
             AdapterKind::GnutlsCli => "gnutls",
             AdapterKind::Curl => "curl",
+            AdapterKind::Msmtp => "msmtp",
+            AdapterKind::Swaks => "swaks",
         }
     }
 
@@ -138,6 +154,48 @@ impl AdapterKind {
                 args.push(format!("smtp://{name}:{port}/{}", target.ehlo).into());
                 (args, b"Subject: starttls-matrix probe\r\n\r\nsent by curl\r\n".to_vec())
             }
+            AdapterKind::Msmtp => {
+                let (host, port) = target.connect.rsplit_once(':').unwrap_or((target.connect.as_str(), "25"));
+                let mut args: Vec<OsString> = vec![
+                    "--serverinfo".into(),
+                    format!("--host={}", host.trim_matches(['[', ']'])).into(),
+                    format!("--port={port}").into(),
+                    "--tls=on".into(),
+                    "--tls-starttls=on".into(),
+                    format!("--tls-host-override={}", target.servername).into(),
+                    format!("--domain={}", target.ehlo).into(),
+                ];
+                let mut trust = OsString::from("--tls-trust-file=");
+                trust.push(&target.cafile);
+                args.push(trust);
+                args.extend(extra.iter().map(OsString::from));
+                (args, Vec::new())
+            }
+            AdapterKind::Swaks => {
+                let (host, port) = target.connect.rsplit_once(':').unwrap_or((target.connect.as_str(), "25"));
+                let mut args: Vec<OsString> = [
+                    "--server",
+                    host.trim_matches(['[', ']']),
+                    "--port",
+                    port,
+                    "--tls",
+                    "--tls-verify",
+                    "--tls-sni",
+                    &target.servername,
+                    "--helo",
+                    &target.ehlo,
+                    // EHLO again over TLS, then QUIT.
+                    "--quit-after",
+                    "HELO",
+                    "--tls-ca-path",
+                ]
+                .into_iter()
+                .map(OsString::from)
+                .collect();
+                args.push(target.cafile.clone().into_os_string());
+                args.extend(extra.iter().map(OsString::from));
+                (args, Vec::new())
+            }
         }
     }
 
@@ -148,6 +206,8 @@ impl AdapterKind {
             AdapterKind::OpensslSClient => parse_s_client(exit_code, stdout, stderr),
             AdapterKind::GnutlsCli => parse_gnutls_cli(exit_code, stdout, stderr),
             AdapterKind::Curl => parse_curl(exit_code, stderr),
+            AdapterKind::Msmtp => parse_msmtp(exit_code, stdout, stderr),
+            AdapterKind::Swaks => parse_swaks(exit_code, stdout, stderr),
         }
     }
 
@@ -181,6 +241,20 @@ impl AdapterKind {
                 let version = out.lines().next().unwrap_or_default().trim().to_string();
                 let policy =
                     serde_json::json!({ "tls": "libcurl's defaults on its TLS library (see the version line)" });
+                Some((version, policy))
+            }
+            AdapterKind::Msmtp => {
+                let out = crate::process::capture("msmtp", &["--version"]).await?;
+                let version = out.lines().next().unwrap_or_default().trim().to_string();
+                let library = out.lines().find(|l| l.starts_with("TLS/SSL library:")).unwrap_or_default().trim();
+                let policy = serde_json::json!({ "tls_library": library, "priority": "GnuTLS default unless --tls-priorities is given" });
+                Some((version, policy))
+            }
+            AdapterKind::Swaks => {
+                let out = crate::process::capture("swaks", &["--version"]).await?;
+                let version = out.lines().find(|l| !l.trim().is_empty()).unwrap_or_default().trim().to_string();
+                let policy =
+                    serde_json::json!({ "tls": "Net::SSLeay on the system OpenSSL, its default security level" });
                 Some((version, policy))
             }
         }
@@ -278,26 +352,8 @@ fn parse_gnutls_cli(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Resul
         };
         return Ok(ClientResult::error(stage, words));
     }
-    let description = stdout.lines().find_map(|l| l.strip_prefix("- Description: ")).unwrap_or_default().trim();
-    // (TLS1.2-X.509)-(DHE-FFDHE2048)-(RSA-SHA256)-(AES-256-GCM)
-    let parts: Vec<&str> = description.split(")-(").map(|p| p.trim_matches(['(', ')'])).collect();
-    let protocol = match parts.first().and_then(|p| p.split('-').next()) {
-        Some("TLS1.3") => "TLSv1.3",
-        Some("TLS1.2") => "TLSv1.2",
-        Some("TLS1.1") => "TLSv1.1",
-        Some("TLS1.0") => "TLSv1",
-        Some(other) => other,
-        None => "",
-    }
-    .to_string();
-    let kx = parts.get(1).copied().unwrap_or_default();
-    let bits = |s: &str| s.trim_start_matches(|c: char| !c.is_ascii_digit()).parse::<u32>().ok();
-    let (group, dh_bits) = match kx.split_once('-') {
-        Some(("DHE", g)) if protocol == "TLSv1.3" => (Some(g.to_ascii_lowercase()), bits(g)),
-        Some(("DHE", g)) => (None, bits(g)),
-        Some(("ECDHE", g)) => (Some(g.to_ascii_lowercase()), None),
-        _ => (None, None),
-    };
+    let description = stdout.lines().find_map(|l| l.strip_prefix("- Description: ")).unwrap_or_default();
+    let negotiated = gnutls_session(description);
     let after: Vec<&str> = stdout.lines().skip_while(|l| !l.starts_with("- Handshake was completed")).collect();
     let ehlo_ok = after.iter().any(|l| l.starts_with("250"));
     let quit_ok = after.iter().any(|l| l.starts_with("221"));
@@ -305,8 +361,7 @@ fn parse_gnutls_cli(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Resul
         let text = if words.is_empty() { "no 250/221 reply over TLS".to_string() } else { words };
         return Ok(ClientResult::error(Stage::PostTls, text));
     }
-    let cipher = parts.get(1..).map(|p| p.join(" ")).unwrap_or_default();
-    Ok(ClientResult::Ok(Negotiated { protocol, cipher, group, dh_bits }))
+    Ok(ClientResult::Ok(negotiated))
 }
 
 #[cfg(test)]
@@ -481,5 +536,117 @@ mod tests {
         assert_eq!(temp_key("X25519, 253 bits"), (Some("x25519".into()), None));
         assert_eq!(temp_key("ECDH, prime256v1, 256 bits"), (Some("secp256r1".into()), None));
         assert_eq!(temp_key("DH, 1024 bits"), (None, Some(1024)));
+    }
+}
+
+/// A GnuTLS session line, `(TLS1.2)-(DHE-FFDHE2048)-(RSA-SHA256)-(AES-256-GCM)` (gnutls-cli adds
+/// `-X.509` to the first part), as negotiated parameters.
+fn gnutls_session(description: &str) -> Negotiated {
+    let parts: Vec<&str> = description.trim().split(")-(").map(|p| p.trim_matches(['(', ')'])).collect();
+    let protocol = match parts.first().and_then(|p| p.split('-').next()) {
+        Some("TLS1.3") => "TLSv1.3",
+        Some("TLS1.2") => "TLSv1.2",
+        Some("TLS1.1") => "TLSv1.1",
+        Some("TLS1.0") => "TLSv1",
+        Some(other) => other,
+        None => "",
+    }
+    .to_string();
+    let kx = parts.get(1).copied().unwrap_or_default();
+    let bits = |s: &str| s.trim_start_matches(|c: char| !c.is_ascii_digit()).parse::<u32>().ok();
+    let (group, dh_bits) = match kx.split_once('-') {
+        Some(("DHE", g)) if protocol == "TLSv1.3" => (Some(g.to_ascii_lowercase()), bits(g)),
+        Some(("DHE", g)) => (None, bits(g)),
+        Some(("ECDHE", g)) => (Some(g.to_ascii_lowercase()), None),
+        _ => (None, None),
+    };
+    let cipher = parts.get(1..).map(|p| p.join(" ")).unwrap_or_default();
+    Negotiated { protocol, cipher, group, dh_bits }
+}
+
+/// `msmtp --serverinfo` prints `TLS session parameters:` and the GnuTLS session line on
+/// success, `msmtp: …` on failure.
+fn parse_msmtp(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientResult, String> {
+    let session = stdout.lines().skip_while(|l| !l.starts_with("TLS session parameters:")).nth(1);
+    if let (Some(0), Some(line)) = (exit_code, session) {
+        return Ok(ClientResult::Ok(gnutls_session(line)));
+    }
+    let words: Vec<&str> = stderr.lines().filter(|l| l.starts_with("msmtp: ")).map(str::trim).collect();
+    let words = words.join("\n");
+    if words.is_empty() {
+        return Err(format!("msmtp ended with {exit_code:?} and said nothing"));
+    }
+    let stage = if words.contains("cannot connect") || words.contains("Connection refused") {
+        Stage::Connect
+    } else if words.contains("certificate") {
+        Stage::Verify
+    } else if words.contains("TLS handshake failed") || (words.contains("TLS") && !words.contains("STARTTLS")) {
+        Stage::Handshake
+    } else if words.contains("STARTTLS") {
+        Stage::Starttls
+    } else {
+        Stage::Smtp
+    };
+    Ok(ClientResult::error(stage, words))
+}
+
+/// `swaks` prints `=== TLS started with cipher TLSv1.2:DHE-RSA-AES256-GCM-SHA384:256` on success
+/// and `*** …` lines (and `<** ` for a server's refusal) on failure.
+fn parse_swaks(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientResult, String> {
+    let all: Vec<&str> = stdout.lines().chain(stderr.lines()).collect();
+    let started = all.iter().find_map(|l| l.strip_prefix("=== TLS started with cipher "));
+    let problems: Vec<&str> =
+        all.iter().filter(|l| l.starts_with("*** ") || l.starts_with("<** ")).map(|l| l.trim()).collect();
+    let words = problems.join("\n");
+    match (exit_code, started) {
+        (Some(0), Some(session)) => {
+            // TLSv1.2:DHE-RSA-AES256-GCM-SHA384:256
+            let mut parts = session.split(':');
+            let protocol = parts.next().unwrap_or_default().trim();
+            let protocol = if protocol == "TLSv1.0" { "TLSv1" } else { protocol };
+            let cipher = parts.next().unwrap_or_default().trim();
+            Ok(ClientResult::Ok(Negotiated {
+                protocol: protocol.into(),
+                cipher: cipher.into(),
+                group: None,
+                dh_bits: None,
+            }))
+        }
+        // Killed by a signal (SIGPIPE) after the server hung up on it.
+        (None, None) if words.is_empty() && stdout.contains("=== Connected to") => Ok(ClientResult::error(
+            Stage::Handshake,
+            "connection closed: swaks was ended by a signal after the server hung up",
+        )),
+        _ if words.is_empty() => Err(format!("swaks ended with {exit_code:?} and said nothing we know")),
+        (_, Some(_)) => Ok(ClientResult::error(Stage::PostTls, words)),
+        (_, None) => {
+            let stage = if words.contains("TLS startup failed") {
+                if words.contains("certificate verify failed") { Stage::Verify } else { Stage::Handshake }
+            } else if words.contains("STARTTLS") {
+                Stage::Starttls
+            } else if words.contains("Error connecting") || words.contains("Connection refused") {
+                Stage::Connect
+            } else {
+                Stage::Smtp
+            };
+            Ok(ClientResult::error(stage, words))
+        }
+    }
+}
+
+#[cfg(test)]
+mod msmtp_swaks_tests {
+    use super::*;
+
+    #[test]
+    fn parses_msmtp_and_swaks() {
+        let ok = "TLS session parameters:\n    (TLS1.2)-(DHE-CUSTOM1024)-(RSA-SHA256)-(AES-256-GCM)\n";
+        assert!(matches!(parse_msmtp(Some(0), ok, "").unwrap(), ClientResult::Ok(n) if n.dh_bits == Some(1024)));
+        let bad = "msmtp: TLS handshake failed: The Diffie-Hellman prime sent by the server is not acceptable (not long enough).\n";
+        assert!(matches!(parse_msmtp(Some(69), "", bad).unwrap(), ClientResult::Error { stage: Stage::Handshake, .. }));
+        let ok = "=== TLS started with cipher TLSv1.2:DHE-RSA-AES256-GCM-SHA384:256\n";
+        assert!(matches!(parse_swaks(Some(0), ok, "").unwrap(), ClientResult::Ok(n) if n.protocol == "TLSv1.2"));
+        let bad = "*** TLS startup failed (connect(): error:0A00018A:SSL routines::dh key too small)\n*** STARTTLS attempted but failed\n";
+        assert!(matches!(parse_swaks(Some(29), bad, "").unwrap(), ClientResult::Error { stage: Stage::Handshake, .. }));
     }
 }

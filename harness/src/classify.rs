@@ -12,11 +12,13 @@ const BUILTIN: &[(&str, &str)] = &[
     ("common", include_str!("../classify/common.toml")),
     ("curl", include_str!("../classify/curl.toml")),
     ("gnutls", include_str!("../classify/gnutls.toml")),
+    ("msmtp", include_str!("../classify/msmtp.toml")),
     ("openssl", include_str!("../classify/openssl.toml")),
     ("openssl-s_client", include_str!("../classify/openssl-s_client.toml")),
     ("python", include_str!("../classify/python.toml")),
     ("rustls", include_str!("../classify/rustls.toml")),
     ("server-openssl", include_str!("../classify/server-openssl.toml")),
+    ("swaks", include_str!("../classify/swaks.toml")),
     ("server-rustls", include_str!("../classify/server-rustls.toml")),
 ];
 

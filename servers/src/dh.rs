@@ -33,6 +33,9 @@ pub enum DhGroup {
     Ffdhe6144,
     #[serde(rename = "ffdhe8192")]
     Ffdhe8192,
+    /// RFC 3526 4096-bit MODP group: large, well known, not RFC 7919.
+    #[serde(rename = "modp-4096")]
+    Modp4096,
     /// custom-2048's prime with generator 5.
     #[serde(rename = "custom-2048-g5")]
     Custom2048G5,
@@ -68,7 +71,7 @@ impl DhKind {
 }
 
 impl DhGroup {
-    pub const ALL: [DhGroup; 13] = [
+    pub const ALL: [DhGroup; 14] = [
         DhGroup::Custom512,
         DhGroup::Oakley768,
         DhGroup::Oakley1024,
@@ -79,6 +82,7 @@ impl DhGroup {
         DhGroup::Ffdhe4096,
         DhGroup::Ffdhe6144,
         DhGroup::Ffdhe8192,
+        DhGroup::Modp4096,
         DhGroup::Custom2048G5,
         DhGroup::Composite2048,
         DhGroup::SmallSubgroup2048,
@@ -90,7 +94,7 @@ impl DhGroup {
             DhGroup::Ffdhe2048 | DhGroup::Ffdhe3072 | DhGroup::Ffdhe4096 | DhGroup::Ffdhe6144 | DhGroup::Ffdhe8192 => {
                 DhKind::Rfc7919
             }
-            DhGroup::Oakley768 | DhGroup::Oakley1024 | DhGroup::Modp1536 => DhKind::WellKnown,
+            DhGroup::Oakley768 | DhGroup::Oakley1024 | DhGroup::Modp1536 | DhGroup::Modp4096 => DhKind::WellKnown,
             DhGroup::Custom512 | DhGroup::Custom2048 | DhGroup::Custom2048G5 => DhKind::Custom,
             DhGroup::Composite2048 => DhKind::Composite,
             DhGroup::SmallSubgroup2048 => DhKind::SmallSubgroup,
@@ -110,6 +114,7 @@ impl DhGroup {
             DhGroup::Ffdhe4096 => "ffdhe4096",
             DhGroup::Ffdhe6144 => "ffdhe6144",
             DhGroup::Ffdhe8192 => "ffdhe8192",
+            DhGroup::Modp4096 => "modp-4096",
             DhGroup::Custom2048G5 => "custom-2048-g5",
             DhGroup::Composite2048 => "composite-2048",
             DhGroup::SmallSubgroup2048 => "small-subgroup-2048",
@@ -129,7 +134,7 @@ impl DhGroup {
             | DhGroup::Composite2048
             | DhGroup::SmallSubgroup2048 => 2048,
             DhGroup::Ffdhe3072 => 3072,
-            DhGroup::Ffdhe4096 => 4096,
+            DhGroup::Ffdhe4096 | DhGroup::Modp4096 => 4096,
             DhGroup::Ffdhe6144 => 6144,
             DhGroup::Ffdhe8192 => 8192,
         }
@@ -148,6 +153,7 @@ impl DhGroup {
             DhGroup::Ffdhe4096 => include_str!("../dh/ffdhe4096.pem"),
             DhGroup::Ffdhe6144 => include_str!("../dh/ffdhe6144.pem"),
             DhGroup::Ffdhe8192 => include_str!("../dh/ffdhe8192.pem"),
+            DhGroup::Modp4096 => include_str!("../dh/modp-4096.pem"),
             DhGroup::Custom2048G5 => include_str!("../dh/custom-2048-g5.pem"),
             DhGroup::Composite2048 => include_str!("../dh/composite-2048.pem"),
             DhGroup::SmallSubgroup2048 => include_str!("../dh/small-subgroup-2048.pem"),
@@ -208,6 +214,7 @@ mod tests {
         assert_eq!(p(DhGroup::Oakley768), BigNum::get_rfc2409_prime_768().unwrap().to_vec());
         assert_eq!(p(DhGroup::Oakley1024), BigNum::get_rfc2409_prime_1024().unwrap().to_vec());
         assert_eq!(p(DhGroup::Modp1536), BigNum::get_rfc3526_prime_1536().unwrap().to_vec());
+        assert_eq!(p(DhGroup::Modp4096), BigNum::get_rfc3526_prime_4096().unwrap().to_vec());
         let rfc7919 = [
             (DhGroup::Ffdhe2048, rustls::ffdhe_groups::FFDHE2048),
             (DhGroup::Ffdhe3072, rustls::ffdhe_groups::FFDHE3072),

@@ -106,6 +106,7 @@ impl Group {
             | DhGroup::Oakley768
             | DhGroup::Oakley1024
             | DhGroup::Modp1536
+            | DhGroup::Modp4096
             | DhGroup::Custom2048
             | DhGroup::Custom2048G5
             | DhGroup::Composite2048
