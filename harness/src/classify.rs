@@ -12,6 +12,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("common", include_str!("../classify/common.toml")),
     ("curl", include_str!("../classify/curl.toml")),
     ("gnutls", include_str!("../classify/gnutls.toml")),
+    ("java", include_str!("../classify/java.toml")),
     ("msmtp", include_str!("../classify/msmtp.toml")),
     ("openssl", include_str!("../classify/openssl.toml")),
     ("openssl-s_client", include_str!("../classify/openssl-s_client.toml")),
@@ -259,6 +260,8 @@ mod tests {
         assert_eq!(t.classify("python", Stage::Handshake, python, None, &[]).class, ErrorClass::DhTooSmall);
         let python = "SSLError: [SSL: TLSV1_ALERT_PROTOCOL_VERSION] tlsv1 alert protocol version (_ssl.c:1006)";
         assert_eq!(t.classify("python", Stage::Handshake, python, None, &[]).class, ErrorClass::ProtocolVersion);
+        let java = "SSLHandshakeException: DH ServerKeyExchange does not comply to algorithm constraints";
+        assert_eq!(t.classify("java", Stage::Handshake, java, None, &[]).class, ErrorClass::DhTooSmall);
         let rustls = "peer misbehaved: SelectedUnofferedKxGroup";
         assert_eq!(t.classify("rustls", Stage::Handshake, rustls, None, &[]).class, ErrorClass::UnofferedGroup);
     }
