@@ -357,7 +357,15 @@ impl Matrix {
                 return Err(invalid(at("id"), format!("duplicate client id {:?}: ids must be unique", c.id)));
             }
             let mut args = c.args;
-            let mut env = c.env;
+            // `${MATRIX_DIR}` in an environment value is the matrix file's directory, so a policy
+            // file shipped beside the matrix (OPENSSL_CONF=…) is found from any working directory.
+            let matrix_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let matrix_dir = std::fs::canonicalize(matrix_dir).unwrap_or_else(|_| matrix_dir.to_path_buf());
+            let mut env: BTreeMap<String, String> = c
+                .env
+                .into_iter()
+                .map(|(k, v)| (k, v.replace("${MATRIX_DIR}", &matrix_dir.display().to_string())))
+                .collect();
             let mut description = c.description;
             let (kind, default_table) = match (c.builtin, c.program, c.adapter, &c.variant_of) {
                 (None, None, None, Some(base_id)) => {
