@@ -24,6 +24,9 @@ struct Args {
     /// the negotiation; the stock providers ship neither).
     #[arg(long)]
     ffdhe: bool,
+    /// The crypto provider: ring, or aws-lc-rs (rustls' default since 0.23).
+    #[arg(long, value_enum, default_value = "ring")]
+    provider: Provider,
     /// Offer only these suites (IANA names, comma-separated).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     ciphers: Option<Vec<String>>,
@@ -38,8 +41,21 @@ struct Args {
     tls_max: Option<String>,
 }
 
+/// Which stock crypto provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Provider {
+    Ring,
+    AwsLcRs,
+}
+
 fn config(args: &Args) -> Result<ClientConfig, i32> {
-    let mut provider = rustls::crypto::ring::default_provider();
+    let mut provider = match args.provider {
+        Provider::Ring => rustls::crypto::ring::default_provider(),
+        Provider::AwsLcRs if args.ffdhe => {
+            return Err(contract::unsupported("--ffdhe is built on ring's suites; use --provider ring"));
+        }
+        Provider::AwsLcRs => rustls::crypto::aws_lc_rs::default_provider(),
+    };
     if args.ffdhe {
         provider.cipher_suites.extend_from_slice(ffdhe::dhe_suites());
         provider.kx_groups.extend(ffdhe::rfc7919_groups());
@@ -94,10 +110,15 @@ fn iana_group(g: rustls::NamedGroup) -> String {
     format!("{g:?}").to_ascii_lowercase()
 }
 
-fn describe(config: &ClientConfig, ffdhe_added: bool) -> i32 {
+fn describe(config: &ClientConfig, ffdhe_added: bool, which: Provider) -> i32 {
     let provider = config.crypto_provider();
+    let name = match (which, ffdhe_added) {
+        (Provider::Ring, true) => "ring + FFDHE (RFC 7919 groups, DHE_RSA suites)",
+        (Provider::Ring, false) => "ring (stock)",
+        (Provider::AwsLcRs, _) => "aws-lc-rs (stock)",
+    };
     let policy = serde_json::json!({
-        "provider": if ffdhe_added { "ring + FFDHE (RFC 7919 groups, DHE_RSA suites)" } else { "ring (stock)" },
+        "provider": name,
         "suites": provider.cipher_suites.iter().map(|s| ffdhe::suite_name(s.suite())).collect::<Vec<_>>(),
         "groups": provider.kx_groups.iter().map(|g| iana_group(g.name())).collect::<Vec<_>>(),
         "dhe": ffdhe_added,
@@ -117,7 +138,7 @@ impl contract::Program for Args {
     }
 
     fn describe(&self, config: &ClientConfig) -> i32 {
-        describe(config, self.ffdhe)
+        describe(config, self.ffdhe, self.provider)
     }
 
     fn run(&self, config: ClientConfig) -> ClientResult {

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 const BUILTIN: &[(&str, &str)] = &[
     ("openssl-level1", include_str!("../policies/openssl-level1.toml")),
     ("openssl-level2", include_str!("../policies/openssl-level2.toml")),
+    ("rustls-aws-lc", include_str!("../policies/rustls-aws-lc.toml")),
     ("rustls-ffdhe", include_str!("../policies/rustls-ffdhe.toml")),
     ("rustls-ring", include_str!("../policies/rustls-ring.toml")),
 ];
