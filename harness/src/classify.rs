@@ -12,6 +12,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("common", include_str!("../classify/common.toml")),
     ("curl", include_str!("../classify/curl.toml")),
     ("gnutls", include_str!("../classify/gnutls.toml")),
+    ("go", include_str!("../classify/go.toml")),
     ("java", include_str!("../classify/java.toml")),
     ("msmtp", include_str!("../classify/msmtp.toml")),
     ("openssl", include_str!("../classify/openssl.toml")),
