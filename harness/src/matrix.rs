@@ -59,6 +59,9 @@ struct RawClient {
     policy: Option<String>,
     /// A shorter (or longer) cell timeout for this stack than `[run] cell_timeout`.
     cell_timeout: Option<String>,
+    /// Programs that must be on PATH for the stack to run (else it is skipped).
+    #[serde(default)]
+    requires: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,6 +118,8 @@ pub struct ClientStack {
     /// Its own cell timeout, if it has one.
     #[serde(skip)]
     pub cell_timeout: Option<Duration>,
+    /// Programs that must be on PATH (a wrapper's toolchain); missing ones skip the stack.
+    pub requires: Vec<String>,
     #[serde(skip)]
     pub line: usize,
 }
@@ -468,8 +473,18 @@ impl Matrix {
                     c.variant_of.as_ref().and_then(|b| clients.iter().find(|x: &&ClientStack| &x.id == b)?.cell_timeout)
                 }
             };
+            let requires = if c.requires.is_empty() {
+                c.variant_of
+                    .as_ref()
+                    .and_then(|b| clients.iter().find(|x: &&ClientStack| &x.id == b))
+                    .map(|b| b.requires.clone())
+                    .unwrap_or_default()
+            } else {
+                c.requires
+            };
             clients.push(ClientStack {
                 cell_timeout,
+                requires,
                 id: c.id,
                 description,
                 kind,

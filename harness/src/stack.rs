@@ -72,6 +72,11 @@ impl ResolvedStack {
             version: None,
             policy: serde_json::Value::Null,
         };
+        if let Some(missing) = stack.requires.iter().find(|p| process::which(p).is_none()) {
+            resolved.readiness =
+                Readiness::Skipped(format!("{missing} is not installed (scripts/install-stacks installs it)"));
+            return resolved;
+        }
         match &stack.kind {
             StackKind::Adapter(kind) => {
                 let Some(path) = process::which(kind.program()) else {
@@ -106,7 +111,9 @@ impl ResolvedStack {
             },
             env: env.clone(),
             stdin: None,
-            timeout: Duration::from_secs(10),
+            // Wrapper programs build themselves on their first call (javac, go build): on a
+            // cold cache that is this probe, and it takes seconds.
+            timeout: Duration::from_secs(60),
         };
         match process::run(&spec(PROBE_FLAG)).await {
             Ok(Exit::Finished { status, .. }) if status.code() == Some(EXIT_UNSUPPORTED) => {}

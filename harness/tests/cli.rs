@@ -269,3 +269,17 @@ fn ctrl_c_ends_every_child_and_writes_nothing() {
     assert!(!alive(pid), "the client's process group was ended on Ctrl-C");
     assert!(!dir.path().join("results/report.json").exists(), "an interrupted run writes nothing");
 }
+
+#[test]
+fn a_stack_whose_toolchain_is_missing_is_skipped_not_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = format!(
+        "{SERVER}[[client]]\nid = \"needs\"\nprogram = \"/bin/true\"\nerrors = \"openssl\"\nrequires = [\"no-such-toolchain-xyz\"]\n"
+    );
+    write(dir.path(), "m.toml", &matrix);
+    let r = starttls_matrix(dir.path(), &["run", "--matrix", "m.toml", "--format", "json"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["cells"]["needs/x25519"]["outcome"]["kind"], "skipped");
+    assert!(v["cells"]["needs/x25519"]["outcome"]["reason"].as_str().unwrap().contains("no-such-toolchain-xyz"));
+}

@@ -62,6 +62,7 @@ pub async fn main(a: CompareArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
                 variant_of: Some(base.id.clone()),
                 policy: None,
                 cell_timeout: base.cell_timeout,
+                requires: base.requires.clone(),
                 line: 0,
             });
             id
