@@ -372,13 +372,21 @@ impl Matrix {
                 .map(|(k, v)| (k, v.replace("${MATRIX_DIR}", &matrix_dir.display().to_string())))
                 .collect();
             let mut description = c.description;
-            let (kind, default_table) = match (c.builtin, c.program, c.adapter, &c.variant_of) {
-                (None, None, None, Some(base_id)) => {
-                    let Some(base) = clients.iter().find(|b: &&ClientStack| &b.id == base_id) else {
+            // A variant inherits from a stack declared before it: program, table, args, env,
+            // policy, cell timeout and requirements, each unless it sets its own.
+            let base: Option<ClientStack> = match &c.variant_of {
+                Some(base_id) => match clients.iter().find(|b: &&ClientStack| &b.id == base_id) {
+                    Some(b) => Some(b.clone()),
+                    None => {
                         let message =
                             format!("client {:?}: variant_of {base_id:?} names no client declared before it", c.id);
                         return Err(invalid(at("variant_of"), message));
-                    };
+                    }
+                },
+                None => None,
+            };
+            let (kind, default_table) = match (c.builtin, c.program, c.adapter, &base) {
+                (None, None, None, Some(base)) => {
                     args = base.args.iter().cloned().chain(args).collect();
                     env = base.env.clone().into_iter().chain(env).collect();
                     if description.is_empty() {
@@ -449,8 +457,6 @@ impl Matrix {
                     ));
                 }
             };
-            let base_policy =
-                c.variant_of.as_ref().and_then(|b| clients.iter().find(|x: &&ClientStack| &x.id == b)?.policy.clone());
             let policy = match c.policy {
                 Some(p) if crate::oracle::Policy::names().contains(&p.as_str()) => Some(p),
                 Some(p) => {
@@ -460,7 +466,7 @@ impl Matrix {
                         format!("client {:?}: unknown policy {p:?}; known: {known}", c.id),
                     ));
                 }
-                None => base_policy,
+                None => base.as_ref().and_then(|b| b.policy.clone()),
             };
             let cell_timeout = match &c.cell_timeout {
                 Some(t) => Some(humantime::parse_duration(t).map_err(|e| {
@@ -469,18 +475,11 @@ impl Matrix {
                         format!("client {:?}: cell_timeout {t:?}: {e} (write e.g. \"3s\")", c.id),
                     )
                 })?),
-                None => {
-                    c.variant_of.as_ref().and_then(|b| clients.iter().find(|x: &&ClientStack| &x.id == b)?.cell_timeout)
-                }
+                None => base.as_ref().and_then(|b| b.cell_timeout),
             };
-            let requires = if c.requires.is_empty() {
-                c.variant_of
-                    .as_ref()
-                    .and_then(|b| clients.iter().find(|x: &&ClientStack| &x.id == b))
-                    .map(|b| b.requires.clone())
-                    .unwrap_or_default()
-            } else {
-                c.requires
+            let requires = match (c.requires.is_empty(), &base) {
+                (true, Some(b)) => b.requires.clone(),
+                _ => c.requires,
             };
             clients.push(ClientStack {
                 cell_timeout,
