@@ -1,6 +1,8 @@
 //! `openssl-client`: the system OpenSSL exactly as a user of it gets it — its compiled-in
 //! security level, default ciphers and groups, certificate and host name verification — unless
-//! a policy flag says otherwise.
+//! a policy flag says otherwise. scripts/build-openssl-clients builds the same program against
+//! OpenSSL 1.1.1w and 3.6 (the `openssl-1.1.1` and `openssl-3.6` stacks): what differs between
+//! versions stays in `openssl_ext`.
 
 use crate::contract::{self, Common};
 use crate::smtp;
@@ -140,7 +142,7 @@ fn run(ctx: &SslContext, common: &Common) -> ClientResult {
             protocol: ssl.version_str().to_string(),
             cipher: ssl.current_cipher().map(|c| c.standard_name().unwrap_or(c.name()).to_string()).unwrap_or_default(),
             group: openssl_ext::negotiated_group(ssl),
-            dh_bits: ssl.peer_tmp_key().ok().and_then(|k| openssl_ext::dh_bits(k.id(), k.bits())),
+            dh_bits: openssl_ext::peer_tmp_key(ssl).and_then(|k| openssl_ext::dh_bits(k.id(), k.bits())),
         };
         Ok((stream, negotiated))
     })

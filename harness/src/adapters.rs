@@ -2,8 +2,13 @@
 //! array, never a shell string) from the contract's inputs and reads the program's output into
 //! the same RESULT a built-in client prints.
 
+pub mod posttls_finger;
+
+use crate::matrix::ClientStack;
 use serde::Serialize;
 use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
 use wire::{ClientResult, Negotiated, Stage};
 
 /// The contract's inputs for one cell.
@@ -13,6 +18,29 @@ pub struct Target {
     pub servername: String,
     pub cafile: std::path::PathBuf,
     pub ehlo: String,
+}
+
+/// Where an adapter's program is on this machine, and what it needs to run.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub program: PathBuf,
+    /// Environment the program needs besides the stack's own (posttls-finger: `MAIL_CONFIG`,
+    /// `LD_LIBRARY_PATH`); it wins over the stack's for the same name.
+    pub env: Vec<(String, String)>,
+    /// The extracted tree the program runs from, when it is not on PATH.
+    pub root: Option<PathBuf>,
+    /// A private directory the program reads (posttls-finger's `main.cf`), removed with the
+    /// last clone.
+    pub workdir: Option<Arc<tempfile::TempDir>>,
+}
+
+/// Why an adapter's program cannot run here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotReady {
+    /// Not installed or not extracted: the stack is skipped.
+    Missing(String),
+    /// There, but we could not prepare it: its cells are harness errors.
+    Broken(String),
 }
 
 /// A wrapped external program.
@@ -29,16 +57,32 @@ pub enum AdapterKind {
     Msmtp,
     /// `swaks --tls` (Perl, Net::SSLeay on OpenSSL), quitting after EHLO over TLS.
     Swaks,
+    /// Postfix's `posttls-finger -l secure`, from the extracted (never installed) Postfix tree.
+    PosttlsFinger,
 }
 
 impl AdapterKind {
-    pub const ALL: [AdapterKind; 5] = [
+    pub const ALL: [AdapterKind; 6] = [
         AdapterKind::OpensslSClient,
         AdapterKind::GnutlsCli,
         AdapterKind::Curl,
         AdapterKind::Msmtp,
         AdapterKind::Swaks,
+        AdapterKind::PosttlsFinger,
     ];
+
+    /// For programs that type our input into the TLS session (s_client, gnutls-cli): the
+    /// reply to wait for before sending QUIT, and the QUIT. Sent at once, EHLO and QUIT would
+    /// pipeline (OpenSMTPD refuses that: it does not offer PIPELINING), and gnutls-cli would end
+    /// the session at end of input before a server that closes after QUIT (Postfix) is read.
+    pub fn paced_quit(self) -> Option<(&'static str, &'static [u8])> {
+        match self {
+            // The last line of the EHLO reply over TLS (the dialogue before TLS is not printed).
+            AdapterKind::OpensslSClient => Some(("\n250 ", b"QUIT\n")),
+            AdapterKind::GnutlsCli => Some(("\n250 ", b"QUIT\r\n")),
+            AdapterKind::Curl | AdapterKind::Msmtp | AdapterKind::Swaks | AdapterKind::PosttlsFinger => None,
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -47,6 +91,7 @@ impl AdapterKind {
             AdapterKind::Curl => "curl",
             AdapterKind::Msmtp => "msmtp",
             AdapterKind::Swaks => "swaks",
+            AdapterKind::PosttlsFinger => "posttls-finger",
         }
     }
 
@@ -58,7 +103,7 @@ impl AdapterKind {
         Self::ALL.into_iter().find(|a| a.name() == name)
     }
 
-    /// The program it runs, looked up on PATH.
+    /// The program it runs (looked up on PATH, except posttls-finger: see [`Self::locate`]).
     pub fn program(self) -> &'static str {
         match self {
             AdapterKind::OpensslSClient => "openssl",
@@ -66,6 +111,23 @@ impl AdapterKind {
             AdapterKind::Curl => "curl",
             AdapterKind::Msmtp => "msmtp",
             AdapterKind::Swaks => "swaks",
+            AdapterKind::PosttlsFinger => "posttls-finger",
+        }
+    }
+
+    /// Where the program is here, ready to run: on PATH, or posttls-finger in the Postfix tree
+    /// beside the stack's matrix (with its private configuration written).
+    pub fn locate(self, stack: &ClientStack) -> Result<Located, NotReady> {
+        match self {
+            AdapterKind::PosttlsFinger => posttls_finger::locate(stack),
+            AdapterKind::OpensslSClient
+            | AdapterKind::GnutlsCli
+            | AdapterKind::Curl
+            | AdapterKind::Msmtp
+            | AdapterKind::Swaks => match crate::process::which(self.program()) {
+                Some(program) => Ok(Located { program, env: Vec::new(), root: None, workdir: None }),
+                None => Err(NotReady::Missing(format!("{} is not installed (not on PATH)", self.program()))),
+            },
         }
     }
 
@@ -77,6 +139,7 @@ impl AdapterKind {
             AdapterKind::Curl => "curl",
             AdapterKind::Msmtp => "msmtp",
             AdapterKind::Swaks => "swaks",
+            AdapterKind::PosttlsFinger => "posttls-finger",
         }
     }
 
@@ -108,7 +171,7 @@ impl AdapterKind {
                 args.push(target.cafile.clone().into_os_string());
                 args.extend(extra.iter().map(OsString::from));
                 // EHLO again over TLS, then QUIT: the replies show the post-TLS stage worked.
-                (args, format!("EHLO {}\nQUIT\n", target.ehlo).into_bytes())
+                (args, format!("EHLO {}\n", target.ehlo).into_bytes())
             }
             AdapterKind::GnutlsCli => {
                 let (host, port) = target.connect.rsplit_once(':').unwrap_or((target.connect.as_str(), "25"));
@@ -126,7 +189,7 @@ impl AdapterKind {
                 args.extend(extra.iter().map(OsString::from));
                 args.push(host.trim_matches(['[', ']']).into());
                 // Sent as typed: gnutls-cli's --crlf mangles the last line.
-                (args, format!("EHLO {}\r\nQUIT\r\n", target.ehlo).into_bytes())
+                (args, format!("EHLO {}\r\n", target.ehlo).into_bytes())
             }
             AdapterKind::Curl => {
                 let (host, port) = target.connect.rsplit_once(':').unwrap_or((target.connect.as_str(), "25"));
@@ -196,6 +259,7 @@ impl AdapterKind {
                 args.extend(extra.iter().map(OsString::from));
                 (args, Vec::new())
             }
+            AdapterKind::PosttlsFinger => posttls_finger::command(target, extra),
         }
     }
 
@@ -208,12 +272,14 @@ impl AdapterKind {
             AdapterKind::Curl => parse_curl(exit_code, stderr),
             AdapterKind::Msmtp => parse_msmtp(exit_code, stdout, stderr),
             AdapterKind::Swaks => parse_swaks(exit_code, stdout, stderr),
+            AdapterKind::PosttlsFinger => posttls_finger::parse(exit_code, stdout, stderr),
         }
     }
 
-    /// The program's version line and effective policy, or `None` if it is not installed.
-    pub async fn describe(self) -> Option<(String, serde_json::Value)> {
+    /// The program's version line and effective policy, or `None` if it cannot say.
+    pub async fn describe(self, located: &Located) -> Option<(String, serde_json::Value)> {
         match self {
+            AdapterKind::PosttlsFinger => Some(posttls_finger::describe(located).await),
             AdapterKind::OpensslSClient => {
                 let all = crate::process::capture("openssl", &["version", "-a"]).await?;
                 let version = all.lines().next().unwrap_or_default().trim().to_string();
@@ -455,7 +521,10 @@ fn parse_s_client(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<
     let after: Vec<&str> = stdout.lines().skip_while(|l| !l.starts_with("New, ")).collect();
     let ehlo_ok = after.iter().any(|l| l.starts_with("250 ") || l.starts_with("250-"));
     let quit_ok = after.iter().any(|l| l.starts_with("221"));
-    if !(ehlo_ok && quit_ok) || exit_code != Some(0) {
+    // A server that closes TCP after its 221 without a TLS close_notify (OpenSMTPD) makes
+    // OpenSSL 3 report an "unexpected eof": the SMTP session was already complete.
+    let only_eof_after_quit = !errors.is_empty() && errors.iter().all(|e| e.contains("unexpected eof while reading"));
+    if !(ehlo_ok && quit_ok) || (exit_code != Some(0) && !only_eof_after_quit) {
         let text = if words.is_empty() { "no 250/221 reply over TLS".to_string() } else { words };
         return Ok(ClientResult::error(Stage::PostTls, text));
     }
@@ -492,7 +561,22 @@ mod tests {
         assert_eq!(&args[..3], ["s_client", "-starttls", "smtp"]);
         assert!(args.windows(2).any(|w| w == ["-connect", "127.0.0.1:2525"]));
         assert_eq!(args.last().unwrap(), "-tls1_2");
-        assert_eq!(stdin, b"EHLO c.test\nQUIT\n");
+        assert_eq!(stdin, b"EHLO c.test\n", "QUIT waits for the EHLO reply: see paced_quit");
+        assert_eq!(AdapterKind::OpensslSClient.paced_quit(), Some(("\n250 ", &b"QUIT\n"[..])));
+        assert_eq!(AdapterKind::Curl.paced_quit(), None, "curl reads its message to end of input");
+    }
+
+    #[test]
+    fn an_eof_after_the_221_is_not_a_failure() {
+        // OpenSMTPD closes TCP after its 221 without a TLS close_notify.
+        let out = "CONNECTED(00000003)\n---\nNew, TLSv1.3, Cipher is TLS_AES_256_GCM_SHA384\n250 HELP\n221 2.0.0 Bye\n";
+        let eof = "40471737CA7F0000:error:0A000126:SSL routines:ssl3_read_n:unexpected eof while reading:../ssl/record/rec_layer_s3.c:318:\n";
+        assert!(matches!(parse_s_client(Some(1), out, eof).unwrap(), ClientResult::Ok(_)));
+        let no_quit = "CONNECTED(00000003)\n---\nNew, TLSv1.3, Cipher is TLS_AES_256_GCM_SHA384\n250 HELP\n";
+        assert!(matches!(
+            parse_s_client(Some(1), no_quit, eof).unwrap(),
+            ClientResult::Error { stage: Stage::PostTls, .. }
+        ));
     }
 
     #[test]

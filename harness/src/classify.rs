@@ -14,12 +14,15 @@ const BUILTIN: &[(&str, &str)] = &[
     ("gnutls", include_str!("../classify/gnutls.toml")),
     ("go", include_str!("../classify/go.toml")),
     ("java", include_str!("../classify/java.toml")),
+    ("lettre", include_str!("../classify/lettre.toml")),
     ("msmtp", include_str!("../classify/msmtp.toml")),
     ("openssl", include_str!("../classify/openssl.toml")),
     ("openssl-s_client", include_str!("../classify/openssl-s_client.toml")),
+    ("posttls-finger", include_str!("../classify/posttls-finger.toml")),
     ("python", include_str!("../classify/python.toml")),
     ("rustls", include_str!("../classify/rustls.toml")),
     ("server-openssl", include_str!("../classify/server-openssl.toml")),
+    ("server-exim", include_str!("../classify/server-exim.toml")),
     ("swaks", include_str!("../classify/swaks.toml")),
     ("server-rustls", include_str!("../classify/server-rustls.toml")),
 ];
@@ -213,6 +216,22 @@ mod tests {
     }
 
     #[test]
+    fn mta_logs_decide_for_a_client_that_only_saw_an_alert() {
+        // Words recorded from the real MTAs (Exim's mainlog, OpenSMTPD's stderr, sendmail's syslog).
+        let t = tables();
+        let alert = "received fatal alert: HandshakeFailure";
+        let exim = "TLS error on connection from (client.test) [127.0.0.1] (gnutls_handshake): No supported cipher suites have been found.";
+        let c = t.classify("rustls", Stage::Handshake, alert, Some("server-exim"), &[exim.into()]);
+        assert_eq!(c, Classified { class: ErrorClass::NoSharedCipher, side: Side::Server });
+        let opensmtpd = "dbfaeaa58bfd43ab smtp disconnected reason=\"io-error: handshake failed: error:0A0000C1:SSL routines::no shared cipher\"";
+        let c = t.classify("rustls", Stage::Handshake, alert, Some("server-openssl"), &[opensmtpd.into()]);
+        assert_eq!(c.class, ErrorClass::NoSharedCipher);
+        let sendmail = "STARTTLS=server, error: accept failed=-1, reason=no shared cipher, SSL_error=1, errno=0, retry=-1, relay=localhost [127.0.0.1]";
+        let c = t.classify("rustls", Stage::Handshake, alert, Some("server-openssl"), &[sendmail.into()]);
+        assert_eq!(c.class, ErrorClass::NoSharedCipher);
+    }
+
+    #[test]
     fn an_alert_defers_to_the_server_log() {
         let c = tables().classify(
             "rustls",
@@ -265,6 +284,58 @@ mod tests {
         assert_eq!(t.classify("java", Stage::Handshake, java, None, &[]).class, ErrorClass::DhTooSmall);
         let rustls = "peer misbehaved: SelectedUnofferedKxGroup";
         assert_eq!(t.classify("rustls", Stage::Handshake, rustls, None, &[]).class, ErrorClass::UnofferedGroup);
+    }
+
+    /// lettre's words as its client printed them against the built-in server (the last two
+    /// against a scratch server that closed or reset the connection after the banner).
+    #[test]
+    fn lettre_words() {
+        let t = tables();
+        let c = |stage, text: &str, server: &[&str]| {
+            let server: Vec<String> = server.iter().map(|s| s.to_string()).collect();
+            t.classify("lettre", stage, text, Some("server-openssl"), &server)
+        };
+        use ErrorClass::*;
+        use Stage::*;
+        let dh = "Connection error: error:0A00018A:SSL routines:tls_process_ske_dhe:dh key too small:../ssl/statem/statem_clnt.c:2092:";
+        let alert40 = "error:0A000410:SSL routines:ssl3_read_bytes:sslv3 alert handshake failure:../ssl/record/rec_layer_s3.c:1601:SSL alert number 40";
+        assert_eq!(c(Handshake, dh, &[alert40]), Classified { class: DhTooSmall, side: Side::Client });
+        let version = "Connection error: error:0A00042E:SSL routines:ssl3_read_bytes:tlsv1 alert protocol version:../ssl/record/rec_layer_s3.c:1601:SSL alert number 70";
+        let unsupported = "error:0A000102:SSL routines:tls_early_post_process_client_hello:unsupported protocol:../ssl/statem/statem_srvr.c:1664:";
+        assert_eq!(c(Handshake, version, &[unsupported]).class, ProtocolVersion);
+        let name = "Connection error: error:0A000086:SSL routines:tls_post_process_server_certificate:certificate verify failed:../ssl/statem/statem_clnt.c:1889: (hostname mismatch)";
+        assert_eq!(c(Verify, name, &[]).class, CertNameMismatch);
+        let issuer = "Connection error: error:0A000086:SSL routines:tls_post_process_server_certificate:certificate verify failed:../ssl/statem/statem_clnt.c:1889: (unable to get local issuer certificate)";
+        assert_eq!(c(Verify, issuer, &[]).class, CertUntrusted);
+        // An alert received: the server's own words decide, and without them we do not guess.
+        // (The tls-alert-after-starttls fault's refusal decides that cell before any table.)
+        let alert = "Connection error: error:0A000410:SSL routines:ssl3_read_bytes:sslv3 alert handshake failure:../ssl/record/rec_layer_s3.c:1601:SSL alert number 40";
+        assert_eq!(c(Handshake, alert, &[]), Classified { class: Unmapped, side: Side::Server });
+        let garbage = "Connection error: error:0A00010B:SSL routines:ssl3_get_record:wrong version number:../ssl/record/ssl3_record.c:350:";
+        assert_eq!(
+            c(Handshake, garbage, &[]).class,
+            ProtocolVersion,
+            "OpenSSL's words alone; the runner reads the fault's refusal first"
+        );
+        assert_eq!(c(Handshake, "Connection error: unexpected EOF", &[]).class, ConnectionClosed);
+        let not_offered = "internal client error: STARTTLS is not supported on this server";
+        assert_eq!(c(Starttls, not_offered, &[]), Classified { class: StarttlsNotOffered, side: Side::Server });
+        let refused = "transient error (454): 4.7.0 TLS not available due to temporary reason";
+        assert_eq!(c(Starttls, refused, &[]).class, StarttlsRefused);
+        assert_eq!(
+            c(Starttls, "transient error (421): 4.7.0 TLS not available, closing connection", &[]).class,
+            StarttlsRefused
+        );
+        assert_eq!(
+            c(Smtp, "transient error (421): 4.3.2 mx.test Service not available, closing", &[]).class,
+            SmtpRejected
+        );
+        assert_eq!(c(Smtp, "permanent error (550): 5.7.1 EHLO rejected by policy", &[]).class, SmtpRejected);
+        let injected = "permanent error (554): 5.7.0 INJECTED plaintext sent before the TLS handshake";
+        assert_eq!(c(PostTls, injected, &[]), Classified { class: InjectionAccepted, side: Side::Client });
+        assert_eq!(c(Connect, "Connection error: Connection refused (os error 111)", &[]).class, ConnectionClosed);
+        assert_eq!(c(Smtp, "response error: incomplete response", &[]).class, ConnectionClosed);
+        assert_eq!(c(Smtp, "network error: Connection reset by peer (os error 104)", &[]).class, ConnectionClosed);
     }
 
     #[test]

@@ -129,12 +129,9 @@ mod tests {
     use wire::{Negotiated, Stage};
 
     fn ok(bits: u32) -> Outcome {
-        Outcome::Connected(Negotiated {
-            protocol: "TLSv1.2".into(),
-            cipher: "c".into(),
-            group: None,
-            dh_bits: Some(bits),
-        })
+        Outcome::Connected(
+            Negotiated { protocol: "TLSv1.2".into(), cipher: "c".into(), group: None, dh_bits: Some(bits) }.into(),
+        )
     }
 
     fn failed(class: ErrorClass, text: &str) -> Outcome {

@@ -77,6 +77,8 @@ pub fn profiles() -> impl Strategy<Value = ServerProfile> {
                 },
                 groups: Some(groups),
                 dh: dhe.then_some(dh),
+                security_level: None,
+                dhe: None,
                 cert,
                 fault: None,
             }

@@ -3,6 +3,7 @@
 //! matrix → plan → run → outcome → verdict → reports.
 
 pub mod adapters;
+pub mod batch;
 pub mod classify;
 pub mod diff;
 pub mod expectations;

@@ -233,7 +233,7 @@ enum Cmd {
     },
     /// Act as a built-in client program (the client contract): `client openssl-client --connect …`.
     Client {
-        /// openssl-client or rustls-client.
+        /// openssl-client, rustls-client or lettre-client.
         name: String,
         /// The program's own flags.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -62,6 +62,8 @@ struct RawClient {
     /// Programs that must be on PATH for the stack to run (else it is skipped).
     #[serde(default)]
     requires: Vec<String>,
+    /// The program also runs many cells in one process (`--batch`): one worker per run.
+    batch: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +122,12 @@ pub struct ClientStack {
     pub cell_timeout: Option<Duration>,
     /// Programs that must be on PATH (a wrapper's toolchain); missing ones skip the stack.
     pub requires: Vec<String>,
+    /// Cells run in one long-lived worker (`program --batch`, see `batch.rs`), not a process each.
+    pub batch: bool,
+    /// The directory of the matrix that declared it, where extracted programs are looked for
+    /// (`.cache/mta/root/postfix` for posttls-finger).
+    #[serde(skip)]
+    pub matrix_dir: PathBuf,
     #[serde(skip)]
     pub line: usize,
 }
@@ -481,9 +489,20 @@ impl Matrix {
                 (true, Some(b)) => b.requires.clone(),
                 _ => c.requires,
             };
+            let batch = c.batch.unwrap_or_else(|| base.as_ref().is_some_and(|b| b.batch));
+            if batch && !matches!(kind, StackKind::Program(_)) {
+                return Err(invalid(
+                    at("batch"),
+                    format!(
+                        "client {:?}: `batch` is for a `program` that has a --batch mode; built-in and adapter stacks run a process per cell (remove it)",
+                        c.id
+                    ),
+                ));
+            }
             clients.push(ClientStack {
                 cell_timeout,
                 requires,
+                batch,
                 id: c.id,
                 description,
                 kind,
@@ -492,6 +511,7 @@ impl Matrix {
                 errors,
                 policy,
                 variant_of: c.variant_of,
+                matrix_dir: matrix_dir.clone(),
                 line: line_of(source, span.start),
             });
         }
@@ -609,6 +629,17 @@ reason = "level 2"
         assert!(m.contains("needs the error class"), "{m}");
         let (_, m) = line_of_error(&OK.replace("reason = \"level 2\"", "reason = \" \""));
         assert!(m.contains("needs a reason"), "{m}");
+    }
+
+    #[test]
+    fn batch_is_for_programs_and_variants_inherit_it() {
+        let program = "program = \"/bin/true\"\nerrors = \"openssl\"\nbatch = true\n[[client]]\nid = \"v\"\nvariant_of = \"openssl\"";
+        let m = parse(&OK.replace("builtin = \"openssl-client\"", program)).unwrap();
+        assert!(m.clients.iter().all(|c| c.batch), "{:?}", m.clients);
+        let (line, m) =
+            line_of_error(&OK.replace("builtin = \"openssl-client\"", "builtin = \"openssl-client\"\nbatch = true"));
+        assert_eq!(line, 12, "the `batch` line: {m}");
+        assert!(m.contains("`batch` is for a `program`"), "{m}");
     }
 
     #[test]

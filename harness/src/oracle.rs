@@ -9,8 +9,11 @@ use servers::{Backend, CertKind, DhGroup, DhKind, ServerProfile, TlsVersion};
 use std::collections::BTreeMap;
 
 const BUILTIN: &[(&str, &str)] = &[
+    ("lettre-native-tls", include_str!("../policies/lettre-native-tls.toml")),
     ("openssl-level1", include_str!("../policies/openssl-level1.toml")),
     ("openssl-level2", include_str!("../policies/openssl-level2.toml")),
+    ("openssl-1.1.1", include_str!("../policies/openssl-1.1.1.toml")),
+    ("openssl-3.6", include_str!("../policies/openssl-3.6.toml")),
     ("rustls-aws-lc", include_str!("../policies/rustls-aws-lc.toml")),
     ("rustls-ffdhe", include_str!("../policies/rustls-ffdhe.toml")),
     ("rustls-ring", include_str!("../policies/rustls-ring.toml")),
@@ -138,9 +141,9 @@ pub fn kx_family(protocol: &str, group: Option<&str>, dh_bits: Option<u32>) -> S
 }
 
 /// Predict what a stack with `policy` does against `profile`; `None` for profiles the oracle
-/// does not model (hostile servers).
+/// does not model (hostile servers, real MTAs).
 pub fn predict(profile: &ServerProfile, policy: &Policy) -> Option<Prediction> {
-    if profile.fault.is_some() {
+    if profile.fault.is_some() || profile.backend.mta().is_some() {
         return None;
     }
     let server_versions: Vec<TlsVersion> = [TlsVersion::Tls10, TlsVersion::Tls11, TlsVersion::Tls12, TlsVersion::Tls13]
@@ -160,6 +163,7 @@ pub fn predict(profile: &ServerProfile, policy: &Policy) -> Option<Prediction> {
         None => match profile.backend {
             Backend::Openssl => OPENSSL_SERVER_GROUPS.iter().map(|s| s.to_string()).collect(),
             Backend::Rustls => RUSTLS_SERVER_GROUPS.iter().map(|s| s.to_string()).collect(),
+            Backend::Postfix | Backend::Exim | Backend::Sendmail | Backend::Opensmtpd => return None,
         },
     };
     let shared_groups: Vec<&String> = policy.groups.iter().filter(|g| server_groups.contains(g)).collect();
@@ -193,6 +197,8 @@ pub fn predict(profile: &ServerProfile, policy: &Policy) -> Option<Prediction> {
             None => match profile.backend {
                 Backend::Openssl => true,
                 Backend::Rustls => servers::profile::RUSTLS_TLS12_SUITES.contains(&suite),
+                // Never reached: the oracle does not model real MTAs (see `predict`).
+                Backend::Postfix | Backend::Exim | Backend::Sendmail | Backend::Opensmtpd => false,
             },
         };
         let cert_ok =
@@ -237,6 +243,7 @@ pub fn predict(profile: &ServerProfile, policy: &Policy) -> Option<Prediction> {
     let candidates: Vec<DhGroup> = match (profile.backend, dh.kind()) {
         (Backend::Openssl, _) | (Backend::Rustls, DhKind::Rfc7919) => std::iter::once(dh).chain(listed_ffdhe).collect(),
         (Backend::Rustls, _) => vec![dh],
+        (Backend::Postfix | Backend::Exim | Backend::Sendmail | Backend::Opensmtpd, _) => return None,
     };
     let mut judged = candidates.iter().map(|d| judge_dh(*d, policy, &protocol, legacy));
     let mut first = judged.next().expect("at least the profile's own group");

@@ -222,11 +222,54 @@ pub enum Side {
     Unknown,
 }
 
+/// Who reported a connected cell's parameters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reporter {
+    /// The client stack itself (every stack that exposes them).
+    #[default]
+    Client,
+    /// The built-in server's record of the same connection, because the client stack completed
+    /// the handshake without exposing what it negotiated (lettre).
+    Server,
+}
+
+impl Reporter {
+    pub fn is_client(&self) -> bool {
+        *self == Reporter::Client
+    }
+}
+
+/// A completed handshake as a cell records it: what was negotiated, and who said so. It reads
+/// as the [`Negotiated`] it holds; in JSON its fields sit beside `kind`, and `reported_by` is
+/// there only when it is not the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    #[serde(flatten)]
+    pub negotiated: Negotiated,
+    #[serde(default, skip_serializing_if = "Reporter::is_client")]
+    pub reported_by: Reporter,
+}
+
+impl From<Negotiated> for Connection {
+    /// Parameters the client stack reported itself.
+    fn from(negotiated: Negotiated) -> Connection {
+        Connection { negotiated, reported_by: Reporter::Client }
+    }
+}
+
+impl std::ops::Deref for Connection {
+    type Target = Negotiated;
+    fn deref(&self) -> &Negotiated {
+        &self.negotiated
+    }
+}
+
 /// What happened in one cell.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Outcome {
-    Connected(Negotiated),
+    Connected(Connection),
     Failed {
         class: ErrorClass,
         side: Side,
@@ -312,16 +355,16 @@ mod tests {
 
     #[test]
     fn outcome_wire_shape() {
-        let o = Outcome::Connected(Negotiated {
-            protocol: "TLSv1.2".into(),
-            cipher: "X".into(),
-            group: None,
-            dh_bits: Some(2048),
-        });
-        assert_eq!(
-            serde_json::to_string(&o).unwrap(),
-            r#"{"kind":"connected","protocol":"TLSv1.2","cipher":"X","group":null,"dh_bits":2048}"#
-        );
+        let n = Negotiated { protocol: "TLSv1.2".into(), cipher: "X".into(), group: None, dh_bits: Some(2048) };
+        let o = Outcome::Connected(n.clone().into());
+        let json = r#"{"kind":"connected","protocol":"TLSv1.2","cipher":"X","group":null,"dh_bits":2048}"#;
+        assert_eq!(serde_json::to_string(&o).unwrap(), json);
+        assert_eq!(serde_json::from_str::<Outcome>(json).unwrap(), o);
+        // Parameters a stack did not expose, taken from the server's record, say so.
+        let o = Outcome::Connected(Connection { negotiated: n, reported_by: Reporter::Server });
+        let json = r#"{"kind":"connected","protocol":"TLSv1.2","cipher":"X","group":null,"dh_bits":2048,"reported_by":"server"}"#;
+        assert_eq!(serde_json::to_string(&o).unwrap(), json);
+        assert_eq!(serde_json::from_str::<Outcome>(json).unwrap(), o);
         let f = Outcome::Failed {
             class: ErrorClass::DhTooSmall,
             side: Side::Client,

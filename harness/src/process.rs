@@ -1,10 +1,11 @@
 //! Child processes: each in its own process group, with its output read to the end (bounded),
-//! a timeout, and the whole group killed and reaped afterwards. A registry of live groups lets
-//! Ctrl-C and panics end everything we started, and nothing else.
+//! a timeout, and the whole group killed and reaped afterwards; long-lived ones (batch workers)
+//! are ended the same way when their run ends. A registry of live groups lets Ctrl-C and panics
+//! end everything we started, and nothing else.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -16,8 +17,10 @@ const MAX_OUTPUT: u64 = 1 << 20;
 
 static LIVE_GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
-/// SIGKILL every process group we started and have not reaped yet (Ctrl-C, panic).
+/// SIGKILL every process group we started and have not reaped yet (Ctrl-C, panic), the real
+/// MTAs' among them.
 pub fn kill_all() {
+    servers::mta::kill_all();
     let groups = LIVE_GROUPS.lock().map(|g| g.clone()).unwrap_or_default();
     for pgid in groups {
         // SAFETY: killpg on a group whose leader we have not reaped: the id cannot be reused.
@@ -32,6 +35,10 @@ pub struct Spec {
     pub args: Vec<OsString>,
     pub env: Vec<(String, String)>,
     pub stdin: Option<Vec<u8>>,
+    /// More input, written once stdout shows the marker (a reply), with stdin kept open
+    /// until the output ends: for programs that would otherwise pipeline SMTP commands the
+    /// server did not offer pipelining for, or end the session at end of input.
+    pub stdin_then: Option<(String, Vec<u8>)>,
     pub timeout: Duration,
 }
 
@@ -50,6 +57,29 @@ pub enum Exit {
 pub struct SpawnError {
     pub program: String,
     pub cause: std::io::Error,
+}
+
+/// Read to the end (bounded), signalling once when the text read so far contains `marker`.
+async fn read_watching<R: AsyncRead + Unpin>(
+    reader: Option<R>,
+    mut marker: Option<(String, tokio::sync::oneshot::Sender<()>)>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let Some(r) = reader else { return out };
+    let mut r = r.take(MAX_OUTPUT);
+    let mut buf = [0u8; 4096];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+        if marker.as_ref().is_some_and(|(m, _)| out.windows(m.len()).any(|w| w == m.as_bytes()))
+            && let Some((_, tx)) = marker.take()
+        {
+            let _ = tx.send(());
+        }
+    }
+    out
 }
 
 async fn read_bounded<R: AsyncRead + Unpin>(reader: Option<R>) -> Vec<u8> {
@@ -76,16 +106,31 @@ pub async fn run(spec: &Spec) -> Result<Exit, SpawnError> {
     if let Some(pgid) = pgid {
         LIVE_GROUPS.lock().map(|mut g| g.insert(pgid)).ok();
     }
+    let (marker_tx, marker_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut writer = None;
     if let (Some(input), Some(mut stdin)) = (&spec.stdin, child.stdin.take()) {
-        let input = input.clone();
-        tokio::spawn(async move {
+        let (input, then) = (input.clone(), spec.stdin_then.as_ref().map(|(_, t)| t.clone()));
+        writer = Some(tokio::spawn(async move {
             let _ = stdin.write_all(&input).await;
-        });
+            let Some(then) = then else {
+                // No continuation: end of input now.
+                drop(stdin);
+                return None;
+            };
+            if marker_rx.await.is_ok() {
+                let _ = stdin.write_all(&then).await;
+            }
+            // Returned, the pipe stays open until the task's handle is dropped.
+            Some(stdin)
+        }));
     }
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let marker = spec.stdin_then.as_ref().map(|(m, _)| (m.clone(), marker_tx));
     // Both pipes reach end of file when every process holding them has exited or closed them.
     let output =
-        tokio::time::timeout(spec.timeout, async { tokio::join!(read_bounded(stdout), read_bounded(stderr)) }).await;
+        tokio::time::timeout(spec.timeout, async { tokio::join!(read_watching(stdout, marker), read_bounded(stderr)) })
+            .await;
+    drop(writer);
     // Kill the whole group while its leader is not yet reaped, so the id cannot have been
     // reused: this ends stragglers of a program that exited, and a program that timed out.
     if let Some(pgid) = pgid {
@@ -117,6 +162,7 @@ pub async fn capture(program: &str, args: &[&str]) -> Option<String> {
         args: args.iter().map(OsString::from).collect(),
         env: Vec::new(),
         stdin: None,
+        stdin_then: None,
         timeout: Duration::from_secs(10),
     };
     match run(&spec).await.ok()? {
@@ -135,6 +181,110 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .and_then(|path| std::env::split_paths(&path).map(|d| d.join(program)).find(|c| c.is_file()))
 }
 
+/// A long-lived child (a batch worker) with piped stdin, stdout and stderr, in its own process
+/// group, registered for [`kill_all`] until [`LongLived::end`] (or, failing that, drop) kills the
+/// group and reaps the leader.
+#[derive(Debug)]
+pub struct LongLived {
+    child: tokio::process::Child,
+    pgid: Option<i32>,
+    reaped: bool,
+}
+
+impl LongLived {
+    /// Start `program ARGS` with `env` added.
+    pub fn spawn(program: &Path, args: &[OsString], env: &[(String, String)]) -> Result<LongLived, SpawnError> {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let child = cmd.spawn().map_err(|cause| SpawnError { program: program.display().to_string(), cause })?;
+        let pgid = child.id().map(|id| id as i32);
+        if let Some(pgid) = pgid {
+            LIVE_GROUPS.lock().map(|mut g| g.insert(pgid)).ok();
+        }
+        Ok(LongLived { child, pgid, reaped: false })
+    }
+
+    /// Its process id (also its process group's).
+    pub fn id(&self) -> Option<u32> {
+        self.pgid.map(|p| p as u32)
+    }
+
+    pub fn take_stdin(&mut self) -> Option<tokio::process::ChildStdin> {
+        self.child.stdin.take()
+    }
+
+    pub fn take_stdout(&mut self) -> Option<tokio::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    pub fn take_stderr(&mut self) -> Option<tokio::process::ChildStderr> {
+        self.child.stderr.take()
+    }
+
+    /// Give the child `grace` to exit by itself (its stdin closed, say), then kill its whole
+    /// group and reap it. `None` if it could not be reaped.
+    pub async fn end(mut self, grace: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + grace;
+        while !self.exited() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The leader is not reaped yet (`exited` only looks), so the group id is still ours.
+        self.kill_group();
+        let status = self.child.wait().await.ok();
+        self.reaped = true;
+        self.untrack();
+        status
+    }
+
+    /// Whether the leader has exited, without reaping it.
+    fn exited(&self) -> bool {
+        let Some(pid) = self.pgid else { return true };
+        // SAFETY: a zeroed siginfo_t is valid; WNOWAIT leaves the child unreaped.
+        unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let r =
+                libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT);
+            r != 0 || info.si_pid() != 0
+        }
+    }
+
+    fn kill_group(&self) {
+        if let (false, Some(pgid)) = (self.reaped, self.pgid) {
+            // SAFETY: the leader is our unreaped child: the group id cannot have been reused.
+            unsafe { libc::killpg(pgid, libc::SIGKILL) };
+        }
+    }
+
+    fn untrack(&self) {
+        if let Some(pgid) = self.pgid {
+            LIVE_GROUPS.lock().map(|mut g| g.remove(&pgid)).ok();
+        }
+    }
+}
+
+impl Drop for LongLived {
+    fn drop(&mut self) {
+        if self.reaped {
+            return;
+        }
+        self.kill_group();
+        // SIGKILL is quick: reap it here; should it not be, tokio's kill-on-drop reaps it later.
+        for _ in 0..250 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.untrack();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +295,7 @@ mod tests {
             args: vec!["-c".into(), script.into()],
             env: Vec::new(),
             stdin: None,
+            stdin_then: None,
             timeout,
         }
     }
@@ -187,6 +338,7 @@ mod tests {
             args: vec![],
             env: vec![],
             stdin: None,
+            stdin_then: None,
             timeout: Duration::from_secs(1),
         };
         assert!(run(&spec).await.is_err());

@@ -6,12 +6,15 @@
 use crate::adapters::Target;
 use crate::classify::Tables;
 use crate::matrix::{Expected, Matrix};
-use crate::outcome::{ErrorClass, Outcome, Side};
+use crate::outcome::{Connection, ErrorClass, Outcome, Reporter, Side};
 use crate::plan::{CellId, Plan};
 use crate::stack::{ClientRun, Readiness, ResolvedStack};
 use crate::verdict::Verdict;
 use crate::verdict::judge;
-use servers::{Backend, ConnectionRecord, RunningServer, ServeOptions, ServerProfile, StartError, TestPki};
+use servers::{
+    Backend, ConnectionRecord, MtaInfo, MtaOptions, MtaStartError, RunningMta, RunningServer, ServeOptions,
+    ServerProfile, StartError, StopReport, TestPki,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -58,8 +61,14 @@ pub enum RunError {
 /// Where a cell's server is.
 pub enum ServerState {
     Running(RunningServer),
+    /// A real MTA, started by its launcher.
+    Mta(Box<RunningMta>),
     /// The TLS library refused the profile: a finding for every cell of the profile.
     Rejected(String),
+    /// The server cannot express the profile (an MTA without such a setting).
+    Unsupported(String),
+    /// The server is not installed here (an MTA not extracted): its cells are skipped.
+    Missing(String),
     /// We could not start it (bind failure…): a harness error for every cell.
     Broken(String),
     /// A server someone else runs (`probe`).
@@ -72,7 +81,21 @@ pub struct Context {
     pub pki: TestPki,
     pub cell_timeout: Duration,
     pub stacks: BTreeMap<String, ResolvedStack>,
+    /// Where the real MTAs are extracted (`.cache/mta/root` beside the matrix, or
+    /// `STARTTLS_MATRIX_MTA_ROOT`).
+    pub mta_root: PathBuf,
+    /// What each MTA profile ran as (version, TLS library, settings, start and stop times).
+    pub mta_runs: std::sync::Mutex<BTreeMap<String, MtaRun>>,
     _work: tempfile::TempDir,
+}
+
+/// What an MTA profile ran as, for the report's `servers` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MtaRun {
+    #[serde(flatten)]
+    pub info: Option<MtaInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<StopReport>,
 }
 
 /// The classification table of a server backend's words.
@@ -80,6 +103,46 @@ fn server_table(backend: Backend) -> &'static str {
     match backend {
         Backend::Openssl => "server-openssl",
         Backend::Rustls => "server-rustls",
+        Backend::Postfix | Backend::Exim | Backend::Sendmail | Backend::Opensmtpd => mta_table(backend),
+    }
+}
+
+/// The classification table of an MTA's log words.
+fn mta_table(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Exim => "server-exim",
+        // Postfix, sendmail and OpenSMTPD log OpenSSL's error queue.
+        Backend::Postfix | Backend::Sendmail | Backend::Opensmtpd => "server-openssl",
+        Backend::Openssl => "server-openssl",
+        Backend::Rustls => "server-rustls",
+    }
+}
+
+/// An MTA that dropped part of its own configuration at load time (Postfix handed a DH file
+/// OpenSSL 3 refuses drops its DHE suites and says so once, in its log): a failure that follows
+/// from it is the server's configuration, not the client.
+fn config_dropped(outcome: Outcome, warnings: &[String]) -> Outcome {
+    match outcome {
+        Outcome::Failed { class, stage, client_error, server_error, .. }
+            if !warnings.is_empty()
+                && matches!(
+                    class,
+                    ErrorClass::NoSharedCipher | ErrorClass::ConnectionClosed | ErrorClass::Unmapped
+                ) =>
+        {
+            let mut words = warnings.join("\n");
+            if let Some(e) = server_error {
+                words = format!("{words}\n{e}");
+            }
+            Outcome::Failed {
+                class: ErrorClass::ServerConfigRejected,
+                side: Side::Server,
+                stage,
+                client_error,
+                server_error: Some(words),
+            }
+        }
+        other => other,
     }
 }
 
@@ -104,15 +167,69 @@ impl Context {
             let _ = events.send(Event::StackResolved { id: r.stack.id.clone(), readiness: r.readiness.clone() });
             stacks.insert(r.stack.id.clone(), r);
         }
-        Ok(Context { tables, pki, cell_timeout: matrix.run.cell_timeout, stacks, _work: work })
+        let mta_root = std::env::var_os("STARTTLS_MATRIX_MTA_ROOT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| matrix.path.parent().unwrap_or(Path::new(".")).join(".cache/mta/root"));
+        // The daemons run in their own work directories: the path must not be relative.
+        let mta_root = std::path::absolute(&mta_root).unwrap_or(mta_root);
+        Ok(Context {
+            tables,
+            pki,
+            cell_timeout: matrix.run.cell_timeout,
+            stacks,
+            mta_root,
+            mta_runs: std::sync::Mutex::new(BTreeMap::new()),
+            _work: work,
+        })
     }
 
-    /// Start the built-in server for a profile on 127.0.0.1, port 0.
+    /// Start a profile's server on 127.0.0.1: the built-in one on port 0, or a real MTA.
     pub async fn start_server(&self, profile: &ServerProfile) -> ServerState {
+        if profile.backend.mta().is_some() {
+            let options = MtaOptions {
+                root: self.mta_root.clone(),
+                work: self._work.path().join("mta").join(&profile.id),
+                base: self._work.path().to_path_buf(),
+            };
+            return match RunningMta::start(profile, &self.pki, &options).await {
+                Ok(m) => {
+                    self.record_mta(&profile.id, |r| r.info = Some(m.info().clone()));
+                    ServerState::Mta(Box::new(m))
+                }
+                Err(MtaStartError::NotInstalled(why)) => ServerState::Missing(why),
+                Err(MtaStartError::Unsupported(why)) => ServerState::Unsupported(why),
+                Err(MtaStartError::ConfigRejected(why)) => ServerState::Rejected(why),
+                Err(MtaStartError::Harness(why)) => ServerState::Broken(why),
+            };
+        }
         match servers::start(profile, &self.pki, ServeOptions::default()).await {
             Ok(s) => ServerState::Running(s),
             Err(StartError::ConfigRejected(e)) => ServerState::Rejected(e.to_string()),
             Err(e) => ServerState::Broken(e.to_string()),
+        }
+    }
+
+    fn record_mta(&self, id: &str, update: impl FnOnce(&mut MtaRun)) {
+        if let Ok(mut runs) = self.mta_runs.lock() {
+            update(runs.entry(id.to_string()).or_default());
+        }
+    }
+
+    /// Stop a profile's server; an MTA's stop is measured and kept for the report.
+    pub async fn stop_server(&self, id: &str, state: ServerState) {
+        match state {
+            ServerState::Running(s) => s.stop().await,
+            ServerState::Mta(m) => {
+                let warnings = m.info().config_warnings.clone();
+                let report = m.stop().await;
+                self.record_mta(id, |r| {
+                    if let Some(info) = &mut r.info {
+                        info.config_warnings = warnings;
+                    }
+                    r.stop = Some(report);
+                });
+            }
+            _ => {}
         }
     }
 
@@ -147,6 +264,22 @@ impl Context {
             },
             (Some(_), ServerState::Broken(detail)) => {
                 Outcome::HarnessError { detail: format!("the server did not start: {detail}") }
+            }
+            (Some(_), ServerState::Unsupported(reason)) => Outcome::Unsupported { reason: reason.clone() },
+            (Some(_), ServerState::Missing(reason)) => Outcome::Skipped { reason: reason.clone() },
+            (Some(stack), ServerState::Mta(mta)) => {
+                let target = Target {
+                    connect: mta.addr().to_string(),
+                    servername: servers::SERVER_NAME.into(),
+                    cafile: self.pki.ca_cert.clone(),
+                    ehlo: CLIENT_EHLO.into(),
+                };
+                let run = stack.run(&target, stack.stack.cell_timeout.unwrap_or(self.cell_timeout)).await;
+                mta.quiesce(Duration::from_millis(800)).await;
+                server_log = mta.take_records();
+                let table = profile.map(|p| mta_table(p.backend));
+                let outcome = self.outcome(run, stack, table, &server_log, true, None);
+                config_dropped(outcome, &mta.info().config_warnings)
             }
             (Some(stack), ServerState::Running(running)) => {
                 let target = Target {
@@ -211,6 +344,7 @@ impl Context {
         // The server refused at the SMTP level (banner, EHLO, STARTTLS): that is what happened,
         // whatever words the client found for it afterwards ("wrong version number"…).
         let refusal = log.iter().find_map(|r| r.refusal.clone());
+        let (run, reported_by) = server_reported(run, log);
         match run {
             // A DHE handshake over a composite or small-subgroup prime should never complete.
             // (TLS 1.3 negotiates a named group, not the profile's prime.)
@@ -228,7 +362,7 @@ impl Context {
                     server_error: None,
                 }
             }
-            ClientRun::Result(ClientResult::Ok(n)) => Outcome::Connected(n),
+            ClientRun::Result(ClientResult::Ok(n)) => Outcome::Connected(Connection { negotiated: n, reported_by }),
             ClientRun::Result(ClientResult::Error { stage, error }) if refusal.is_some() => {
                 let refusal = refusal.expect("checked");
                 let c = self.tables.classify("common", refusal.stage, &refusal.reply, None, &[]);
@@ -261,6 +395,20 @@ impl Context {
     }
 }
 
+/// A client that completed the handshake without saying what it negotiated (lettre): take the
+/// parameters from our server's record of the connection, and say that the server reported them.
+fn server_reported(run: ClientRun, log: &[ConnectionRecord]) -> (ClientRun, Reporter) {
+    match run {
+        ClientRun::Result(ClientResult::Ok(n)) if !n.is_reported() => {
+            match log.iter().rev().find_map(|r| r.tls.clone()) {
+                Some(server) => (ClientRun::Result(ClientResult::Ok(server)), Reporter::Server),
+                None => (ClientRun::Result(ClientResult::Ok(n)), Reporter::Client),
+            }
+        }
+        other => (other, Reporter::Client),
+    }
+}
+
 /// Whether a completed TLS ≤ 1.2 handshake used the server's finite-field DH prime (stacks that
 /// do not report the prime's size still name a DHE suite).
 fn finite_field_dhe(n: &wire::Negotiated) -> bool {
@@ -268,13 +416,21 @@ fn finite_field_dhe(n: &wire::Negotiated) -> bool {
     n.protocol != "TLSv1.3" && (n.dh_bits.is_some() || dhe_suite)
 }
 
-/// How long one cell of a profile waits by design (faults that delay), for scheduling.
+/// How long one cell of a profile takes beyond the usual, for scheduling: faults that make
+/// clients wait, and large finite-field groups (a DHE-8192 handshake costs about half a second
+/// of the server's CPU, more for the client's key).
 fn expected_wait(profile: &ServerProfile) -> Duration {
+    let dh_bits = profile.dh.map_or(0, |d| d.bits());
     match profile.fault {
+        // Most clients give up at once on a refusal; a hanging one or two wait out the bound.
+        Some(f) if f.cell_timeout() == Some(servers::fault::REFUSAL_BOUND) => Duration::from_millis(400),
         Some(f) => f.cell_timeout().unwrap_or(match f {
             servers::Fault::SlowBanner => servers::fault::SLOW_BANNER_DELAY,
             _ => Duration::ZERO,
         }),
+        None if dh_bits >= 8192 => Duration::from_millis(1500),
+        None if dh_bits >= 6144 => Duration::from_millis(600),
+        None if dh_bits >= 4096 => Duration::from_millis(300),
         None => Duration::ZERO,
     }
 }
@@ -340,8 +496,13 @@ pub async fn run(
         set.spawn(async move {
             let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
             let mut state = ctx.start_server(&entry.profile).await;
-            if let ServerState::Running(s) = &state {
-                let _ = events.send(Event::ServerStarted { id: entry.profile.id.clone(), addr: s.addr().to_string() });
+            let addr = match &state {
+                ServerState::Running(s) => Some(s.addr()),
+                ServerState::Mta(m) => Some(m.addr()),
+                _ => None,
+            };
+            if let Some(addr) = addr {
+                let _ = events.send(Event::ServerStarted { id: entry.profile.id.clone(), addr: addr.to_string() });
             }
             let mut records = Vec::new();
             for id in cells {
@@ -351,9 +512,7 @@ pub async fn run(
                 let _ = events.send(Event::CellFinished(Box::new(record.clone())));
                 records.push(record);
             }
-            if let ServerState::Running(s) = state {
-                s.stop().await;
-            }
+            ctx.stop_server(&entry.profile.id, state).await;
             records
         });
     }
@@ -365,6 +524,7 @@ pub async fn run(
             Err(_) => {}
         }
     }
+    crate::stack::stop_batch_workers(ctx.stacks.values()).await;
     all.sort_by(|a, b| a.id.cmp(&b.id));
     all
 }
@@ -387,6 +547,7 @@ pub async fn probe(
         let _ = events.send(Event::CellFinished(Box::new(record.clone())));
         records.push(record);
     }
+    crate::stack::stop_batch_workers(ctx.stacks.values()).await;
     records
 }
 

@@ -1,13 +1,17 @@
 //! Client stacks made ready to run: is the program here (else the stack is skipped), does it
 //! keep the client contract (a nonsense flag must exit 89), what version and policy does it
-//! report; then one cell's run of it, read into a RESULT or into "we could not run it".
+//! report; then one cell's run of it, read into a RESULT or into "we could not run it" — in a
+//! process of its own, or in the stack's batch worker (`batch = true`).
 
-use crate::adapters::Target;
+use crate::adapters::{Located, NotReady, Target};
+use crate::batch::{self, Reply};
 use crate::matrix::{ClientStack, StackKind};
 use crate::process::{self, Exit, Spec};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use wire::{ClientResult, EXIT_UNSUPPORTED};
 
@@ -34,6 +38,11 @@ pub struct ResolvedStack {
     pub program: PathBuf,
     pub version: Option<String>,
     pub policy: serde_json::Value,
+    /// The stack's batch worker for the run (`batch = true` and ready); the contract probe and
+    /// `--describe` still run one-shot.
+    pub batch: Option<Arc<batch::Pool>>,
+    /// What an adapter's program needs to run here (its environment, its private files).
+    pub located: Option<Located>,
 }
 
 /// What running one cell's client gave, before classification.
@@ -59,8 +68,16 @@ impl ResolvedStack {
         }
     }
 
+    /// The stack's environment, then what its adapter's program needs (which wins).
     fn env(&self) -> Vec<(String, String)> {
-        self.stack.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        let needed = self.located.as_ref().map_or(&[][..], |l| l.env.as_slice());
+        self.stack
+            .env
+            .iter()
+            .filter(|(k, _)| !needed.iter().any(|(n, _)| n == *k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .chain(needed.iter().cloned())
+            .collect()
     }
 
     /// Find, probe and describe a stack.
@@ -71,6 +88,8 @@ impl ResolvedStack {
             program: builtin_exe.to_path_buf(),
             version: None,
             policy: serde_json::Value::Null,
+            batch: None,
+            located: None,
         };
         if let Some(missing) = stack.requires.iter().find(|p| process::which(p).is_none()) {
             resolved.readiness =
@@ -79,16 +98,23 @@ impl ResolvedStack {
         }
         match &stack.kind {
             StackKind::Adapter(kind) => {
-                let Some(path) = process::which(kind.program()) else {
-                    resolved.readiness =
-                        Readiness::Skipped(format!("{} is not installed (not on PATH)", kind.program()));
-                    return resolved;
+                let located = match kind.locate(stack) {
+                    Ok(located) => located,
+                    Err(NotReady::Missing(why)) => {
+                        resolved.readiness = Readiness::Skipped(why);
+                        return resolved;
+                    }
+                    Err(NotReady::Broken(why)) => {
+                        resolved.readiness = Readiness::Broken(why);
+                        return resolved;
+                    }
                 };
-                resolved.program = path;
-                if let Some((version, policy)) = kind.describe().await {
+                resolved.program = located.program.clone();
+                if let Some((version, policy)) = kind.describe(&located).await {
                     resolved.version = Some(version);
                     resolved.policy = policy;
                 }
+                resolved.located = Some(located);
                 return resolved;
             }
             StackKind::Program(p) => match process::which(&p.to_string_lossy()) {
@@ -111,6 +137,7 @@ impl ResolvedStack {
             },
             env: env.clone(),
             stdin: None,
+            stdin_then: None,
             // Wrapper programs build themselves on their first call (javac, go build): on a
             // cold cache that is this probe, and it takes seconds.
             timeout: Duration::from_secs(60),
@@ -143,6 +170,9 @@ impl ResolvedStack {
             resolved.version = v["library"].as_str().map(str::to_string);
             resolved.policy = v["policy"].clone();
         }
+        if stack.batch && matches!(stack.kind, StackKind::Program(_)) {
+            resolved.batch = Some(Arc::new(batch::Pool::new(resolved.program.clone(), env)));
+        }
         resolved
     }
 
@@ -171,7 +201,25 @@ impl ResolvedStack {
         if !matches!(self.stack.kind, StackKind::Adapter(_)) {
             args.extend(self.stack.args.iter().map(OsString::from));
         }
-        let spec = Spec { program, args, env: self.env(), stdin, timeout };
+        // A program's argv is all contract flags and policy args: its batch worker takes it as is.
+        if let (Some(pool), StackKind::Program(_)) = (&self.batch, &self.stack.kind) {
+            match pool.call(&args, timeout).await {
+                Reply::Answer { exit, stdout, stderr } => {
+                    // The one-shot program's exit status: `exit` where a wait status keeps it.
+                    let status = std::process::ExitStatus::from_raw((exit & 0xff) << 8);
+                    return contract_exit(status, &stdout, &stderr);
+                }
+                Reply::TimedOut(after) => return ClientRun::Timeout(after),
+                Reply::Died(detail) => return ClientRun::HarnessError(detail),
+                // No worker to be had: this cell runs the one-shot way.
+                Reply::Unavailable(_) => {}
+            }
+        }
+        let stdin_then = match &self.stack.kind {
+            StackKind::Adapter(a) => a.paced_quit().map(|(marker, then)| (marker.to_string(), then.to_vec())),
+            _ => None,
+        };
+        let spec = Spec { program, args, env: self.env(), stdin, stdin_then, timeout };
         let exit = match process::run(&spec).await {
             Ok(exit) => exit,
             Err(e) => return ClientRun::HarnessError(e.to_string()),
@@ -198,5 +246,15 @@ fn contract_exit(status: std::process::ExitStatus, stdout: &str, stderr: &str) -
         },
         Some(EXIT_UNSUPPORTED) => ClientRun::Unsupported(tail(stderr)),
         _ => ClientRun::HarnessError(format!("client crashed ({status}); stderr: {}", tail(stderr))),
+    }
+}
+
+/// End the batch workers of these stacks (the end of a run): each is told to stop, then its
+/// process group is killed and reaped.
+pub async fn stop_batch_workers<'a>(stacks: impl IntoIterator<Item = &'a ResolvedStack>) {
+    for stack in stacks {
+        if let Some(pool) = &stack.batch {
+            pool.stop().await;
+        }
     }
 }

@@ -91,12 +91,9 @@ mod tests {
 
     #[test]
     fn the_table() {
-        let ok = Outcome::Connected(Negotiated {
-            protocol: "TLSv1.3".into(),
-            cipher: "c".into(),
-            group: None,
-            dh_bits: None,
-        });
+        let ok = Outcome::Connected(
+            Negotiated { protocol: "TLSv1.3".into(), cipher: "c".into(), group: None, dh_bits: None }.into(),
+        );
         let small = expect(ExpectedKind::Failed, Some(ErrorClass::DhTooSmall));
         let connects = expect(ExpectedKind::Connected, None);
         assert_eq!(judge(&ok, &connects), Verdict::Pass);

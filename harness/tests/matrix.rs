@@ -1,6 +1,6 @@
 //! The default matrix as a test target: one trial per cell of `matrix.toml`, judged against its
 //! expectation. `--list` and `--exact` are cheap: nothing starts until a trial runs; each server
-//! profile then starts once and serves its cells one at a time.
+//! profile then starts once and serves its cells one at a time, and is stopped at the end.
 
 use harness::classify::Tables;
 use harness::matrix::Matrix;
@@ -83,5 +83,23 @@ fn main() {
             Trial::test(id.to_string(), move || shared.run(&id)).with_kind(kind)
         })
         .collect();
-    libtest_mimic::run(&args, trials).exit();
+    let conclusion = libtest_mimic::run(&args, trials);
+    // Stop every server the trials started (real MTAs are processes of their own) and every
+    // batch worker: nothing may outlive the test.
+    if let Some(Ok(ctx)) = shared.ctx.get() {
+        let servers: Vec<_> = shared.servers.lock().map(|mut m| m.drain().collect()).unwrap_or_default();
+        shared.rt.block_on(async {
+            for (id, slot) in servers {
+                if let Some(state) = slot.lock().await.take() {
+                    ctx.stop_server(&id, state).await;
+                }
+            }
+            harness::stack::stop_batch_workers(ctx.stacks.values()).await;
+        });
+    }
+    // And remove the run's work directory (the PKI, the MTAs' files): exit() runs no destructor.
+    if let Ok(shared) = Arc::try_unwrap(shared) {
+        drop(shared.ctx.into_inner());
+    }
+    conclusion.exit();
 }

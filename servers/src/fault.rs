@@ -96,12 +96,12 @@ impl Fault {
     pub fn cell_timeout(self) -> Option<Duration> {
         match self {
             Fault::Stall => Some(Duration::from_millis(500)),
-            Fault::NoStarttls
-            | Fault::Starttls454
-            | Fault::Starttls421
-            | Fault::Banner421
-            | Fault::Ehlo5xx
-            | Fault::InjectAfterStarttlsResponse
+            // The server refuses TLS or the session: a client has nothing left to wait for, and
+            // one that is still waiting after this (gnutls-cli's STARTTLS helper) hangs.
+            Fault::NoStarttls | Fault::Starttls454 | Fault::Starttls421 | Fault::Banner421 | Fault::Ehlo5xx => {
+                Some(REFUSAL_BOUND)
+            }
+            Fault::InjectAfterStarttlsResponse
             | Fault::PipelinedPlaintext
             | Fault::CapabilitiesChangeAfterTls
             | Fault::GarbageInsteadOfTls
@@ -112,6 +112,9 @@ impl Fault {
         }
     }
 }
+
+/// How long a client may take to give up once the server refused TLS or the session.
+pub const REFUSAL_BOUND: Duration = Duration::from_secs(3);
 
 /// What the connection driver does once `220 Ready to start TLS` is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

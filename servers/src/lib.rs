@@ -4,6 +4,7 @@
 
 pub mod dh;
 pub mod fault;
+pub mod mta;
 pub mod pki;
 pub mod profile;
 pub mod record;
@@ -13,8 +14,9 @@ pub mod tls;
 
 pub use dh::{DhGroup, DhKind};
 pub use fault::Fault;
+pub use mta::{Mta, MtaInfo, MtaOptions, MtaStartError, RunningMta, StopReport};
 pub use pki::{SERVER_NAME, TestPki};
-pub use profile::{Backend, CertKind, Group, ProfileError, ServerProfile, TlsVersion};
+pub use profile::{Backend, CertKind, DheMode, Group, ProfileError, ServerProfile, TlsVersion};
 pub use record::{ConnectionRecord, End, Refusal};
 pub use server::{RunningServer, ServeOptions, StartError, start};
 pub use tls::ConfigRejected;

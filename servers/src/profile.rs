@@ -15,6 +15,14 @@ pub enum Backend {
     Openssl,
     /// rustls 0.23 with the ring provider plus our TLS 1.2 DHE suites and finite-field groups.
     Rustls,
+    /// Debian 12's Postfix (OpenSSL), launched from its extracted package.
+    Postfix,
+    /// Debian 12's Exim (GnuTLS), launched from its extracted package.
+    Exim,
+    /// Debian 12's sendmail (OpenSSL), launched from its extracted package.
+    Sendmail,
+    /// OpenSMTPD 7.4 (libtls on OpenSSL) from bookworm-backports, launched from its extracted package.
+    Opensmtpd,
 }
 
 impl Backend {
@@ -22,6 +30,44 @@ impl Backend {
         match self {
             Backend::Openssl => "openssl",
             Backend::Rustls => "rustls",
+            Backend::Postfix => "postfix",
+            Backend::Exim => "exim",
+            Backend::Sendmail => "sendmail",
+            Backend::Opensmtpd => "opensmtpd",
+        }
+    }
+
+    /// The real MTA behind this backend, if it is one (else it is the built-in server).
+    pub fn mta(self) -> Option<crate::mta::Mta> {
+        use crate::mta::Mta;
+        match self {
+            Backend::Openssl | Backend::Rustls => None,
+            Backend::Postfix => Some(Mta::Postfix),
+            Backend::Exim => Some(Mta::Exim),
+            Backend::Sendmail => Some(Mta::Sendmail),
+            Backend::Opensmtpd => Some(Mta::Opensmtpd),
+        }
+    }
+}
+
+/// OpenSMTPD's `pki … dhe` setting: it takes no DH file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DheMode {
+    /// No DHE suites (OpenSMTPD's default).
+    None,
+    /// OpenSSL picks a group to match the key (2048 bits for RSA 2048).
+    Auto,
+    /// A 1024-bit group, served only where the OpenSSL security level allows it (≤ 1).
+    Legacy,
+}
+
+impl DheMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DheMode::None => "none",
+            DheMode::Auto => "auto",
+            DheMode::Legacy => "legacy",
         }
     }
 }
@@ -173,9 +219,17 @@ pub struct ServerProfile {
     pub dh: Option<DhGroup>,
     #[serde(default)]
     pub cert: CertKind,
-    /// How the server misbehaves (a hostile STARTTLS server), if it does.
+    /// How the server misbehaves (a hostile STARTTLS server), if it does. Built-in server only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<crate::fault::Fault>,
+    /// The OpenSSL security level in the MTA's own `openssl.cnf` (sendmail: bind-mounted over
+    /// `/etc/ssl/openssl.cnf` in its mount namespace; OpenSMTPD: `OPENSSL_CONF`). Absent = the
+    /// system's (Debian 12: level 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_level: Option<u8>,
+    /// OpenSMTPD's `pki … dhe` mode; absent = OpenSMTPD's default (`none`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhe: Option<DheMode>,
 }
 
 /// A profile that cannot mean anything; `field` names the offending key.
@@ -241,11 +295,31 @@ impl ServerProfile {
             return Err(err("groups", "`groups` is empty: leave it out for the backend's default"));
         }
         let offers_dhe = self.ciphers.as_ref().is_some_and(|c| c.iter().any(|s| s.starts_with("TLS_DHE_")));
-        if offers_dhe && self.dh.is_none() {
+        let dhe_without_file =
+            self.backend == Backend::Opensmtpd && matches!(self.dhe, Some(DheMode::Auto | DheMode::Legacy));
+        if offers_dhe && self.dh.is_none() && !dhe_without_file {
             return Err(err("dh", "a TLS_DHE_* suite is listed but no `dh` group is set (e.g. dh = \"ffdhe2048\")"));
         }
+        if self.fault.is_some() && self.backend.mta().is_some() {
+            return Err(err(
+                "fault",
+                format!("`fault` needs the built-in server; {} behaves as it was built to", self.backend.as_str()),
+            ));
+        }
+        if self.security_level.is_some() && !matches!(self.backend, Backend::Sendmail | Backend::Opensmtpd) {
+            return Err(err(
+                "security_level",
+                "`security_level` sets the openssl.cnf of sendmail or OpenSMTPD; the built-in server serves any DH size, Postfix sets its own level and Exim uses GnuTLS",
+            ));
+        }
+        if self.security_level.is_some_and(|l| l > 5) {
+            return Err(err("security_level", "OpenSSL security levels are 0 to 5"));
+        }
+        if self.dhe.is_some() && self.backend != Backend::Opensmtpd {
+            return Err(err("dhe", "`dhe` is OpenSMTPD's DHE mode; other servers take `dh = \"<group>\"`"));
+        }
         match self.backend {
-            Backend::Openssl => Ok(()),
+            Backend::Openssl | Backend::Postfix | Backend::Exim | Backend::Sendmail | Backend::Opensmtpd => Ok(()),
             Backend::Rustls => self.validate_rustls(),
         }
     }

@@ -50,19 +50,42 @@ impl fmt::Display for Stage {
 /// What a completed TLS handshake negotiated. Names follow the IANA TLS registries where the
 /// stack exposes them (`TLS_DHE_RSA_WITH_AES_128_GCM_SHA256`, `x25519`, `ffdhe2048`); `group` is
 /// `None` for a TLS 1.2 DHE exchange (the server sent a bare prime) and for RSA key transport.
+///
+/// A stack that completes the handshake but exposes none of this (lettre) reports
+/// [`Negotiated::unreported`]: `protocol` and `cipher` are then empty, and left out of the line
+/// (`RESULT {"status":"ok","group":null,"dh_bits":null}`); a missing field reads back as empty.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Negotiated {
-    /// `TLSv1`, `TLSv1.1`, `TLSv1.2` or `TLSv1.3`.
+    /// `TLSv1`, `TLSv1.1`, `TLSv1.2` or `TLSv1.3`; empty when the stack does not say.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub protocol: String,
+    /// Empty when the stack does not say.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cipher: String,
+    #[serde(default)]
     pub group: Option<String>,
     /// The size of the finite-field DH prime, when the key exchange was DHE.
+    #[serde(default)]
     pub dh_bits: Option<u32>,
 }
 
 impl Negotiated {
-    /// The short label a table shows: `TLSv1.2 DHE-2048`, `TLSv1.3 x25519`, `TLSv1.2 RSA`.
+    /// A completed handshake whose parameters the stack does not expose.
+    pub fn unreported() -> Negotiated {
+        Negotiated { protocol: String::new(), cipher: String::new(), group: None, dh_bits: None }
+    }
+
+    /// Whether the stack named the protocol it negotiated (see [`Negotiated::unreported`]).
+    pub fn is_reported(&self) -> bool {
+        !self.protocol.is_empty()
+    }
+
+    /// The short label a table shows: `TLSv1.2 DHE-2048`, `TLSv1.3 x25519`, `TLSv1.2 RSA`, or
+    /// `TLS (not reported)` for a stack that does not say.
     pub fn label(&self) -> String {
+        if !self.is_reported() {
+            return "TLS (not reported)".to_string();
+        }
         let kx = match (&self.group, self.dh_bits) {
             (Some(g), _) if g.starts_with("ffdhe") => g.clone(),
             (_, Some(bits)) => format!("DHE-{bits}"),
@@ -151,6 +174,19 @@ mod tests {
         assert!(ClientResult::from_stdout(&format!("a\n{line}\nb\n")).is_ok());
         assert_eq!(ClientResult::from_stdout(&format!("{line}\n{line}\n")), Err(ResultLineError::Several(2)));
         assert!(matches!(ClientResult::from_stdout("RESULT {nope"), Err(ResultLineError::Malformed(_))));
+    }
+
+    #[test]
+    fn unreported_parameters_are_left_out_and_read_back() {
+        let line = ClientResult::Ok(Negotiated::unreported()).to_line();
+        assert_eq!(line, r#"RESULT {"status":"ok","group":null,"dh_bits":null}"#);
+        assert_eq!(ClientResult::from_stdout(&line), Ok(ClientResult::Ok(Negotiated::unreported())));
+        assert_eq!(
+            ClientResult::from_stdout(r#"RESULT {"status":"ok"}"#),
+            Ok(ClientResult::Ok(Negotiated::unreported()))
+        );
+        assert!(!Negotiated::unreported().is_reported());
+        assert_eq!(Negotiated::unreported().label(), "TLS (not reported)");
     }
 
     #[test]

@@ -72,11 +72,27 @@ pub fn spawn_progress() -> (mpsc::UnboundedSender<Event>, tokio::task::JoinHandl
     (tx, task)
 }
 
-/// Await `work`, or end every child and leave on Ctrl-C.
+/// Ctrl-C (SIGINT) or SIGTERM (`timeout`, a CI runner cancelling a job).
+pub async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Await `work`, or end every child and leave on Ctrl-C or SIGTERM.
 pub async fn or_interrupt<T>(work: impl std::future::Future<Output = T>) -> Result<T, Exit> {
     tokio::select! {
         v = work => Ok(v),
-        _ = tokio::signal::ctrl_c() => {
+        _ = stop_signal() => {
             harness::process::kill_all();
             Err(Exit(130, anyhow::anyhow!("finish the run: interrupted; every child process was ended and nothing was written")))
         }

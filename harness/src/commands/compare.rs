@@ -63,6 +63,9 @@ pub async fn main(a: CompareArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
                 policy: None,
                 cell_timeout: base.cell_timeout,
                 requires: base.requires.clone(),
+                // Another program may have no batch mode.
+                batch: base.batch && a.with_program.is_none(),
+                matrix_dir: base.matrix_dir.clone(),
                 line: 0,
             });
             id

@@ -7,7 +7,7 @@
 use super::model::{CellReport, Report};
 use super::summary;
 use crate::diff::{ChangeKind, Diff};
-use crate::outcome::{ErrorClass, Family, Outcome};
+use crate::outcome::{ErrorClass, Family, Outcome, Reporter};
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
@@ -125,6 +125,9 @@ fn details(out: &mut String, cell: &CellReport, change: Option<(&Outcome, Change
             dl_row(out, "cipher", &n.cipher);
             dl_row(out, "group", n.group.as_deref().unwrap_or("(none named)"));
             dl_row(out, "DH bits", &n.dh_bits.map_or("–".to_string(), |b| b.to_string()));
+            if n.reported_by == Reporter::Server {
+                dl_row(out, "reported by", "the server: the client stack does not expose what it negotiated");
+            }
         }
         Outcome::Failed { class, side, stage, client_error, server_error } => {
             dl_row(out, "class", class.as_str());
@@ -318,7 +321,11 @@ fn server_row(out: &mut String, report: &Report, since: Option<&Diff>, s: &Strin
     let r = &report.run;
     let profile = report.servers.get(s);
     let family = profile.map_or("external", |p| p.backend.as_str());
-    let settings = profile.map(super::markdown::profile_summary).unwrap_or_else(|| "a server someone else runs".into());
+    let mut settings =
+        profile.map(super::markdown::profile_summary).unwrap_or_else(|| "a server someone else runs".into());
+    if let Some(run) = report.server_run_summary(s) {
+        settings = format!("{settings} — {run}");
+    }
     let description = profile.map(|p| p.description.as_str()).unwrap_or("");
     let _ = write!(
         out,
@@ -426,6 +433,20 @@ mod tests {
                 repeat: 1,
             },
             servers: BTreeMap::from([("s".to_string(), profile)]),
+            server_runs: BTreeMap::from([(
+                "s".to_string(),
+                crate::runner::MtaRun {
+                    info: Some(servers::MtaInfo {
+                        mta: servers::Mta::Postfix,
+                        version: BAD.into(),
+                        tls_library: BAD.into(),
+                        settings: vec![(BAD.into(), BAD.into())],
+                        config_warnings: vec![BAD.into()],
+                        ready_ms: 1,
+                    }),
+                    stop: None,
+                },
+            )]),
             clients: BTreeMap::from([(BAD.to_string(), info)]),
             cells: BTreeMap::from([(format!("{BAD}/s"), cell)]),
         };

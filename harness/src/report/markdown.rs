@@ -42,6 +42,12 @@ pub fn profile_summary(p: &servers::ServerProfile) -> String {
     if let Some(fault) = p.fault {
         parts.push(format!("fault {}", fault.name()));
     }
+    if let Some(level) = p.security_level {
+        parts.push(format!("openssl.cnf security level {level}"));
+    }
+    if let Some(dhe) = p.dhe {
+        parts.push(format!("pki dhe {}", dhe.as_str()));
+    }
     parts.join("; ")
 }
 
@@ -174,8 +180,11 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(out, "\n## Server profiles\n\n| id | settings | stands for |\n|---|---|---|");
     for id in &r.server_order {
         if let Some(p) = report.servers.get(id) {
-            let _ =
-                writeln!(out, "| **{}** | {} | {} |", escape(id), escape(&profile_summary(p)), escape(&p.description));
+            let mut settings = profile_summary(p);
+            if let Some(run) = report.server_run_summary(id) {
+                settings = format!("{settings} — {run}");
+            }
+            let _ = writeln!(out, "| **{}** | {} | {} |", escape(id), escape(&settings), escape(&p.description));
         }
     }
     let _ = writeln!(

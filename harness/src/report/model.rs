@@ -3,7 +3,7 @@
 
 use crate::matrix::{Expected, Matrix, StackKind};
 use crate::outcome::Outcome;
-use crate::runner::{CellRecord, Context};
+use crate::runner::{CellRecord, Context, MtaRun};
 use crate::stack::Readiness;
 use crate::verdict::Verdict;
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,10 @@ pub struct Report {
     pub run: RunInfo,
     /// The server profiles that ran, by id.
     pub servers: BTreeMap<String, ServerProfile>,
+    /// The real MTAs among them, by profile id: package version, TLS library, the settings
+    /// written into their configuration, warnings about it, start and stop times.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub server_runs: BTreeMap<String, MtaRun>,
     /// The client stacks, by id: what ran, its version and effective policy.
     pub clients: BTreeMap<String, ClientInfo>,
     /// Every cell, keyed `client/server`.
@@ -193,9 +197,28 @@ impl Report {
                 repeat: s.repeat,
             },
             servers,
+            server_runs: s.ctx.mta_runs.lock().map(|m| m.clone()).unwrap_or_default(),
             clients,
             cells,
         }
+    }
+
+    /// One line about the MTA behind a profile, if one ran: what, on which TLS library, its
+    /// settings as written, and what it said about them.
+    pub fn server_run_summary(&self, id: &str) -> Option<String> {
+        let run = self.server_runs.get(id)?;
+        let info = run.info.as_ref()?;
+        let mut parts = vec![format!("{} {} on {}", info.mta.name(), info.version, info.tls_library)];
+        let mut timing = format!("ready in {} ms", info.ready_ms);
+        if let Some(stop) = &run.stop {
+            timing.push_str(&format!(", stopped in {} ms", stop.stop_ms));
+        }
+        parts.push(timing);
+        parts.push(info.settings.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join("; "));
+        for w in &info.config_warnings {
+            parts.push(format!("warning about its own configuration: {w}"));
+        }
+        Some(parts.join(" — "))
     }
 
     /// Count of cells per verdict.
@@ -248,19 +271,17 @@ impl Report {
 mod tests {
     use super::*;
     use crate::matrix::ExpectedKind;
-    use crate::outcome::{ErrorClass, Side};
+    use crate::outcome::{Connection, ErrorClass, Reporter, Side};
     use proptest::prelude::*;
     use wire::{Negotiated, Stage};
 
     fn outcome() -> impl Strategy<Value = Outcome> {
         let text = "\\PC{0,30}";
         prop_oneof![
-            (text, text, proptest::option::of(text), proptest::option::of(512u32..9000)).prop_map(
-                |(protocol, cipher, group, dh_bits)| Outcome::Connected(Negotiated {
-                    protocol,
-                    cipher,
-                    group,
-                    dh_bits
+            (text, text, proptest::option::of(text), proptest::option::of(512u32..9000), any::<bool>()).prop_map(
+                |(protocol, cipher, group, dh_bits, by_server)| Outcome::Connected(Connection {
+                    negotiated: Negotiated { protocol, cipher, group, dh_bits },
+                    reported_by: if by_server { Reporter::Server } else { Reporter::Client },
                 })
             ),
             (0..ErrorClass::ALL.len(), text, proptest::option::of(text)).prop_map(|(i, client_error, server_error)| {
@@ -310,6 +331,7 @@ mod tests {
                     matrix_digest: "d".into(), shard: Some("1/2".into()), merged_from: vec![], repeat: 1,
                 },
                 servers: BTreeMap::new(),
+                server_runs: BTreeMap::new(),
                 clients: BTreeMap::new(),
                 cells: cells.into_iter().map(|c| (format!("{}/{}", c.client, c.server), c)).collect(),
             };

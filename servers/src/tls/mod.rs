@@ -4,6 +4,8 @@
 pub mod openssl;
 pub mod rustls;
 
+pub(crate) use self::openssl::openssl_cipher_list;
+
 use crate::pki::TestPki;
 use crate::profile::{Backend, ServerProfile};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -39,6 +41,10 @@ impl Acceptor {
                 .map(|ctx| Acceptor::Openssl(ctx, profile.dh.map(|d| d.bits())))
                 .map_err(rejected),
             Backend::Rustls => rustls::build(profile, pki).map(Acceptor::Rustls).map_err(rejected),
+            Backend::Postfix | Backend::Exim | Backend::Sendmail | Backend::Opensmtpd => Err(rejected(format!(
+                "{} is a real MTA, started by its launcher, not by the built-in server",
+                profile.backend.as_str()
+            ))),
         }
     }
 

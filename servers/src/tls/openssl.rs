@@ -20,7 +20,7 @@ fn version(v: TlsVersion) -> SslVersion {
 }
 
 /// Translate IANA suite names into an OpenSSL cipher list; unknown names are an error.
-fn openssl_cipher_list(iana: &[String]) -> Result<String, String> {
+pub(crate) fn openssl_cipher_list(iana: &[String]) -> Result<String, String> {
     let mut all = SslContext::builder(SslMethod::tls()).map_err(|e| e.to_string())?;
     all.set_cipher_list("ALL:COMPLEMENTOFALL:@SECLEVEL=0").map_err(|e| e.to_string())?;
     let names = openssl_ext::cipher_names(&all);
