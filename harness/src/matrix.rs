@@ -64,6 +64,8 @@ struct RawClient {
     requires: Vec<String>,
     /// The program also runs many cells in one process (`--batch`): one worker per run.
     batch: Option<bool>,
+    /// The script that builds the program, named when it is missing.
+    build: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +126,9 @@ pub struct ClientStack {
     pub requires: Vec<String>,
     /// Cells run in one long-lived worker (`program --batch`, see `batch.rs`), not a process each.
     pub batch: bool,
+    /// The script that builds a `program` we build ourselves (`scripts/build-openssl-clients`):
+    /// a missing program is skipped with "run <script>".
+    pub build: Option<String>,
     /// The directory of the matrix that declared it, where extracted programs are looked for
     /// (`.cache/mta/root/postfix` for posttls-finger).
     #[serde(skip)]
@@ -490,6 +495,7 @@ impl Matrix {
                 _ => c.requires,
             };
             let batch = c.batch.unwrap_or_else(|| base.as_ref().is_some_and(|b| b.batch));
+            let build = c.build.or_else(|| base.as_ref().and_then(|b| b.build.clone()));
             if batch && !matches!(kind, StackKind::Program(_)) {
                 return Err(invalid(
                     at("batch"),
@@ -503,6 +509,7 @@ impl Matrix {
                 cell_timeout,
                 requires,
                 batch,
+                build,
                 id: c.id,
                 description,
                 kind,

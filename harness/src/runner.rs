@@ -233,6 +233,16 @@ impl Context {
         }
     }
 
+    /// Where a client finds one of our servers, and what it trusts.
+    fn target(&self, addr: std::net::SocketAddr) -> Target {
+        Target {
+            connect: addr.to_string(),
+            servername: servers::SERVER_NAME.into(),
+            cafile: self.pki.ca_cert.clone(),
+            ehlo: CLIENT_EHLO.into(),
+        }
+    }
+
     /// Run one cell against a server and judge it.
     pub async fn run_cell(
         &self,
@@ -268,12 +278,7 @@ impl Context {
             (Some(_), ServerState::Unsupported(reason)) => Outcome::Unsupported { reason: reason.clone() },
             (Some(_), ServerState::Missing(reason)) => Outcome::Skipped { reason: reason.clone() },
             (Some(stack), ServerState::Mta(mta)) => {
-                let target = Target {
-                    connect: mta.addr().to_string(),
-                    servername: servers::SERVER_NAME.into(),
-                    cafile: self.pki.ca_cert.clone(),
-                    ehlo: CLIENT_EHLO.into(),
-                };
+                let target = self.target(mta.addr());
                 let run = stack.run(&target, stack.stack.cell_timeout.unwrap_or(self.cell_timeout)).await;
                 mta.quiesce(Duration::from_millis(800)).await;
                 server_log = mta.take_records();
@@ -282,12 +287,7 @@ impl Context {
                 config_dropped(outcome, &mta.info().config_warnings)
             }
             (Some(stack), ServerState::Running(running)) => {
-                let target = Target {
-                    connect: running.addr().to_string(),
-                    servername: servers::SERVER_NAME.into(),
-                    cafile: self.pki.ca_cert.clone(),
-                    ehlo: CLIENT_EHLO.into(),
-                };
+                let target = self.target(running.addr());
                 let stack_bound = stack.stack.cell_timeout.unwrap_or(self.cell_timeout);
                 let timeout = fault.and_then(servers::Fault::cell_timeout).map_or(stack_bound, |t| t.min(stack_bound));
                 let run = stack.run(&target, timeout).await;

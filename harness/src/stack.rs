@@ -120,7 +120,10 @@ impl ResolvedStack {
             StackKind::Program(p) => match process::which(&p.to_string_lossy()) {
                 Some(path) => resolved.program = path,
                 None => {
-                    resolved.readiness = Readiness::Skipped(format!("{} is not installed (not found)", p.display()));
+                    resolved.readiness = Readiness::Skipped(match &stack.build {
+                        Some(script) => format!("{} is not built: run {script}", p.display()),
+                        None => format!("{} is not installed (not found)", p.display()),
+                    });
                     return resolved;
                 }
             },

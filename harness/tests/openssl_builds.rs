@@ -49,6 +49,7 @@ fn a_stack_whose_program_is_not_built_is_skipped_with_the_program_named() {
             panic!("{id}: not built must be skipped, got {:?}", resolved.readiness);
         };
         assert!(reason.contains(&format!(".cache/openssl/{version}/bin/openssl-client")), "{id}: {reason}");
+        assert!(reason.contains("run scripts/build-openssl-clients"), "{id}: {reason}");
         assert_eq!(resolved.version, None, "{id}");
     }
 }

@@ -65,6 +65,7 @@ pub async fn main(a: CompareArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
                 requires: base.requires.clone(),
                 // Another program may have no batch mode.
                 batch: base.batch && a.with_program.is_none(),
+                build: base.build.clone(),
                 matrix_dir: base.matrix_dir.clone(),
                 line: 0,
             });
