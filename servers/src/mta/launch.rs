@@ -534,7 +534,12 @@ async fn launch(mta: Mta, root: &Path, work: &Path, port: u16, prepared: Prepare
         mta,
         version: package_version(root, mta),
         tls_library,
-        settings: prepared.settings.clone(),
+        // Paths under the run's temporary directory mean nothing after the run: `$WORK`.
+        settings: prepared
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.replace(&*work.to_string_lossy(), "$WORK")))
+            .collect(),
         config_warnings: Vec::new(),
         ready_ms: 0,
     };
