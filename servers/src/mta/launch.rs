@@ -317,19 +317,36 @@ impl RunningMta {
         }
     }
 
-    /// The server's errors since the last call, one record each; warnings about its own
+    /// The server's errors since the last call, one record each, and one record for each
+    /// handshake it logged as completed (with what it negotiated); warnings about its own
     /// configuration are kept in [`MtaInfo::config_warnings`].
     pub fn take_records(&mut self) -> Vec<ConnectionRecord> {
         let new = self.log.read_new();
         self.pending.extend(new);
         let lines = std::mem::take(&mut self.pending);
         let (errors, warnings) = digest(self.mta, &lines);
+        let handshakes: Vec<wire::Negotiated> =
+            lines.iter().filter_map(|l| super::log::negotiated(self.mta, message(self.mta, l))).collect();
         // Every new server process says it again (Postfix: each smtpd): keep it once.
         for w in warnings {
             if !self.info.config_warnings.contains(&w) {
                 self.info.config_warnings.push(w);
             }
         }
+        let completed = handshakes.into_iter().map(|tls| ConnectionRecord {
+            peer: "127.0.0.1".into(),
+            client_name: None,
+            starttls: true,
+            pipelined_plaintext_bytes: 0,
+            tls: Some(tls),
+            stage: Stage::PostTls,
+            end: End::Quit,
+            error: None,
+            commands: 0,
+            messages: 0,
+            duration_ms: 0,
+            refusal: None,
+        });
         errors
             .into_iter()
             .map(|error| ConnectionRecord {
@@ -346,6 +363,7 @@ impl RunningMta {
                 duration_ms: 0,
                 refusal: None,
             })
+            .chain(completed)
             .collect()
     }
 

@@ -92,6 +92,54 @@ pub fn kind(mta: Mta, msg: &str) -> LineKind {
     }
 }
 
+/// What a completed handshake negotiated, where the MTA logs it: Postfix's "… TLS connection
+/// established from …: TLSv1.3 with cipher X (256/256 bits) key-exchange X25519 …", sendmail's
+/// "STARTTLS=server, …, version=TLSv1.3, …, cipher=X, …", OpenSMTPD's "smtp tls
+/// ciphers=TLSv1.3:X:256", and Exim's `X=` field, which it logs only with a received message.
+pub fn negotiated(mta: Mta, msg: &str) -> Option<wire::Negotiated> {
+    let (protocol, cipher, group) = match mta {
+        Mta::Postfix => {
+            let (_, rest) = msg.split_once("TLS connection established from ")?;
+            let (_, rest) = rest.split_once(": ")?;
+            let (protocol, rest) = rest.split_once(" with cipher ")?;
+            let cipher = rest.split_whitespace().next()?;
+            let group = rest.split_once("key-exchange ").and_then(|(_, k)| k.split_whitespace().next());
+            (protocol, cipher, group.filter(|g| !g.starts_with("DHE") && !g.starts_with("ECDHE")))
+        }
+        Mta::Sendmail => {
+            if !msg.contains("STARTTLS=server, relay=") {
+                return None;
+            }
+            let field = |name: &str| msg.split(", ").find_map(|f| f.strip_prefix(name));
+            (field("version=")?, field("cipher=")?, None)
+        }
+        Mta::Opensmtpd => {
+            let (_, rest) = msg.split_once("smtp tls ciphers=")?;
+            let mut parts = rest.split_whitespace().next()?.split(':');
+            (parts.next()?, parts.next()?, None)
+        }
+        // Only a received message's line (`<= … X=TLS1.3:ECDHE_X25519__…__AES_256_GCM:256`).
+        Mta::Exim => {
+            let x = msg.split_whitespace().find_map(|f| f.strip_prefix("X="))?;
+            let mut parts = x.split(':');
+            let protocol = match parts.next()? {
+                "TLS1.3" => "TLSv1.3",
+                "TLS1.2" => "TLSv1.2",
+                "TLS1.1" => "TLSv1.1",
+                "TLS1.0" => "TLSv1",
+                _ => return None,
+            };
+            (protocol, parts.next()?, None)
+        }
+    };
+    let group = group.map(|g| match g {
+        "X25519" => "x25519".to_string(),
+        "X448" => "x448".to_string(),
+        other => openssl_ext::iana_group_name(other),
+    });
+    Some(wire::Negotiated { protocol: protocol.into(), cipher: cipher.into(), group, dh_bits: None })
+}
+
 /// Where a running MTA's log comes from.
 pub enum LogReader {
     /// A file the MTA appends to; read from where we stopped.
@@ -156,6 +204,25 @@ mod tests {
             LineKind::End
         );
         assert_eq!(m("Nov 28 18:40:01 mx postfix/smtpd[12]: connect from localhost[127.0.0.1]"), LineKind::Info);
+    }
+
+    #[test]
+    fn what_the_mtas_say_they_negotiated() {
+        let p = "Anonymous TLS connection established from localhost[127.0.0.1]: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256";
+        let n = negotiated(Mta::Postfix, p).unwrap();
+        assert_eq!(
+            (n.protocol.as_str(), n.cipher.as_str(), n.group.as_deref()),
+            ("TLSv1.3", "TLS_AES_256_GCM_SHA384", Some("x25519"))
+        );
+        let p = "Anonymous TLS connection established from localhost[127.0.0.1]: TLSv1.2 with cipher DHE-RSA-AES256-GCM-SHA384 (256/256 bits)";
+        assert_eq!(negotiated(Mta::Postfix, p).unwrap().label(), "TLSv1.2 DHE");
+        let s = "STARTTLS=server, relay=localhost [127.0.0.1], version=TLSv1.2, verify=NOT, cipher=DHE-RSA-AES128-SHA, bits=128/128";
+        assert_eq!(negotiated(Mta::Sendmail, s).unwrap().cipher, "DHE-RSA-AES128-SHA");
+        let o = "3a1c smtp tls ciphers=TLSv1.3:TLS_AES_256_GCM_SHA384:256";
+        assert_eq!(negotiated(Mta::Opensmtpd, o).unwrap().protocol, "TLSv1.3");
+        assert!(negotiated(Mta::Postfix, "connect from localhost[127.0.0.1]").is_none());
+        let e = "1tPzLx-000Abc-0A <= probe@client.test H=(client.test) [127.0.0.1] P=esmtps X=TLS1.3:ECDHE_X25519__RSA_PSS_RSAE_SHA256__AES_256_GCM:256 CV=no S=321";
+        assert_eq!(negotiated(Mta::Exim, e).unwrap().protocol, "TLSv1.3");
     }
 
     #[test]
