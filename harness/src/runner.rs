@@ -42,10 +42,25 @@ pub struct CellRecord {
 /// What the runner tells reporters.
 #[derive(Debug, Clone)]
 pub enum Event {
-    RunStarted { cells: usize },
-    StackResolved { id: String, readiness: Readiness },
-    ServerStarted { id: String, addr: String },
-    CellStarted { id: CellId },
+    RunStarted {
+        cells: usize,
+    },
+    StackResolved {
+        id: String,
+        readiness: Readiness,
+    },
+    ServerStarted {
+        id: String,
+        addr: String,
+    },
+    /// A profile's server did not start; every cell of it says why.
+    ServerNotStarted {
+        id: String,
+        why: ServerNotStarted,
+    },
+    CellStarted {
+        id: CellId,
+    },
     CellFinished(Box<CellRecord>),
 }
 
@@ -56,6 +71,19 @@ pub enum RunError {
     WorkDir(std::io::Error),
     #[error("make the test PKI: {0}")]
     Pki(#[from] servers::pki::PkiError),
+}
+
+/// Why a profile's server is not running.
+#[derive(Debug, Clone)]
+pub enum ServerNotStarted {
+    /// Not installed here (an MTA not extracted).
+    Missing(String),
+    /// It cannot express the profile.
+    Unsupported(String),
+    /// It refused its own configuration: a finding.
+    Rejected(String),
+    /// We could not start it: a harness error.
+    Broken(String),
 }
 
 /// Where a cell's server is.
@@ -501,8 +529,18 @@ pub async fn run(
                 ServerState::Mta(m) => Some(m.addr()),
                 _ => None,
             };
+            let id = entry.profile.id.clone();
+            let not_started = match &state {
+                ServerState::Missing(why) => Some(ServerNotStarted::Missing(why.clone())),
+                ServerState::Unsupported(why) => Some(ServerNotStarted::Unsupported(why.clone())),
+                ServerState::Rejected(why) => Some(ServerNotStarted::Rejected(why.clone())),
+                ServerState::Broken(why) => Some(ServerNotStarted::Broken(why.clone())),
+                ServerState::Running(_) | ServerState::Mta(_) | ServerState::External(_) => None,
+            };
             if let Some(addr) = addr {
-                let _ = events.send(Event::ServerStarted { id: entry.profile.id.clone(), addr: addr.to_string() });
+                let _ = events.send(Event::ServerStarted { id, addr: addr.to_string() });
+            } else if let Some(why) = not_started {
+                let _ = events.send(Event::ServerNotStarted { id, why });
             }
             let mut records = Vec::new();
             for id in cells {

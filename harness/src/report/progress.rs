@@ -45,6 +45,16 @@ impl Progress {
                 self.line(&line);
             }
             Event::ServerStarted { .. } => {}
+            Event::ServerNotStarted { id, why } => {
+                use crate::runner::ServerNotStarted as N;
+                let line = match why {
+                    N::Missing(why) => format!("server {id}: skipped ({why})"),
+                    N::Unsupported(why) => format!("server {id}: unsupported ({why})"),
+                    N::Rejected(why) => format!("server {id}: refused its own configuration ({why})"),
+                    N::Broken(why) => format!("server {id}: DID NOT START ({why})"),
+                };
+                self.line(&line);
+            }
             Event::CellStarted { id } => {
                 if let Some(bar) = &self.bar {
                     bar.set_message(id.to_string());
