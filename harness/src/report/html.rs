@@ -59,6 +59,7 @@ dt{color:#555}dd{margin:0;white-space:pre-wrap;word-break:break-word}
 .hide{display:none}
 tr.section th{background:#1d1d1f;color:#fff;font-size:1rem}
 td.summary,tfoot td{font-size:12.5px;background:#fafafa}
+td.summary{min-width:26em}
 #filters{margin:0 0 .8rem}#filters label{margin-right:1rem}
 .legend span{display:inline-block;padding:.1rem .4rem;margin:.1rem;border:1px solid #ccc}
 pre{margin:0;white-space:pre-wrap}
