@@ -191,7 +191,8 @@ async fn tls_library(mta: Mta, prepared: &Prepared) -> String {
     let system = format!("system {}", openssl::version::version());
     match mta {
         Mta::Postfix | Mta::Sendmail => system,
-        Mta::Opensmtpd => format!("libtls (libretls) on {system}"),
+        // Its own copy of libtls (compiled in), over the system libssl.
+        Mta::Opensmtpd => format!("bundled libtls on {system}"),
         Mta::Exim => {
             // `exim4 -d -bV` names the GnuTLS it was built with and runs on (on stdout):
             // `Library version: GnuTLS: Compile: 3.7.9` / `Runtime: 3.7.9`.
