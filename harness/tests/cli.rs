@@ -223,9 +223,25 @@ fn serve_then_probe_on_loopback() {
         dir.path(),
         &["probe", &addr, "--servername", "mx.test", "--cafile", &ca, "--matrix", "m.toml", "--format", "json"],
     );
-    let _ = serve.kill();
-    let _ = serve.wait();
+    // SIGTERM, as a user's `kill` or a CI runner would: serve stops and removes its files.
+    // SAFETY: our own child, not yet reaped.
+    unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
+    let ca_dir = std::path::Path::new(&ca).parent().unwrap().to_path_buf();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = serve.kill();
+            let _ = serve.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     drop(serve_stderr);
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "serve ends cleanly on SIGTERM");
+    assert!(!ca_dir.exists(), "serve removed its work directory {}", ca_dir.display());
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["run"]["mode"], "probe");
