@@ -73,16 +73,16 @@ pub enum RunError {
     Pki(#[from] servers::pki::PkiError),
 }
 
-/// Why a profile's server is not running.
+/// Why a profile's server is not running; every cell of the profile says so.
 #[derive(Debug, Clone)]
 pub enum ServerNotStarted {
-    /// Not installed here (an MTA not extracted).
+    /// Not installed here (an MTA not extracted): its cells are skipped.
     Missing(String),
-    /// It cannot express the profile.
+    /// It cannot express the profile (an MTA without such a setting).
     Unsupported(String),
-    /// It refused its own configuration: a finding.
+    /// The TLS library or the MTA refused the profile: a finding for every cell.
     Rejected(String),
-    /// We could not start it: a harness error.
+    /// We could not start it (bind failure…): a harness error for every cell.
     Broken(String),
 }
 
@@ -91,14 +91,7 @@ pub enum ServerState {
     Running(RunningServer),
     /// A real MTA, started by its launcher.
     Mta(Box<RunningMta>),
-    /// The TLS library refused the profile: a finding for every cell of the profile.
-    Rejected(String),
-    /// The server cannot express the profile (an MTA without such a setting).
-    Unsupported(String),
-    /// The server is not installed here (an MTA not extracted): its cells are skipped.
-    Missing(String),
-    /// We could not start it (bind failure…): a harness error for every cell.
-    Broken(String),
+    NotStarted(ServerNotStarted),
     /// A server someone else runs (`probe`).
     External(Target),
 }
@@ -117,32 +110,21 @@ pub struct Context {
     _work: tempfile::TempDir,
 }
 
-/// What an MTA profile ran as, for the report's `servers` section.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// What an MTA profile ran as, for the report's `server_runs` section.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MtaRun {
     #[serde(flatten)]
-    pub info: Option<MtaInfo>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop: Option<StopReport>,
+    pub info: MtaInfo,
+    pub stop: StopReport,
 }
 
-/// The classification table of a server backend's words.
+/// The classification table of a server's words (a backend's error queue, an MTA's log).
 fn server_table(backend: Backend) -> &'static str {
     match backend {
-        Backend::Openssl => "server-openssl",
-        Backend::Rustls => "server-rustls",
-        Backend::Postfix | Backend::Exim | Backend::Sendmail | Backend::Opensmtpd => mta_table(backend),
-    }
-}
-
-/// The classification table of an MTA's log words.
-fn mta_table(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Exim => "server-exim",
         // Postfix, sendmail and OpenSMTPD log OpenSSL's error queue.
-        Backend::Postfix | Backend::Sendmail | Backend::Opensmtpd => "server-openssl",
-        Backend::Openssl => "server-openssl",
+        Backend::Openssl | Backend::Postfix | Backend::Sendmail | Backend::Opensmtpd => "server-openssl",
         Backend::Rustls => "server-rustls",
+        Backend::Exim => "server-exim",
     }
 }
 
@@ -195,11 +177,7 @@ impl Context {
             let _ = events.send(Event::StackResolved { id: r.stack.id.clone(), readiness: r.readiness.clone() });
             stacks.insert(r.stack.id.clone(), r);
         }
-        let mta_root = std::env::var_os("STARTTLS_MATRIX_MTA_ROOT")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| matrix.path.parent().unwrap_or(Path::new(".")).join(".cache/mta/root"));
-        // The daemons run in their own work directories: the path must not be relative.
-        let mta_root = std::path::absolute(&mta_root).unwrap_or(mta_root);
+        let mta_root = servers::mta::extracted_roots(matrix.path.parent().unwrap_or(Path::new(".")));
         Ok(Context {
             tables,
             pki,
@@ -220,26 +198,17 @@ impl Context {
                 base: self._work.path().to_path_buf(),
             };
             return match RunningMta::start(profile, &self.pki, &options).await {
-                Ok(m) => {
-                    self.record_mta(&profile.id, |r| r.info = Some(m.info().clone()));
-                    ServerState::Mta(Box::new(m))
-                }
-                Err(MtaStartError::NotInstalled(why)) => ServerState::Missing(why),
-                Err(MtaStartError::Unsupported(why)) => ServerState::Unsupported(why),
-                Err(MtaStartError::ConfigRejected(why)) => ServerState::Rejected(why),
-                Err(MtaStartError::Harness(why)) => ServerState::Broken(why),
+                Ok(m) => ServerState::Mta(Box::new(m)),
+                Err(MtaStartError::NotInstalled(why)) => ServerState::NotStarted(ServerNotStarted::Missing(why)),
+                Err(MtaStartError::Unsupported(why)) => ServerState::NotStarted(ServerNotStarted::Unsupported(why)),
+                Err(MtaStartError::ConfigRejected(why)) => ServerState::NotStarted(ServerNotStarted::Rejected(why)),
+                Err(MtaStartError::Harness(why)) => ServerState::NotStarted(ServerNotStarted::Broken(why)),
             };
         }
         match servers::start(profile, &self.pki, ServeOptions::default()).await {
             Ok(s) => ServerState::Running(s),
-            Err(StartError::ConfigRejected(e)) => ServerState::Rejected(e.to_string()),
-            Err(e) => ServerState::Broken(e.to_string()),
-        }
-    }
-
-    fn record_mta(&self, id: &str, update: impl FnOnce(&mut MtaRun)) {
-        if let Ok(mut runs) = self.mta_runs.lock() {
-            update(runs.entry(id.to_string()).or_default());
+            Err(StartError::ConfigRejected(e)) => ServerState::NotStarted(ServerNotStarted::Rejected(e.to_string())),
+            Err(e) => ServerState::NotStarted(ServerNotStarted::Broken(e.to_string())),
         }
     }
 
@@ -248,16 +217,13 @@ impl Context {
         match state {
             ServerState::Running(s) => s.stop().await,
             ServerState::Mta(m) => {
-                let warnings = m.info().config_warnings.clone();
-                let report = m.stop().await;
-                self.record_mta(id, |r| {
-                    if let Some(info) = &mut r.info {
-                        info.config_warnings = warnings;
-                    }
-                    r.stop = Some(report);
-                });
+                let info = m.info().clone();
+                let stop = m.stop().await;
+                if let Ok(mut runs) = self.mta_runs.lock() {
+                    runs.insert(id.to_string(), MtaRun { info, stop });
+                }
             }
-            _ => {}
+            ServerState::NotStarted(_) | ServerState::External(_) => {}
         }
     }
 
@@ -293,24 +259,28 @@ impl Context {
                 let Readiness::Broken(detail) = &stack.readiness else { unreachable!() };
                 Outcome::HarnessError { detail: detail.clone() }
             }
-            (Some(_), ServerState::Rejected(detail)) => Outcome::Failed {
+            (Some(_), ServerState::NotStarted(ServerNotStarted::Rejected(detail))) => Outcome::Failed {
                 class: ErrorClass::ServerConfigRejected,
                 side: Side::Server,
                 stage: Stage::Connect,
                 client_error: "the client did not run: the server refused its own configuration".into(),
                 server_error: Some(detail.clone()),
             },
-            (Some(_), ServerState::Broken(detail)) => {
+            (Some(_), ServerState::NotStarted(ServerNotStarted::Broken(detail))) => {
                 Outcome::HarnessError { detail: format!("the server did not start: {detail}") }
             }
-            (Some(_), ServerState::Unsupported(reason)) => Outcome::Unsupported { reason: reason.clone() },
-            (Some(_), ServerState::Missing(reason)) => Outcome::Skipped { reason: reason.clone() },
+            (Some(_), ServerState::NotStarted(ServerNotStarted::Unsupported(reason))) => {
+                Outcome::Unsupported { reason: reason.clone() }
+            }
+            (Some(_), ServerState::NotStarted(ServerNotStarted::Missing(reason))) => {
+                Outcome::Skipped { reason: reason.clone() }
+            }
             (Some(stack), ServerState::Mta(mta)) => {
                 let target = self.target(mta.addr());
                 let run = stack.run(&target, stack.stack.cell_timeout.unwrap_or(self.cell_timeout)).await;
                 mta.quiesce(Duration::from_millis(800)).await;
                 server_log = mta.take_records();
-                let table = profile.map(|p| mta_table(p.backend));
+                let table = profile.map(|p| server_table(p.backend));
                 let outcome = self.outcome(run, stack, table, &server_log, true, None);
                 config_dropped(outcome, &mta.info().config_warnings)
             }
@@ -524,24 +494,13 @@ pub async fn run(
         set.spawn(async move {
             let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
             let mut state = ctx.start_server(&entry.profile).await;
-            let addr = match &state {
-                ServerState::Running(s) => Some(s.addr()),
-                ServerState::Mta(m) => Some(m.addr()),
-                _ => None,
-            };
             let id = entry.profile.id.clone();
-            let not_started = match &state {
-                ServerState::Missing(why) => Some(ServerNotStarted::Missing(why.clone())),
-                ServerState::Unsupported(why) => Some(ServerNotStarted::Unsupported(why.clone())),
-                ServerState::Rejected(why) => Some(ServerNotStarted::Rejected(why.clone())),
-                ServerState::Broken(why) => Some(ServerNotStarted::Broken(why.clone())),
-                ServerState::Running(_) | ServerState::Mta(_) | ServerState::External(_) => None,
-            };
-            if let Some(addr) = addr {
-                let _ = events.send(Event::ServerStarted { id, addr: addr.to_string() });
-            } else if let Some(why) = not_started {
-                let _ = events.send(Event::ServerNotStarted { id, why });
-            }
+            let _ = events.send(match &state {
+                ServerState::Running(s) => Event::ServerStarted { id, addr: s.addr().to_string() },
+                ServerState::Mta(m) => Event::ServerStarted { id, addr: m.addr().to_string() },
+                ServerState::NotStarted(why) => Event::ServerNotStarted { id, why: why.clone() },
+                ServerState::External(t) => Event::ServerStarted { id, addr: t.connect.clone() },
+            });
             let mut records = Vec::new();
             for id in cells {
                 let _ = events.send(Event::CellStarted { id: id.clone() });

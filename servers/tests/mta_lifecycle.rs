@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 const ROUNDS: usize = 20;
 
 fn mta_root() -> PathBuf {
-    std::env::var_os("STARTTLS_MATRIX_MTA_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/mta/root"))
+    servers::mta::extracted_roots(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
 }
 
 fn profile(json: serde_json::Value) -> ServerProfile {

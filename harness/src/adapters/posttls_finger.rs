@@ -26,9 +26,7 @@ pub const NOT_EXTRACTED: &str = "posttls-finger is not extracted: run scripts/in
 /// The extracted Postfix tree: `$STARTTLS_MATRIX_MTA_ROOT/postfix`, else
 /// `.cache/mta/root/postfix` beside the matrix, where `scripts/install-mtas` puts it.
 pub fn postfix_root(matrix_dir: &Path) -> PathBuf {
-    std::env::var_os("STARTTLS_MATRIX_MTA_ROOT")
-        .map_or_else(|| matrix_dir.join(".cache/mta/root"), PathBuf::from)
-        .join("postfix")
+    servers::mta::extracted_roots(matrix_dir).join("postfix")
 }
 
 /// Find the program and write its private configuration (kept as long as the stack is).

@@ -64,10 +64,7 @@ async fn serve_mta(
     pki: &servers::TestPki,
     dir: &Path,
 ) -> Result<i32, Exit> {
-    let root = std::env::var_os("STARTTLS_MATRIX_MTA_ROOT")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| matrix_path.parent().unwrap_or(Path::new(".")).join(".cache/mta/root"));
-    let root = std::path::absolute(&root).unwrap_or(root);
+    let root = servers::mta::extracted_roots(matrix_path.parent().unwrap_or(Path::new(".")));
     let options = servers::MtaOptions { root, work: dir.join("mta").join(&profile.id), base: dir.to_path_buf() };
     let mut mta = servers::RunningMta::start(profile, pki, &options)
         .await

@@ -437,15 +437,15 @@ mod tests {
             server_runs: BTreeMap::from([(
                 "s".to_string(),
                 crate::runner::MtaRun {
-                    info: Some(servers::MtaInfo {
+                    info: servers::MtaInfo {
                         mta: servers::Mta::Postfix,
                         version: BAD.into(),
                         tls_library: BAD.into(),
                         settings: vec![(BAD.into(), BAD.into())],
                         config_warnings: vec![BAD.into()],
                         ready_ms: 1,
-                    }),
-                    stop: None,
+                    },
+                    stop: servers::StopReport { stop_ms: 1, killed: false, port_free: true, leftovers: vec![] },
                 },
             )]),
             clients: BTreeMap::from([(BAD.to_string(), info)]),

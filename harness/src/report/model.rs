@@ -206,14 +206,11 @@ impl Report {
     /// One line about the MTA behind a profile, if one ran: what, on which TLS library, its
     /// settings as written, and what it said about them.
     pub fn server_run_summary(&self, id: &str) -> Option<String> {
-        let run = self.server_runs.get(id)?;
-        let info = run.info.as_ref()?;
-        let mut parts = vec![format!("{} {} on {}", info.mta.name(), info.version, info.tls_library)];
-        let mut timing = format!("ready in {} ms", info.ready_ms);
-        if let Some(stop) = &run.stop {
-            timing.push_str(&format!(", stopped in {} ms", stop.stop_ms));
-        }
-        parts.push(timing);
+        let MtaRun { info, stop } = self.server_runs.get(id)?;
+        let mut parts = vec![
+            format!("{} {} on {}", info.mta.name(), info.version, info.tls_library),
+            format!("ready in {} ms, stopped in {} ms", info.ready_ms, stop.stop_ms),
+        ];
         parts.push(info.settings.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join("; "));
         for w in &info.config_warnings {
             parts.push(format!("warning about its own configuration: {w}"));

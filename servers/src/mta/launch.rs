@@ -325,47 +325,15 @@ impl RunningMta {
         let new = self.log.read_new();
         self.pending.extend(new);
         let lines = std::mem::take(&mut self.pending);
-        let (errors, warnings) = digest(self.mta, &lines);
-        let handshakes: Vec<wire::Negotiated> =
-            lines.iter().filter_map(|l| super::log::negotiated(self.mta, message(self.mta, l))).collect();
+        let Digest { errors, warnings, handshakes } = digest(self.mta, &lines);
         // Every new server process says it again (Postfix: each smtpd): keep it once.
         for w in warnings {
             if !self.info.config_warnings.contains(&w) {
                 self.info.config_warnings.push(w);
             }
         }
-        let completed = handshakes.into_iter().map(|tls| ConnectionRecord {
-            peer: "127.0.0.1".into(),
-            client_name: None,
-            starttls: true,
-            pipelined_plaintext_bytes: 0,
-            tls: Some(tls),
-            stage: Stage::PostTls,
-            end: End::Quit,
-            error: None,
-            commands: 0,
-            messages: 0,
-            duration_ms: 0,
-            refusal: None,
-        });
-        errors
-            .into_iter()
-            .map(|error| ConnectionRecord {
-                peer: "127.0.0.1".into(),
-                client_name: None,
-                starttls: true,
-                pipelined_plaintext_bytes: 0,
-                tls: None,
-                stage: Stage::Handshake,
-                end: End::HandshakeFailed,
-                error: Some(error),
-                commands: 0,
-                messages: 0,
-                duration_ms: 0,
-                refusal: None,
-            })
-            .chain(completed)
-            .collect()
+        let failed = errors.into_iter().map(|e| record(None, Some(e)));
+        failed.chain(handshakes.into_iter().map(|tls| record(Some(tls), None))).collect()
     }
 
     /// SIGTERM, wait, SIGKILL after a bound; reap the group; check the port.
@@ -420,11 +388,38 @@ impl RunningMta {
 
 /// The server's errors and its configuration warnings among log lines. A Postfix "TLS library
 /// problem" right after a configuration warning is that warning's detail.
-fn digest(mta: Mta, lines: &[String]) -> (Vec<String>, Vec<String>) {
-    let (mut errors, mut warnings) = (Vec::new(), Vec::<String>::new());
+/// One connection as an MTA's log tells it: what it negotiated, or the error it logged.
+fn record(tls: Option<wire::Negotiated>, error: Option<String>) -> ConnectionRecord {
+    let completed = tls.is_some();
+    ConnectionRecord {
+        peer: "127.0.0.1".into(),
+        client_name: None,
+        starttls: true,
+        pipelined_plaintext_bytes: 0,
+        tls,
+        stage: if completed { Stage::PostTls } else { Stage::Handshake },
+        end: if completed { End::Quit } else { End::HandshakeFailed },
+        error,
+        commands: 0,
+        messages: 0,
+        duration_ms: 0,
+        refusal: None,
+    }
+}
+
+/// What a stretch of an MTA's log says.
+struct Digest {
+    errors: Vec<String>,
+    warnings: Vec<String>,
+    handshakes: Vec<wire::Negotiated>,
+}
+
+fn digest(mta: Mta, lines: &[String]) -> Digest {
+    let (mut errors, mut warnings, mut handshakes) = (Vec::new(), Vec::<String>::new(), Vec::new());
     let mut after_warning = false;
     for line in lines {
         let msg = message(mta, line);
+        handshakes.extend(super::log::negotiated(mta, msg));
         match kind(mta, msg) {
             LineKind::ConfigWarning => {
                 warnings.push(msg.to_string());
@@ -442,7 +437,7 @@ fn digest(mta: Mta, lines: &[String]) -> (Vec<String>, Vec<String>) {
         }
         after_warning = false;
     }
-    (errors, warnings)
+    Digest { errors, warnings, handshakes }
 }
 
 fn harness(what: &str, e: std::io::Error) -> MtaStartError {
@@ -634,7 +629,7 @@ mod tests {
             "Nov 28 18:40:01 mx postfix/smtpd[12]: warning: TLS library problem: error:0A00018A:SSL routines::dh key too small:../ssl/ssl_lib.c:6016:".to_string(),
             "Nov 28 18:40:02 mx postfix/smtpd[12]: warning: TLS library problem: error:0A0000C1:SSL routines::no shared cipher:x".to_string(),
         ];
-        let (errors, warnings) = digest(Mta::Postfix, &lines);
+        let Digest { errors, warnings, .. } = digest(Mta::Postfix, &lines);
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("dh key too small"), "{warnings:?}");
         assert_eq!(errors.len(), 1);

@@ -14,6 +14,15 @@ mod sendmail;
 
 pub use launch::{MtaInfo, MtaOptions, MtaStartError, RunningMta, StopReport, kill_all};
 
+/// Where the MTAs are extracted for a project directory: `$STARTTLS_MATRIX_MTA_ROOT`, else
+/// `<dir>/.cache/mta/root` (where `scripts/install-mtas` puts them); absolute, because the
+/// daemons run in work directories of their own.
+pub fn extracted_roots(dir: &std::path::Path) -> std::path::PathBuf {
+    let root = std::env::var_os("STARTTLS_MATRIX_MTA_ROOT")
+        .map_or_else(|| dir.join(".cache/mta/root"), std::path::PathBuf::from);
+    std::path::absolute(&root).unwrap_or(root)
+}
+
 use serde::{Deserialize, Serialize};
 
 /// One of the real MTAs the matrix can run as a server.
