@@ -204,6 +204,6 @@ fn run(config: &Config, common: &Common) -> ClientResult {
     if tls {
         ClientResult::Ok(Negotiated::unreported())
     } else {
-        ClientResult::Ok(Negotiated { protocol: "plaintext".into(), cipher: String::new(), group: None, dh_bits: None })
+        ClientResult::Ok(Negotiated::plaintext())
     }
 }

@@ -139,8 +139,8 @@ fn run(ctx: &SslContext, common: &Common) -> ClientResult {
         })?;
         let ssl = stream.ssl();
         let negotiated = Negotiated {
-            protocol: ssl.version_str().to_string(),
-            cipher: ssl.current_cipher().map(|c| c.standard_name().unwrap_or(c.name()).to_string()).unwrap_or_default(),
+            protocol: wire::Protocol::parse(ssl.version_str()),
+            cipher: ssl.current_cipher().map(|c| c.standard_name().unwrap_or(c.name()).to_string()),
             group: openssl_ext::negotiated_group(ssl),
             dh_bits: openssl_ext::peer_tmp_key(ssl).and_then(|k| openssl_ext::dh_bits(k.id(), k.bits())),
         };

@@ -172,11 +172,11 @@ fn run(config: ClientConfig, common: &Common) -> ClientResult {
         let kx = conn.negotiated_key_exchange_group();
         let negotiated = Negotiated {
             protocol: match conn.protocol_version() {
-                Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".into(),
-                Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".into(),
-                other => format!("{other:?}"),
+                Some(rustls::ProtocolVersion::TLSv1_2) => Some(wire::Protocol::Tls12),
+                Some(rustls::ProtocolVersion::TLSv1_3) => Some(wire::Protocol::Tls13),
+                _ => None,
             },
-            cipher: conn.negotiated_cipher_suite().map(|s| ffdhe::suite_name(s.suite())).unwrap_or_default(),
+            cipher: conn.negotiated_cipher_suite().map(|s| ffdhe::suite_name(s.suite())),
             // TLS 1.2 DHE puts a bare prime on the wire: no group name, as for every stack.
             group: kx
                 .filter(|k| {

@@ -96,7 +96,7 @@ pub fn deliver_plaintext<S: Read + Write>(mut reader: BufReader<S>, ehlo: &str) 
         Err(f) => return f,
     }
     let _ = command(&mut reader, "QUIT", Stage::Smtp);
-    ClientResult::Ok(Negotiated { protocol: "plaintext".into(), cipher: String::new(), group: None, dh_bits: None })
+    ClientResult::Ok(Negotiated::plaintext())
 }
 
 /// Plaintext kept from before the handshake, read first as if it had come over TLS: the

@@ -16,7 +16,8 @@ fn run(program: &str, profile: &ServerProfile, servername: &str, extra: &[&str])
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::generate(dir.path()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt.block_on(servers::start(profile, &pki, ServeOptions::default())).unwrap();
+    let servers::Backend::Builtin(backend) = profile.backend else { panic!("a built-in server profile") };
+    let server = rt.block_on(servers::start(backend, profile, &pki, ServeOptions::default())).unwrap();
     let out = Command::new(program)
         .args(["--connect", &server.addr().to_string(), "--servername", servername, "--cafile"])
         .arg(&pki.ca_cert)
@@ -77,8 +78,8 @@ fn openssl_refuses_512_bit_dh_in_its_own_words() {
 fn openssl_connects_to_ffdhe2048_and_reports_the_prime_size() {
     match run(OPENSSL, &dhe("ffdhe2048"), "mx.test", &[]) {
         ClientResult::Ok(n) => {
-            assert_eq!(n.protocol, "TLSv1.2");
-            assert_eq!(n.cipher, "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256");
+            assert_eq!(n.protocol, Some(wire::Protocol::Tls12));
+            assert_eq!(n.cipher_name(), "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256");
             assert_eq!(n.dh_bits, Some(2048));
         }
         err => panic!("expected success, got {err:?}"),
@@ -95,7 +96,9 @@ fn openssl_at_level_0_still_refuses_512_but_level_1_takes_1024() {
 fn rustls_tls13_x25519_and_no_dhe() {
     let tls13 = profile(serde_json::json!({"id": "t", "backend": "openssl", "min_tls": "1.3", "groups": ["x25519"]}));
     match run(RUSTLS, &tls13, "mx.test", &[]) {
-        ClientResult::Ok(n) => assert_eq!((n.protocol.as_str(), n.group.as_deref()), ("TLSv1.3", Some("x25519"))),
+        ClientResult::Ok(n) => {
+            assert_eq!((n.protocol, n.group.as_deref()), (Some(wire::Protocol::Tls13), Some("x25519")))
+        }
         err => panic!("expected success, got {err:?}"),
     }
     assert!(matches!(
@@ -130,8 +133,8 @@ fn rustls_backend_serves_512_bit_dhe_to_a_permissive_openssl_client() {
 fn rustls_with_ffdhe_takes_rfc7919_groups_and_refuses_private_primes() {
     match run(RUSTLS, &dhe("ffdhe2048"), "mx.test", &["--ffdhe"]) {
         ClientResult::Ok(n) => {
-            assert_eq!((n.protocol.as_str(), n.dh_bits, n.group), ("TLSv1.2", Some(2048), None));
-            assert_eq!(n.cipher, "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256");
+            assert_eq!((n.protocol, n.dh_bits, n.group.clone()), (Some(wire::Protocol::Tls12), Some(2048), None));
+            assert_eq!(n.cipher_name(), "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256");
         }
         err => panic!("expected success, got {err:?}"),
     }

@@ -16,7 +16,7 @@
 //! next cell, at most [`MAX_DEATHS`] times a run; a worker that cannot start, or dies too often,
 //! leaves the stack's remaining cells to the one-shot way (one process per cell).
 
-use crate::process::LongLived;
+use procs::LongLived;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

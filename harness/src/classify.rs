@@ -1,11 +1,12 @@
 //! Classification: a stack's own error text (and the server's) → an [`ErrorClass`], through one
-//! data table per stack in `harness/classify/*.toml`. Unknown text is `unmapped`, loudly.
+//! data table per stack in `harness/classify/*.toml`. Unknown text is `unmapped`, loudly. A
+//! server's table also says which of its start-up words are a refusal of its own configuration
+//! (`[[startup]]`): a finding, not a harness error.
 
-use crate::outcome::{ErrorClass, Side};
 use regex::Regex;
+use report_format::{ErrorClass, Side, Stage};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use wire::Stage;
 
 /// The tables compiled into the binary: (name, TOML text).
 const BUILTIN: &[(&str, &str)] = &[
@@ -23,6 +24,9 @@ const BUILTIN: &[(&str, &str)] = &[
     ("rustls", include_str!("../classify/rustls.toml")),
     ("server-openssl", include_str!("../classify/server-openssl.toml")),
     ("server-exim", include_str!("../classify/server-exim.toml")),
+    ("server-opensmtpd", include_str!("../classify/server-opensmtpd.toml")),
+    ("server-postfix", include_str!("../classify/server-postfix.toml")),
+    ("server-sendmail", include_str!("../classify/server-sendmail.toml")),
     ("swaks", include_str!("../classify/swaks.toml")),
     ("server-rustls", include_str!("../classify/server-rustls.toml")),
 ];
@@ -35,6 +39,16 @@ struct RawTable {
     extends: Vec<String>,
     #[serde(default, rename = "rule")]
     rules: Vec<RawRule>,
+    /// What a server says when it will not start.
+    #[serde(default, rename = "startup")]
+    startup: Vec<RawStartup>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStartup {
+    pattern: String,
+    class: ErrorClass,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +85,7 @@ struct Table {
     description: String,
     extends: Vec<String>,
     rules: Vec<Rule>,
+    startup: Vec<(Regex, ErrorClass)>,
 }
 
 /// Why a table could not be loaded.
@@ -117,7 +132,16 @@ impl Tables {
                 }
                 rules.push(Rule { pattern, class: r.class, side: r.side, peer: r.peer, stages: r.stage });
             }
-            tables.insert(name.to_string(), Table { description: raw.description, extends: raw.extends, rules });
+            let mut startup = Vec::new();
+            for (index, r) in raw.startup.into_iter().enumerate() {
+                let pattern = Regex::new(&format!("(?i){}", r.pattern)).map_err(|e| TableError::Rule {
+                    name: name.to_string(),
+                    index,
+                    message: format!("startup rule: {e}"),
+                })?;
+                startup.push((pattern, r.class));
+            }
+            tables.insert(name.to_string(), Table { description: raw.description, extends: raw.extends, rules, startup });
         }
         for (name, t) in &tables {
             if let Some(missing) = t.extends.iter().find(|e| !tables.contains_key(*e)) {
@@ -137,8 +161,8 @@ impl Tables {
         self.tables.iter().map(|(n, t)| (n.as_str(), t.description.as_str()))
     }
 
-    /// The rules of a table, then of the tables it extends, then `common`.
-    fn chain<'a>(&'a self, name: &str) -> Vec<&'a Rule> {
+    /// The tables of a chain: the table, then those it extends (not `common`).
+    fn lineage<'a>(&'a self, name: &str) -> Vec<&'a Table> {
         let mut out = Vec::new();
         let mut queue = vec![name.to_string()];
         let mut seen = Vec::new();
@@ -147,11 +171,37 @@ impl Tables {
                 continue;
             }
             if let Some(t) = self.tables.get(&n) {
-                out.extend(t.rules.iter());
+                out.push(t);
                 queue.extend(t.extends.iter().rev().cloned());
             }
             seen.push(n);
         }
+        out
+    }
+
+    /// What a server's words when it would not start mean: the class of the first
+    /// `[[startup]]` rule of its table (or one it extends) that matches, else `None` (not a
+    /// refusal of its configuration we know: a harness error, with the words).
+    pub fn startup(&self, table: &str, words: &str) -> Option<ErrorClass> {
+        self.lineage(table).into_iter().flat_map(|t| t.startup.iter()).find(|(p, _)| p.is_match(words)).map(|(_, c)| *c)
+    }
+
+    /// The class of the first of a server's texts its table knows (peer rules aside: those
+    /// only say the client aborted).
+    pub fn server_words(&self, table: &str, texts: &[String]) -> Option<Classified> {
+        let rules = self.chain(table);
+        texts.iter().find_map(|text| {
+            rules
+                .iter()
+                .find(|r| r.matches(Stage::Handshake, text))
+                .filter(|r| !r.peer)
+                .and_then(|r| r.class.map(|class| Classified { class, side: r.side }))
+        })
+    }
+
+    /// The rules of a table, then of the tables it extends, then `common`.
+    fn chain<'a>(&'a self, name: &str) -> Vec<&'a Rule> {
+        let mut out: Vec<&Rule> = self.lineage(name).into_iter().flat_map(|t| t.rules.iter()).collect();
         if name != "common"
             && let Some(common) = self.tables.get("common")
         {
@@ -198,6 +248,29 @@ impl Tables {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Start-up words decide finding or harness error through the tables, not a keyword guess
+    /// in the launcher.
+    #[test]
+    fn startup_words() {
+        let t = tables();
+        let exim = "2026-11-29 12:00:00 Exim configuration error in line 14 of /w/exim.conf: tls_require_ciphers: GnuTLS priority string rejected";
+        assert_eq!(t.startup("server-exim", exim), Some(ErrorClass::ServerConfigRejected));
+        let queue = "postfix/master[12]: fatal: open lock file /w/spool/pid/master.pid: Permission denied";
+        assert_eq!(t.startup("server-postfix", queue), None, "a queue directory is ours to fix");
+        assert_eq!(t.startup("server-openssl", "anything"), None);
+    }
+
+    #[test]
+    fn every_table_a_participant_names_exists() {
+        let t = tables();
+        for m in report_format::Mta::ALL {
+            assert!(t.contains(mta::of(m).table()), "{m}: {}", mta::of(m).table());
+        }
+        for b in report_format::TlsBackend::ALL {
+            assert!(t.contains(crate::runner::builtin_table(b)), "{}", b.as_str());
+        }
+    }
 
     fn tables() -> Tables {
         Tables::builtin().unwrap()

@@ -2,8 +2,8 @@
 //! error class or negotiated parameters, and which exist in one run only. Compared by outcome
 //! signature, never by error text (it holds ports and thread ids).
 
-use crate::outcome::Outcome;
-use crate::report::model::Report;
+use report_format::Outcome;
+use report_format::Report;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -125,12 +125,12 @@ impl Diff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::{ErrorClass, Side};
+    use report_format::{ErrorClass, Side};
     use wire::{Negotiated, Stage};
 
     fn ok(bits: u32) -> Outcome {
         Outcome::Connected(
-            Negotiated { protocol: "TLSv1.2".into(), cipher: "c".into(), group: None, dh_bits: Some(bits) }.into(),
+            Negotiated::tls(report_format::Protocol::Tls12, "c", None, Some(bits)).into(),
         )
     }
 

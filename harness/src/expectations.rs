@@ -1,43 +1,12 @@
-//! Expectations beyond the matrix's own entries: judging against a baseline run, writing
-//! expectations from a run for a maintainer to edit, and finding stale entries (matching no
-//! cell, shadowed by an earlier entry, or contradicted by what the cells now do).
+//! Expectations beyond the matrix's own entries: writing expectations from a run for a
+//! maintainer to edit, and finding stale entries (matching no cell, shadowed by an earlier
+//! entry, or contradicted by what the cells now do).
 
-use crate::matrix::{Expected, ExpectedKind, Matrix};
-use crate::outcome::Outcome;
-use crate::report::model::Report;
+use crate::judge::expected_from;
+use crate::matrix::Matrix;
+use report_format::{Outcome, Report};
 use serde::Serialize;
 use std::fmt::Write;
-
-/// What each cell is judged against: a baseline run's outcome where it has the cell, else the
-/// matrix's written expectation.
-pub struct Judge {
-    pub matrix: std::sync::Arc<Matrix>,
-    pub baseline: Option<Report>,
-}
-
-impl Judge {
-    pub fn expected_for(&self, cell: &str) -> Expected {
-        self.baseline
-            .as_ref()
-            .and_then(|b| {
-                let outcome = &b.cells.get(cell)?.outcome;
-                expected_from(outcome, format!("baseline run {}", b.run.id))
-            })
-            .unwrap_or_else(|| self.matrix.expected_for(cell))
-    }
-}
-
-/// The expectation that an outcome meets, if it can be one (not for skipped or harness errors).
-pub fn expected_from(outcome: &Outcome, reason: String) -> Option<Expected> {
-    let (kind, class) = match outcome {
-        Outcome::Connected(_) => (ExpectedKind::Connected, None),
-        Outcome::Failed { class, .. } => (ExpectedKind::Failed, Some(*class)),
-        Outcome::Timeout { .. } => (ExpectedKind::Timeout, None),
-        Outcome::Unsupported { .. } => (ExpectedKind::Unsupported, None),
-        Outcome::Skipped { .. } | Outcome::HarnessError { .. } => return None,
-    };
-    Some(Expected { outcome: kind, class, reason, link: None })
-}
 
 fn toml_string(s: &str) -> String {
     serde_json::to_string(s).expect("a string serialises")
@@ -64,9 +33,8 @@ pub fn from_report(report: &Report) -> String {
             let _ = writeln!(out, "# {}", first.chars().take(160).collect::<String>());
         }
         let _ = writeln!(out, "[[expect]]\ncell = {}", toml_string(id));
-        let kind = serde_json::to_value(expected.outcome).expect("serialises");
-        let _ = writeln!(out, "outcome = {kind}");
-        if let Some(class) = expected.class {
+        let _ = writeln!(out, "outcome = \"{}\"", expected.outcome.kind());
+        if let Some(class) = expected.class() {
             let _ = writeln!(out, "class = \"{class}\"");
         }
         let _ = writeln!(out, "reason = {}", toml_string(&expected.reason));
@@ -124,7 +92,7 @@ pub fn check(matrix: &Matrix, report: Option<&Report>) -> Vec<Stale> {
             let contradictions: Vec<Contradiction> = decided
                 .iter()
                 .filter_map(|c| report?.cells.get(c.as_str()).map(|r| (c, r)))
-                .filter(|(_, r)| !r.verdict.is_as_expected() && r.verdict != crate::verdict::Verdict::HarnessError)
+                .filter(|(_, r)| !r.verdict.is_as_expected() && r.verdict != report_format::Verdict::HarnessError)
                 .map(|(c, r)| Contradiction {
                     cell: c.to_string(),
                     verdict: r.verdict.as_str().into(),

@@ -6,13 +6,13 @@
 
 use crate::matrix::{ClientStack, StackKind};
 use crate::oracle::{self, Policy, Predicted, Prediction};
-use crate::outcome::Outcome;
-use crate::plan::CellId;
+use report_format::Outcome;
+use report_format::CellId;
 use crate::runner::Context;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 use serde::Serialize;
-use servers::{Backend, CertKind, DhGroup, Group, ServerProfile, TlsVersion};
+use report_format::{Backend, CertKind, DhGroup, Group, ServerProfile, TlsBackend, TlsVersion};
 use std::cell::RefCell;
 
 const OPENSSL_SUITES: &[&str] = &[
@@ -33,7 +33,7 @@ const VERSIONS: &[TlsVersion] = &[TlsVersion::Tls12, TlsVersion::Tls13, TlsVersi
 pub fn profiles() -> impl Strategy<Value = ServerProfile> {
     let dh = proptest::sample::select(DhGroup::ALL.to_vec());
     (
-        prop_oneof![3 => Just(Backend::Openssl), 1 => Just(Backend::Rustls)],
+        prop_oneof![3 => Just(TlsBackend::Openssl), 1 => Just(TlsBackend::Rustls)],
         0..VERSIONS.len(),
         0..VERSIONS.len(),
         proptest::sample::subsequence(OPENSSL_SUITES.to_vec(), 1..=4),
@@ -52,10 +52,10 @@ pub fn profiles() -> impl Strategy<Value = ServerProfile> {
             }
             let mut suites: Vec<String> = suites.into_iter().map(String::from).collect();
             let mut groups = groups;
-            if backend == Backend::Rustls {
+            if backend == TlsBackend::Rustls {
                 lo = lo.max(TlsVersion::Tls12);
                 hi = hi.max(lo);
-                suites.retain(|s| servers::profile::RUSTLS_TLS12_SUITES.contains(&s.as_str()));
+                suites.retain(|s| report_format::profile::RUSTLS_TLS12_SUITES.contains(&s.as_str()));
                 if suites.is_empty() {
                     suites.push("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into());
                 }
@@ -66,7 +66,7 @@ pub fn profiles() -> impl Strategy<Value = ServerProfile> {
             ServerProfile {
                 id: "fuzz".into(),
                 description: String::new(),
-                backend,
+                backend: Backend::Builtin(backend),
                 min_tls: lo,
                 max_tls: hi,
                 ciphers: tls12.then_some(suites),
@@ -123,12 +123,10 @@ pub struct StackSummary {
 /// Run one case: the stack against the profile, judged by the oracle.
 async fn evaluate(ctx: &Context, client: &str, profile: &ServerProfile) -> Outcome {
     let mut state = ctx.start_server(profile).await;
-    let id = CellId { client: client.to_string(), server: profile.id.clone() };
-    let record = ctx.run_cell(&id, Some(profile), &mut state, crate::matrix::Expected::default_connected()).await;
-    if let crate::runner::ServerState::Running(s) = state {
-        s.stop().await;
-    }
-    record.outcome
+    let id = CellId::new(client, profile.id.clone());
+    let evidence = ctx.run_cell(&id, Some(profile), &mut state).await;
+    ctx.stop_server(&profile.id, state).await;
+    crate::derive::derive_outcome(&evidence, &ctx.tables)
 }
 
 fn seed_bytes(seed: u64, salt: u64) -> [u8; 32] {
@@ -243,7 +241,7 @@ pub fn replay_matrix(finding: &Finding, stack: &ClientStack) -> String {
     out.push_str(&format!("\n[[client]]\nid = {}\n", q(&stack.id)));
     match &stack.kind {
         StackKind::Builtin(b) => out.push_str(&format!("builtin = {}\n", q(b))),
-        StackKind::Program(p) => {
+        StackKind::Program { path: p, .. } => {
             out.push_str(&format!("program = {}\nerrors = {}\n", q(&p.display().to_string()), q(&stack.errors)))
         }
         StackKind::Adapter(a) => out.push_str(&format!("adapter = {}\n", q(a.name()))),

@@ -3,9 +3,9 @@
 //! which protocol and key-exchange family) or the failure class, with the policy field that
 //! decided it. A run that disagrees is a finding.
 
-use crate::outcome::{ErrorClass, Outcome};
+use report_format::{ErrorClass, Outcome};
 use serde::{Deserialize, Serialize};
-use servers::{Backend, CertKind, DhGroup, DhKind, ServerProfile, TlsVersion};
+use report_format::{Backend, CertKind, DhGroup, DhKind, ServerProfile, TlsBackend, TlsVersion};
 use std::collections::BTreeMap;
 
 const BUILTIN: &[(&str, &str)] = &[
@@ -143,7 +143,8 @@ pub fn kx_family(protocol: &str, group: Option<&str>, dh_bits: Option<u32>) -> S
 /// Predict what a stack with `policy` does against `profile`; `None` for profiles the oracle
 /// does not model (hostile servers, real MTAs).
 pub fn predict(profile: &ServerProfile, policy: &Policy) -> Option<Prediction> {
-    if profile.fault.is_some() || profile.backend.mta().is_some() {
+    let Backend::Builtin(backend) = profile.backend else { return None };
+    if profile.fault.is_some() {
         return None;
     }
     let server_versions: Vec<TlsVersion> = [TlsVersion::Tls10, TlsVersion::Tls11, TlsVersion::Tls12, TlsVersion::Tls13]
@@ -160,10 +161,9 @@ pub fn predict(profile: &ServerProfile, policy: &Policy) -> Option<Prediction> {
     };
     let server_groups: Vec<String> = match &profile.groups {
         Some(g) => g.iter().map(|g| g.name().to_string()).collect(),
-        None => match profile.backend {
-            Backend::Openssl => OPENSSL_SERVER_GROUPS.iter().map(|s| s.to_string()).collect(),
-            Backend::Rustls => RUSTLS_SERVER_GROUPS.iter().map(|s| s.to_string()).collect(),
-            Backend::Postfix | Backend::Exim | Backend::Sendmail | Backend::Opensmtpd => return None,
+        None => match backend {
+            TlsBackend::Openssl => OPENSSL_SERVER_GROUPS.iter().map(|s| s.to_string()).collect(),
+            TlsBackend::Rustls => RUSTLS_SERVER_GROUPS.iter().map(|s| s.to_string()).collect(),
         },
     };
     let shared_groups: Vec<&String> = policy.groups.iter().filter(|g| server_groups.contains(g)).collect();
@@ -182,7 +182,7 @@ pub fn predict(profile: &ServerProfile, policy: &Policy) -> Option<Prediction> {
         let chosen = key_share
             .or_else(|| server_groups.iter().find(|g| policy.groups.contains(g)))
             .expect("shared groups exist");
-        let kx = match servers::Group::for_name(chosen).and_then(|g| g.ffdhe()) {
+        let kx = match report_format::Group::for_name(chosen).and_then(|g| g.ffdhe()) {
             Some(dh) => format!("ffdhe-{}", dh.bits()),
             None => "ecdhe".into(),
         };
@@ -194,11 +194,9 @@ pub fn predict(profile: &ServerProfile, policy: &Policy) -> Option<Prediction> {
     let usable = |suite: &str| -> bool {
         let offered_by_server = match server_suites {
             Some(list) => list.iter().any(|s| s == suite),
-            None => match profile.backend {
-                Backend::Openssl => true,
-                Backend::Rustls => servers::profile::RUSTLS_TLS12_SUITES.contains(&suite),
-                // Never reached: the oracle does not model real MTAs (see `predict`).
-                Backend::Postfix | Backend::Exim | Backend::Sendmail | Backend::Opensmtpd => false,
+            None => match backend {
+                TlsBackend::Openssl => true,
+                TlsBackend::Rustls => report_format::profile::RUSTLS_TLS12_SUITES.contains(&suite),
             },
         };
         let cert_ok =
@@ -240,10 +238,11 @@ pub fn predict(profile: &ServerProfile, policy: &Policy) -> Option<Prediction> {
         .filter(|g| policy.groups.iter().any(|c| c == g.name()))
         .filter_map(|g| g.ffdhe())
         .collect();
-    let candidates: Vec<DhGroup> = match (profile.backend, dh.kind()) {
-        (Backend::Openssl, _) | (Backend::Rustls, DhKind::Rfc7919) => std::iter::once(dh).chain(listed_ffdhe).collect(),
-        (Backend::Rustls, _) => vec![dh],
-        (Backend::Postfix | Backend::Exim | Backend::Sendmail | Backend::Opensmtpd, _) => return None,
+    let candidates: Vec<DhGroup> = match (backend, dh.kind()) {
+        (TlsBackend::Openssl, _) | (TlsBackend::Rustls, DhKind::Rfc7919) => {
+            std::iter::once(dh).chain(listed_ffdhe).collect()
+        }
+        (TlsBackend::Rustls, _) => vec![dh],
     };
     let mut judged = candidates.iter().map(|d| judge_dh(*d, policy, &protocol, legacy));
     let mut first = judged.next().expect("at least the profile's own group");
@@ -283,7 +282,8 @@ fn judge_dh(dh: DhGroup, policy: &Policy, protocol: &str, legacy: bool) -> Predi
 pub fn agrees(prediction: &Prediction, observed: &Outcome) -> Option<bool> {
     let matches = |p: &Predicted| match (p, observed) {
         (Predicted::Connected { protocol, kx }, Outcome::Connected(n)) => {
-            protocol == &n.protocol && kx.contains(&kx_family(&n.protocol, n.group.as_deref(), n.dh_bits))
+            let seen = n.protocol.map_or("", |p| p.as_str());
+            protocol == seen && kx.contains(&kx_family(seen, n.group.as_deref(), n.dh_bits))
         }
         (Predicted::Failed { class }, Outcome::Failed { class: seen, .. }) => class == seen,
         _ => false,

@@ -3,38 +3,8 @@
 
 use crate::matrix::Matrix;
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use std::fmt;
-use std::str::FromStr;
 
-/// One (client stack, server profile) pair.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CellId {
-    pub client: String,
-    pub server: String,
-}
-
-impl fmt::Display for CellId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.client, self.server)
-    }
-}
-
-/// A cell id that does not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cell id {0:?} is not of the form client/server")]
-pub struct BadCellId(pub String);
-
-impl FromStr for CellId {
-    type Err = BadCellId;
-    fn from_str(s: &str) -> Result<CellId, BadCellId> {
-        match s.split_once('/') {
-            Some((c, sv)) if !c.is_empty() && !sv.is_empty() && !sv.contains('/') => {
-                Ok(CellId { client: c.into(), server: sv.into() })
-            }
-            _ => Err(BadCellId(s.into())),
-        }
-    }
-}
+pub use report_format::{BadCellId, CellId};
 
 /// Why no plan could be made.
 #[derive(Debug, thiserror::Error)]

@@ -1,13 +1,15 @@
 //! Client stacks made ready to run: is the program here (else the stack is skipped), does it
 //! keep the client contract (a nonsense flag must exit 89), what version and policy does it
-//! report; then one cell's run of it, read into a RESULT or into "we could not run it" — in a
-//! process of its own, or in the stack's batch worker (`batch = true`).
+//! report and which TLS library does it load — asked under the stack's own environment, the one
+//! its cells run with; then one cell's run of it, read into a RESULT or into "we could not run
+//! it" — in a process of its own, or in the stack's batch worker.
 
-use crate::adapters::{Located, NotReady, Target};
+use crate::adapters::{Located, Target};
 use crate::batch::{self, Reply};
+use crate::evidence::ClientRun;
 use crate::matrix::{ClientStack, StackKind};
-use crate::process::{self, Exit, Spec};
-use serde::{Deserialize, Serialize};
+use procs::{Exit, Spec};
+use report_format::Availability;
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -18,22 +20,11 @@ use wire::{ClientResult, EXIT_UNSUPPORTED};
 /// The flag every contract program must refuse with exit 89.
 pub const PROBE_FLAG: &str = "--starttls-matrix-probe-nonsense";
 
-/// Whether a stack can run here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", content = "reason", rename_all = "snake_case")]
-pub enum Readiness {
-    Ready,
-    /// Not installed here: its cells are skipped, never failed.
-    Skipped(String),
-    /// Installed but not keeping the contract: its cells are harness errors.
-    Broken(String),
-}
-
 /// A stack with what was learnt about it on this machine.
 #[derive(Debug, Clone)]
 pub struct ResolvedStack {
     pub stack: ClientStack,
-    pub readiness: Readiness,
+    pub availability: Availability,
     /// The program that runs (the harness binary itself for built-ins).
     pub program: PathBuf,
     pub version: Option<String>,
@@ -45,18 +36,19 @@ pub struct ResolvedStack {
     pub located: Option<Located>,
 }
 
-/// What running one cell's client gave, before classification.
-#[derive(Debug, Clone)]
-pub enum ClientRun {
-    Result(ClientResult),
-    Unsupported(String),
-    Timeout(Duration),
-    HarnessError(String),
-}
-
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(3)..].join(" | ")
+}
+
+/// The TLS libraries a program resolves under an environment, as the policy shows them: what
+/// the cells run on, not what the harness links.
+async fn loaded_libraries(program: &Path, env: &[(String, String)]) -> serde_json::Value {
+    let loaded = procs::library::resolved_for(program, env).await;
+    if loaded.is_empty() {
+        return serde_json::Value::Null;
+    }
+    serde_json::Value::Array(loaded.iter().map(|l| serde_json::Value::String(l.describe())).collect())
 }
 
 impl ResolvedStack {
@@ -64,12 +56,13 @@ impl ResolvedStack {
     fn base(&self) -> (PathBuf, Vec<OsString>) {
         match &self.stack.kind {
             StackKind::Builtin(name) => (self.program.clone(), vec!["client".into(), name.into()]),
-            StackKind::Program(_) | StackKind::Adapter(_) => (self.program.clone(), Vec::new()),
+            StackKind::Program { .. } | StackKind::Adapter(_) => (self.program.clone(), Vec::new()),
         }
     }
 
-    /// The stack's environment, then what its adapter's program needs (which wins).
-    fn env(&self) -> Vec<(String, String)> {
+    /// The stack's environment, then what its adapter's program needs (which wins): the
+    /// environment every run of the stack gets, its version probes included.
+    pub fn env(&self) -> Vec<(String, String)> {
         let needed = self.located.as_ref().map_or(&[][..], |l| l.env.as_slice());
         self.stack
             .env
@@ -84,45 +77,44 @@ impl ResolvedStack {
     pub async fn resolve(stack: &ClientStack, builtin_exe: &Path) -> ResolvedStack {
         let mut resolved = ResolvedStack {
             stack: stack.clone(),
-            readiness: Readiness::Ready,
+            availability: Availability::Ready,
             program: builtin_exe.to_path_buf(),
             version: None,
             policy: serde_json::Value::Null,
             batch: None,
             located: None,
         };
-        if let Some(missing) = stack.requires.iter().find(|p| process::which(p).is_none()) {
-            resolved.readiness =
-                Readiness::Skipped(format!("{missing} is not installed (scripts/install-stacks installs it)"));
+        if let Some(missing) = stack.requires.iter().find(|p| procs::which(p).is_none()) {
+            resolved.availability =
+                Availability::Skipped(format!("{missing} is not installed (scripts/install-stacks installs it)"));
             return resolved;
         }
         match &stack.kind {
-            StackKind::Adapter(kind) => {
-                let located = match kind.locate(stack) {
+            StackKind::Adapter(adapter) => {
+                let located = match adapter.locate(stack) {
                     Ok(located) => located,
-                    Err(NotReady::Missing(why)) => {
-                        resolved.readiness = Readiness::Skipped(why);
-                        return resolved;
-                    }
-                    Err(NotReady::Broken(why)) => {
-                        resolved.readiness = Readiness::Broken(why);
+                    Err(not_ready) => {
+                        resolved.availability = not_ready;
                         return resolved;
                     }
                 };
                 resolved.program = located.program.clone();
-                if let Some((version, policy)) = kind.describe(&located).await {
-                    resolved.version = Some(version);
-                    resolved.policy = policy;
-                }
-                resolved.located = Some(located);
+                resolved.located = Some(located.clone());
+                let env = resolved.env();
+                let probe = adapter.version_probe(&located);
+                let out = procs::capture(&probe.program, &probe.args, &env).await.unwrap_or_default();
+                let (version, mut policy) = adapter.describe(&out, &located, &env);
+                resolved.version = (!version.is_empty()).then_some(version);
+                policy["tls_library_loaded"] = loaded_libraries(&resolved.program, &env).await;
+                resolved.policy = policy;
                 return resolved;
             }
-            StackKind::Program(p) => match process::which(&p.to_string_lossy()) {
-                Some(path) => resolved.program = path,
+            StackKind::Program { path, .. } => match procs::which(&path.to_string_lossy()) {
+                Some(found) => resolved.program = found,
                 None => {
-                    resolved.readiness = Readiness::Skipped(match &stack.build {
-                        Some(script) => format!("{} is not built: run {script}", p.display()),
-                        None => format!("{} is not installed (not found)", p.display()),
+                    resolved.availability = Availability::Skipped(match &stack.build {
+                        Some(script) => format!("{} is not built: run {script}", path.display()),
+                        None => format!("{} is not installed (not found)", path.display()),
                     });
                     return resolved;
                 }
@@ -145,10 +137,10 @@ impl ResolvedStack {
             // cold cache that is this probe, and it takes seconds.
             timeout: Duration::from_secs(60),
         };
-        match process::run(&spec(PROBE_FLAG)).await {
+        match procs::run(&spec(PROBE_FLAG)).await {
             Ok(Exit::Finished { status, .. }) if status.code() == Some(EXIT_UNSUPPORTED) => {}
             Ok(Exit::Finished { status, stderr, .. }) => {
-                resolved.readiness = Readiness::Broken(format!(
+                resolved.availability = Availability::Broken(format!(
                     "{} does not keep the client contract: the unknown flag {PROBE_FLAG} gave {status}, not exit {EXIT_UNSUPPORTED} ({})",
                     program.display(),
                     tail(&stderr)
@@ -156,16 +148,16 @@ impl ResolvedStack {
                 return resolved;
             }
             Ok(Exit::TimedOut { .. }) => {
-                resolved.readiness =
-                    Readiness::Broken(format!("{} hung on the unknown flag {PROBE_FLAG}", program.display()));
+                resolved.availability =
+                    Availability::Broken(format!("{} hung on the unknown flag {PROBE_FLAG}", program.display()));
                 return resolved;
             }
             Err(e) => {
-                resolved.readiness = Readiness::Broken(e.to_string());
+                resolved.availability = Availability::Broken(e.to_string());
                 return resolved;
             }
         }
-        if let Ok(Exit::Finished { status, stdout, .. }) = process::run(&spec("--describe")).await
+        if let Ok(Exit::Finished { status, stdout, .. }) = procs::run(&spec("--describe")).await
             && status.success()
             && let Some(json) = stdout.lines().find_map(|l| l.strip_prefix("DESCRIBE "))
             && let Ok(v) = serde_json::from_str::<serde_json::Value>(json)
@@ -173,7 +165,10 @@ impl ResolvedStack {
             resolved.version = v["library"].as_str().map(str::to_string);
             resolved.policy = v["policy"].clone();
         }
-        if stack.batch && matches!(stack.kind, StackKind::Program(_)) {
+        if resolved.policy.is_object() {
+            resolved.policy["tls_library_loaded"] = loaded_libraries(&program, &env).await;
+        }
+        if stack.batch() {
             resolved.batch = Some(Arc::new(batch::Pool::new(resolved.program.clone(), env)));
         }
         resolved
@@ -181,12 +176,12 @@ impl ResolvedStack {
 
     /// Run this stack's client for one cell.
     pub async fn run(&self, target: &Target, timeout: Duration) -> ClientRun {
-        let (program, mut args, stdin) = match &self.stack.kind {
-            StackKind::Adapter(kind) => {
-                let (args, stdin) = kind.command(target, &self.stack.args);
+        let (program, args, stdin) = match &self.stack.kind {
+            StackKind::Adapter(adapter) => {
+                let (args, stdin) = adapter.command(target, &self.stack.args);
                 (self.program.clone(), args, Some(stdin))
             }
-            StackKind::Builtin(_) | StackKind::Program(_) => {
+            StackKind::Builtin(_) | StackKind::Program { .. } => {
                 let (program, mut args) = self.base();
                 for (flag, value) in [
                     ("--connect", target.connect.as_str()),
@@ -198,14 +193,12 @@ impl ResolvedStack {
                 }
                 args.push("--cafile".into());
                 args.push(target.cafile.clone().into_os_string());
+                args.extend(self.stack.args.iter().map(OsString::from));
                 (program, args, None)
             }
         };
-        if !matches!(self.stack.kind, StackKind::Adapter(_)) {
-            args.extend(self.stack.args.iter().map(OsString::from));
-        }
         // A program's argv is all contract flags and policy args: its batch worker takes it as is.
-        if let (Some(pool), StackKind::Program(_)) = (&self.batch, &self.stack.kind) {
+        if let Some(pool) = &self.batch {
             match pool.call(&args, timeout).await {
                 Reply::Answer { exit, stdout, stderr } => {
                     // The one-shot program's exit status: `exit` where a wait status keeps it.
@@ -220,21 +213,21 @@ impl ResolvedStack {
         }
         let stdin_then = match &self.stack.kind {
             StackKind::Adapter(a) => a.paced_quit().map(|(marker, then)| (marker.to_string(), then.to_vec())),
-            _ => None,
+            StackKind::Builtin(_) | StackKind::Program { .. } => None,
         };
         let spec = Spec { program, args, env: self.env(), stdin, stdin_then, timeout };
-        let exit = match process::run(&spec).await {
+        let exit = match procs::run(&spec).await {
             Ok(exit) => exit,
             Err(e) => return ClientRun::HarnessError(e.to_string()),
         };
         match exit {
             Exit::TimedOut { elapsed } => ClientRun::Timeout(elapsed),
             Exit::Finished { status, stdout, stderr, .. } => match &self.stack.kind {
-                StackKind::Adapter(kind) => match kind.parse(status.code(), &stdout, &stderr) {
+                StackKind::Adapter(adapter) => match adapter.parse(status.code(), &stdout, &stderr) {
                     Ok(result) => ClientRun::Result(result),
-                    Err(why) => ClientRun::HarnessError(format!("{}: {why}; stderr: {}", kind.name(), tail(&stderr))),
+                    Err(why) => ClientRun::HarnessError(format!("{}: {why}; stderr: {}", adapter.name(), tail(&stderr))),
                 },
-                StackKind::Builtin(_) | StackKind::Program(_) => contract_exit(status, &stdout, &stderr),
+                StackKind::Builtin(_) | StackKind::Program { .. } => contract_exit(status, &stdout, &stderr),
             },
         }
     }
@@ -259,5 +252,49 @@ pub async fn stop_batch_workers<'a>(stacks: impl IntoIterator<Item = &'a Resolve
         if let Some(pool) = &stack.batch {
             pool.stop().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Tables;
+    use crate::matrix::Matrix;
+
+    fn stack(text: &str, id: &str) -> ClientStack {
+        let m = Matrix::parse(Path::new("/tmp/m.toml"), text, &Tables::builtin().unwrap()).unwrap();
+        m.client(id).unwrap().clone()
+    }
+
+    const MATRIX: &str = "[[server]]\nid = \"s\"\nbackend = \"openssl\"\n\n[[client]]\nid = \"s_client\"\nadapter = \"openssl-s_client\"\n\n[[client]]\nid = \"s_client@conf\"\nvariant_of = \"s_client\"\nenv = { OPENSSL_CONF = \"/policy/a.cnf\", LD_LIBRARY_PATH = \"/nonexistent/candidate\" }\n";
+
+    /// A variant's version and policy are asked under its own environment (they used to be
+    /// asked under the harness's, so a variant published its base's policy).
+    #[tokio::test]
+    async fn a_variant_is_described_under_its_own_environment() {
+        if procs::which("openssl").is_none() {
+            eprintln!("skipped: openssl is not installed");
+            return;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let base = ResolvedStack::resolve(&stack(MATRIX, "s_client"), &exe).await;
+        let variant = ResolvedStack::resolve(&stack(MATRIX, "s_client@conf"), &exe).await;
+        assert_eq!(base.policy["openssl_conf"], serde_json::Value::Null, "{:?}", base.policy);
+        assert_eq!(variant.policy["openssl_conf"], "/policy/a.cnf", "{:?}", variant.policy);
+        assert!(variant.env().contains(&("LD_LIBRARY_PATH".into(), "/nonexistent/candidate".into())));
+        let loaded = variant.policy["tls_library_loaded"][0].as_str().unwrap_or_default().to_string();
+        assert!(loaded.starts_with("OpenSSL 3"), "what the program loads, read from the library: {loaded}");
+    }
+
+    #[test]
+    fn contract_exits() {
+        let ok = std::process::ExitStatus::from_raw(0);
+        let line = ClientResult::error(wire::Stage::Smtp, "421").to_line();
+        assert!(matches!(contract_exit(ok, &line, ""), ClientRun::Result(_)));
+        assert!(matches!(contract_exit(ok, "no line", ""), ClientRun::HarnessError(_)));
+        let unsupported = std::process::ExitStatus::from_raw(EXIT_UNSUPPORTED << 8);
+        assert!(matches!(contract_exit(unsupported, "", "cannot express --x"), ClientRun::Unsupported(_)));
+        let crashed = std::process::ExitStatus::from_raw(libc::SIGSEGV);
+        assert!(matches!(contract_exit(crashed, "", ""), ClientRun::HarnessError(_)));
     }
 }

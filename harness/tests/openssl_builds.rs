@@ -5,7 +5,8 @@
 
 use harness::classify::Tables;
 use harness::matrix::{Matrix, StackKind};
-use harness::stack::{Readiness, ResolvedStack};
+use harness::stack::ResolvedStack;
+use report_format::Availability;
 use std::path::{Path, PathBuf};
 
 const STACKS: &[(&str, &str, &str)] =
@@ -33,7 +34,7 @@ fn the_stacks_run_the_built_program_beside_the_matrix_with_the_openssl_table() {
     for (id, version, _) in STACKS {
         let stack = matrix.client(id).unwrap();
         let program = root().join(format!(".cache/openssl/{version}/bin/openssl-client"));
-        assert_eq!(stack.kind, StackKind::Program(program), "{id}");
+        assert_eq!(stack.kind, StackKind::Program { path: program, batch: false }, "{id}");
         assert_eq!(stack.errors, "openssl", "{id}");
     }
 }
@@ -45,8 +46,8 @@ fn a_stack_whose_program_is_not_built_is_skipped_with_the_program_named() {
     let matrix = matrix_at(&dir.path().join("matrix.toml"));
     for (id, version, _) in STACKS {
         let resolved = resolve(&matrix, id);
-        let Readiness::Skipped(reason) = &resolved.readiness else {
-            panic!("{id}: not built must be skipped, got {:?}", resolved.readiness);
+        let Availability::Skipped(reason) = &resolved.availability else {
+            panic!("{id}: not built must be skipped, got {:?}", resolved.availability);
         };
         assert!(reason.contains(&format!(".cache/openssl/{version}/bin/openssl-client")), "{id}: {reason}");
         assert!(reason.contains("run scripts/build-openssl-clients"), "{id}: {reason}");
@@ -63,7 +64,7 @@ fn a_built_stack_reports_the_openssl_it_links() {
             continue;
         }
         let resolved = resolve(&matrix, id);
-        assert_eq!(resolved.readiness, Readiness::Ready, "{id}");
+        assert_eq!(resolved.availability, Availability::Ready, "{id}");
         let reported = resolved.version.unwrap_or_default();
         assert!(reported.starts_with(library), "{id} reports {reported:?}, not {library}…");
         let level = resolved.policy["security_level"].as_u64();
@@ -73,8 +74,8 @@ fn a_built_stack_reports_the_openssl_it_links() {
 
 #[test]
 fn the_declared_policies_predict_the_written_expectations() {
-    use harness::matrix::ExpectedKind;
     use harness::oracle::{Policy, Predicted, predict};
+    use report_format::ExpectedOutcome;
     let matrix = matrix_at(&root().join("matrix.toml"));
     let policies = Policy::builtin().unwrap();
     for (id, _, _) in STACKS {
@@ -87,8 +88,8 @@ fn the_declared_policies_predict_the_written_expectations() {
             let cell = format!("{id}/{}", server.profile.id);
             let expected = matrix.expected_for(&cell);
             let agrees = |p: &Predicted| match (p, expected.outcome) {
-                (Predicted::Connected { .. }, ExpectedKind::Connected) => true,
-                (Predicted::Failed { class }, ExpectedKind::Failed) => Some(*class) == expected.class,
+                (Predicted::Connected { .. }, ExpectedOutcome::Connected) => true,
+                (Predicted::Failed { class }, ExpectedOutcome::Failed { class: e }) => *class == e,
                 _ => false,
             };
             assert!(

@@ -85,6 +85,29 @@ pub fn cipher_names(builder: &SslContextBuilder) -> BTreeMap<String, String> {
     out
 }
 
+/// Every cipher suite this OpenSSL knows, TLS ≤ 1.2 and TLS 1.3, keyed by IANA name with
+/// OpenSSL's name as the value (whatever a security level would allow).
+pub fn all_cipher_names() -> Result<BTreeMap<String, String>, openssl::error::ErrorStack> {
+    let mut all = openssl::ssl::SslContext::builder(openssl::ssl::SslMethod::tls())?;
+    all.set_cipher_list("ALL:COMPLEMENTOFALL:@SECLEVEL=0")?;
+    Ok(cipher_names(&all))
+}
+
+/// IANA suite names as an OpenSSL cipher list (`DHE-RSA-AES128-GCM-SHA256:…`); a name this
+/// OpenSSL does not know is an error naming it.
+pub fn openssl_cipher_list(iana: &[String]) -> Result<String, String> {
+    let names = all_cipher_names().map_err(|e| e.to_string())?;
+    iana.iter()
+        .map(|s| {
+            names
+                .get(s)
+                .cloned()
+                .ok_or_else(|| format!("OpenSSL {} has no cipher suite {s}", openssl::version::version()))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(|v| v.join(":"))
+}
+
 unsafe fn c_string(p: *const c_char) -> Option<String> {
     // SAFETY: OpenSSL returns NUL-terminated static strings or null.
     (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())

@@ -1,7 +1,7 @@
 //! The run's test PKI: a CA and two leaf certificates (RSA 2048 and ECDSA P-256) for `mx.test`
 //! and `127.0.0.1`, made with rcgen once per run into a directory of the run's own.
 
-use crate::profile::CertKind;
+use report_format::CertKind;
 use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use rcgen::{

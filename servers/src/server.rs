@@ -4,8 +4,8 @@
 
 use crate::fault::{AfterStarttls, Fault, SLOW_BANNER_DELAY};
 use crate::pki::TestPki;
-use crate::profile::ServerProfile;
-use crate::record::{ConnectionRecord, End};
+use report_format::{ServerProfile, TlsBackend};
+use report_format::{ConnectionRecord, End, Refusal};
 use crate::session::{Action, Session, SessionConfig};
 use crate::tls::{Acceptor, ConfigRejected};
 use std::net::SocketAddr;
@@ -78,6 +78,7 @@ impl Drop for RunningServer {
 /// Start a server for `profile`: build its TLS configuration (refusal is
 /// [`StartError::ConfigRejected`]), bind, and accept in the background.
 pub async fn start(
+    backend: TlsBackend,
     profile: &ServerProfile,
     pki: &TestPki,
     mut options: ServeOptions,
@@ -86,7 +87,7 @@ pub async fn start(
     if !options.bind.ip().is_loopback() {
         return Err(StartError::NotLoopback(options.bind));
     }
-    let acceptor = Arc::new(Acceptor::build(profile, pki)?);
+    let acceptor = Arc::new(Acceptor::build(backend, profile, pki)?);
     let listener =
         TcpListener::bind(options.bind).await.map_err(|cause| StartError::Bind { addr: options.bind, cause })?;
     let addr = listener.local_addr().map_err(|cause| StartError::Bind { addr: options.bind, cause })?;
@@ -168,14 +169,14 @@ impl Progress {
         started: Instant,
         session: &Session,
     ) -> ConnectionRecord {
-        self.record.stage = stage;
-        self.record.end = end;
+        self.record.stage = Some(stage);
+        self.record.end = Some(end);
         self.record.error = error;
-        self.record.commands = session.commands();
-        self.record.messages = session.messages;
+        self.record.commands = Some(session.commands());
+        self.record.messages = Some(session.messages);
         self.record.client_name = session.client_name.clone().or(self.record.client_name);
         self.record.refusal = self.record.refusal.take().or_else(|| session.refusal.clone());
-        self.record.duration_ms = started.elapsed().as_millis() as u64;
+        self.record.duration_ms = Some(started.elapsed().as_millis() as u64);
         self.record
     }
 }
@@ -191,17 +192,17 @@ async fn serve_connection(
     let mut session = Session::new(options.session.clone());
     let progress = Progress {
         record: ConnectionRecord {
-            peer: peer.to_string(),
+            peer: Some(peer.to_string()),
             client_name: None,
-            starttls: false,
-            pipelined_plaintext_bytes: 0,
+            starttls: Some(false),
+            pipelined_plaintext_bytes: Some(0),
             tls: None,
-            stage: Stage::Smtp,
-            end: End::ClientClosed,
+            stage: Some(Stage::Smtp),
+            end: Some(End::ClientClosed),
             error: None,
-            commands: 0,
-            messages: 0,
-            duration_ms: 0,
+            commands: Some(0),
+            messages: Some(0),
+            duration_ms: Some(0),
             refusal: None,
         },
     };
@@ -209,17 +210,17 @@ async fn serve_connection(
     match tokio::time::timeout_at(deadline, drive(tcp, acceptor, &mut session, progress, too_many, started)).await {
         Ok(record) => record,
         Err(_) => ConnectionRecord {
-            peer: peer.to_string(),
+            peer: Some(peer.to_string()),
             client_name: session.client_name.clone(),
-            starttls: false,
-            pipelined_plaintext_bytes: 0,
+            starttls: Some(false),
+            pipelined_plaintext_bytes: Some(0),
             tls: None,
-            stage: Stage::Smtp,
-            end: End::Timeout,
+            stage: Some(Stage::Smtp),
+            end: Some(End::Timeout),
             error: Some(format!("connection timeout after {:?}", options.connection_timeout)),
-            commands: session.commands(),
-            messages: session.messages,
-            duration_ms: started.elapsed().as_millis() as u64,
+            commands: Some(session.commands()),
+            messages: Some(session.messages),
+            duration_ms: Some(started.elapsed().as_millis() as u64),
             refusal: session.refusal.clone(),
         },
     }
@@ -271,7 +272,7 @@ async fn drive(
         return progress.end(Stage::Smtp, End::IoError, Some(e.to_string()), started, session);
     }
     if let Some(reply) = greeting.reply.as_ref().filter(|r| r.code >= 400) {
-        progress.record.refusal = Some(crate::record::Refusal { stage: Stage::Smtp, reply: reply.to_string() });
+        progress.record.refusal = Some(Refusal { stage: Stage::Smtp, reply: reply.to_string() });
     }
     if greeting.action == Action::Close {
         let _ = reader.get_mut().shutdown().await;
@@ -287,7 +288,7 @@ async fn drive(
         PhaseEnd::Closed(end, error) => return progress.end(Stage::Smtp, end, error, started, session),
         PhaseEnd::StartTls(reply) => reply,
     };
-    progress.record.starttls = true;
+    progress.record.starttls = Some(true);
     progress.record.client_name = session.client_name.clone();
     // CVE-2011-0411: whatever the client pipelined after STARTTLS is dropped, never read as
     // if it had come over TLS. With the pipelined-plaintext fault the server first waits, so
@@ -303,10 +304,10 @@ async fn drive(
             pipelined += n;
         }
     }
-    progress.record.pipelined_plaintext_bytes = pipelined;
+    progress.record.pipelined_plaintext_bytes = Some(pipelined);
     let mut tcp = reader.into_inner();
     let mut out = starttls_reply.to_wire().into_bytes();
-    let after = Fault::after_starttls(fault);
+    let after = crate::fault::after_starttls(fault);
     if let AfterStarttls::InjectThenHandshake(extra) = after {
         out.extend_from_slice(extra.as_bytes());
     }
@@ -323,7 +324,7 @@ async fn drive(
         let _ = tcp.shutdown().await;
         let name = fault.map_or("?", Fault::name);
         let what = format!("fault {name}: the server broke off instead of doing the TLS handshake");
-        progress.record.refusal = Some(crate::record::Refusal { stage: Stage::Handshake, reply: what.clone() });
+        progress.record.refusal = Some(Refusal { stage: Stage::Handshake, reply: what.clone() });
         return progress.end(Stage::Handshake, End::Fault, Some(what), started, session);
     }
     let (tls, negotiated) = match acceptor.accept(tcp).await {

@@ -79,7 +79,7 @@ pub struct Session {
     /// The last EHLO/HELO argument.
     pub client_name: Option<String>,
     /// A 4xx/5xx the server gave EHLO, HELO or STARTTLS before TLS.
-    pub refusal: Option<crate::record::Refusal>,
+    pub refusal: Option<report_format::Refusal>,
 }
 
 impl Session {
@@ -172,10 +172,10 @@ impl Session {
         // The first refusal is what happened; later ones follow from it.
         if let (None, false, Some(stage), Some(reply)) = (&self.refusal, self.tls_active, stage, &step.reply) {
             if reply.code >= 400 {
-                self.refusal = Some(crate::record::Refusal { stage, reply: reply.to_string() });
+                self.refusal = Some(report_format::Refusal { stage, reply: reply.to_string() });
             } else if stage == wire::Stage::Smtp && reply.code == 250 && !reply.has_keyword("STARTTLS") {
                 let reply = format!("STARTTLS not offered: {reply}");
-                self.refusal = Some(crate::record::Refusal { stage: wire::Stage::Starttls, reply });
+                self.refusal = Some(report_format::Refusal { stage: wire::Stage::Starttls, reply });
             }
         }
         step

@@ -8,4 +8,5 @@ pub mod result;
 
 pub use command::{Command, CommandError, MAX_COMMAND_LINE};
 pub use reply::{MAX_REPLY_LINES, Reply, ReplyError, ReplyParser};
-pub use result::{ClientResult, EXIT_UNSUPPORTED, Negotiated, ResultLineError, Stage};
+pub use report_format::{Negotiated, Protocol, Stage};
+pub use result::{ClientResult, EXIT_UNSUPPORTED, ResultLineError};

@@ -2,104 +2,13 @@
 //! 89 for "this program cannot express the requested option". Shared by every client program,
 //! the adapters that wrap external programs, and the runner that reads them.
 
+use report_format::{Negotiated, Stage};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// The exit code of a client program that cannot express a requested option or flag.
-pub const EXIT_UNSUPPORTED: i32 = 89;
+pub const EXIT_UNSUPPORTED: i32 = report_format::exit::CLIENT_UNSUPPORTED;
 
 const PREFIX: &str = "RESULT ";
-
-/// Where in the dialogue a client stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Stage {
-    /// TCP connect.
-    Connect,
-    /// Banner, EHLO: SMTP before STARTTLS.
-    Smtp,
-    /// The STARTTLS command and its reply (including "not advertised").
-    Starttls,
-    /// The TLS handshake.
-    Handshake,
-    /// Certificate or name verification.
-    Verify,
-    /// SMTP over TLS: EHLO again, QUIT.
-    PostTls,
-}
-
-impl Stage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Connect => "connect",
-            Stage::Smtp => "smtp",
-            Stage::Starttls => "starttls",
-            Stage::Handshake => "handshake",
-            Stage::Verify => "verify",
-            Stage::PostTls => "post-tls",
-        }
-    }
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What a completed TLS handshake negotiated. Names follow the IANA TLS registries where the
-/// stack exposes them (`TLS_DHE_RSA_WITH_AES_128_GCM_SHA256`, `x25519`, `ffdhe2048`); `group` is
-/// `None` for a TLS 1.2 DHE exchange (the server sent a bare prime) and for RSA key transport.
-///
-/// A stack that completes the handshake but exposes none of this (lettre) reports
-/// [`Negotiated::unreported`]: `protocol` and `cipher` are then empty, and left out of the line
-/// (`RESULT {"status":"ok","group":null,"dh_bits":null}`); a missing field reads back as empty.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Negotiated {
-    /// `TLSv1`, `TLSv1.1`, `TLSv1.2` or `TLSv1.3`; empty when the stack does not say.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub protocol: String,
-    /// Empty when the stack does not say.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub cipher: String,
-    #[serde(default)]
-    pub group: Option<String>,
-    /// The size of the finite-field DH prime, when the key exchange was DHE.
-    #[serde(default)]
-    pub dh_bits: Option<u32>,
-}
-
-impl Negotiated {
-    /// A completed handshake whose parameters the stack does not expose.
-    pub fn unreported() -> Negotiated {
-        Negotiated { protocol: String::new(), cipher: String::new(), group: None, dh_bits: None }
-    }
-
-    /// Whether the stack named the protocol it negotiated (see [`Negotiated::unreported`]).
-    pub fn is_reported(&self) -> bool {
-        !self.protocol.is_empty()
-    }
-
-    /// The short label a table shows: `TLSv1.2 DHE-2048`, `TLSv1.3 x25519`, `TLSv1.2 RSA`, or
-    /// `TLS (not reported)` for a stack that does not say.
-    pub fn label(&self) -> String {
-        if !self.is_reported() {
-            return "TLS (not reported)".to_string();
-        }
-        let kx = match (&self.group, self.dh_bits) {
-            (Some(g), _) if g.starts_with("ffdhe") => g.clone(),
-            (_, Some(bits)) => format!("DHE-{bits}"),
-            (Some(g), None) => g.clone(),
-            // A stack that names neither group nor prime size: say what its cipher implies.
-            (None, None) if self.cipher.contains("ECDHE") => "ECDHE".to_string(),
-            (None, None) if self.cipher.contains("DHE") => "DHE".to_string(),
-            (None, None) if self.protocol != "TLSv1.3" => "RSA".to_string(),
-            // TLS 1.3 from a stack that does not name the group.
-            (None, None) => return self.protocol.clone(),
-        };
-        format!("{} {}", self.protocol, kx)
-    }
-}
 
 /// The one line a client program prints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,12 +62,12 @@ mod tests {
 
     #[test]
     fn wire_shape_is_the_contract() {
-        let ok = ClientResult::Ok(Negotiated {
-            protocol: "TLSv1.2".into(),
-            cipher: "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256".into(),
-            group: None,
-            dh_bits: Some(2048),
-        });
+        let ok = ClientResult::Ok(Negotiated::tls(
+            report_format::Protocol::Tls12,
+            "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256",
+            None,
+            Some(2048),
+        ));
         assert_eq!(
             ok.to_line(),
             r#"RESULT {"status":"ok","protocol":"TLSv1.2","cipher":"TLS_DHE_RSA_WITH_AES_128_GCM_SHA256","group":null,"dh_bits":2048}"#
@@ -186,21 +95,9 @@ mod tests {
             Ok(ClientResult::Ok(Negotiated::unreported()))
         );
         assert!(!Negotiated::unreported().is_reported());
-        assert_eq!(Negotiated::unreported().label(), "TLS (not reported)");
-    }
-
-    #[test]
-    fn labels() {
-        let n = |p: &str, g: Option<&str>, b: Option<u32>| Negotiated {
-            protocol: p.into(),
-            cipher: String::new(),
-            group: g.map(Into::into),
-            dh_bits: b,
-        };
-        assert_eq!(n("TLSv1.2", None, Some(2048)).label(), "TLSv1.2 DHE-2048");
-        assert_eq!(n("TLSv1.3", Some("ffdhe2048"), Some(2048)).label(), "TLSv1.3 ffdhe2048");
-        assert_eq!(n("TLSv1.3", Some("x25519"), None).label(), "TLSv1.3 x25519");
-        assert_eq!(n("TLSv1.2", None, None).label(), "TLSv1.2 RSA");
+        // A client that carried on without TLS says so explicitly.
+        let plain = ClientResult::Ok(Negotiated::plaintext()).to_line();
+        assert_eq!(plain, r#"RESULT {"status":"ok","protocol":"plaintext","group":null,"dh_bits":null}"#);
     }
 
     fn stage() -> impl Strategy<Value = Stage> {
@@ -219,11 +116,12 @@ mod tests {
         fn result_line_round_trips(
             ok in any::<bool>(),
             text in "\\PC{0,60}",
+            p in 0..report_format::Protocol::ALL.len(),
             bits in proptest::option::of(512u32..9000),
             stage in stage(),
         ) {
             let r = if ok {
-                ClientResult::Ok(Negotiated { protocol: text.clone(), cipher: text.clone(), group: Some(text.clone()), dh_bits: bits })
+                ClientResult::Ok(Negotiated::tls(report_format::Protocol::ALL[p], text.clone(), Some(text.clone()), bits))
             } else {
                 ClientResult::error(stage, text)
             };

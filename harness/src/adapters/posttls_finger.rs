@@ -5,13 +5,49 @@
 //! established to …: TLSv1.3 with cipher … key-exchange X25519 …`), its refusals
 //! (`STARTTLS rejected: 454 …`) and OpenSSL's error queue after `SSL_connect error to …`.
 
-use super::{Located, NotReady, Target};
+use super::{Adapter, Located, Target, VersionProbe};
 use crate::matrix::ClientStack;
+use report_format::Availability;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use wire::{ClientResult, Negotiated, Stage};
+use wire::{ClientResult, Negotiated, Protocol, Stage};
+
+/// Postfix's `posttls-finger -l secure`, from the extracted (never installed) Postfix tree.
+pub struct PosttlsFinger;
+
+impl Adapter for PosttlsFinger {
+    fn name(&self) -> &'static str {
+        "posttls-finger"
+    }
+
+    fn error_table(&self) -> &'static str {
+        "posttls-finger"
+    }
+
+    fn locate(&self, stack: &ClientStack) -> Result<Located, Availability> {
+        locate(stack)
+    }
+
+    fn command(&self, target: &Target, extra: &[String]) -> (Vec<OsString>, Vec<u8>) {
+        command(target, extra)
+    }
+
+    fn parse(&self, exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientResult, String> {
+        parse(exit_code, stdout, stderr)
+    }
+
+    /// Postfix's own `postconf`, under the same configuration and environment.
+    fn version_probe(&self, located: &Located) -> VersionProbe {
+        let root = located.root.clone().unwrap_or_default();
+        VersionProbe { program: root.join("usr/sbin/postconf"), args: POSTCONF_PARAMS.to_vec() }
+    }
+
+    fn describe(&self, postconf: &str, located: &Located, _env: &[(String, String)]) -> (String, serde_json::Value) {
+        describe(postconf, located)
+    }
+}
 
 /// The program, in Postfix's extracted tree.
 const PROGRAM: &str = "usr/sbin/posttls-finger";
@@ -26,17 +62,18 @@ pub const NOT_EXTRACTED: &str = "posttls-finger is not extracted: run scripts/in
 /// The extracted Postfix tree: `$STARTTLS_MATRIX_MTA_ROOT/postfix`, else
 /// `.cache/mta/root/postfix` beside the matrix, where `scripts/install-mtas` puts it.
 pub fn postfix_root(matrix_dir: &Path) -> PathBuf {
-    servers::mta::extracted_roots(matrix_dir).join("postfix")
+    mta::extracted_roots(matrix_dir).join("postfix")
 }
 
 /// Find the program and write its private configuration (kept as long as the stack is).
-pub fn locate(stack: &ClientStack) -> Result<Located, NotReady> {
+fn locate(stack: &ClientStack) -> Result<Located, Availability> {
     let root = postfix_root(&stack.matrix_dir);
     let program = root.join(PROGRAM);
     if !program.is_file() {
-        return Err(NotReady::Missing(NOT_EXTRACTED.into()));
+        return Err(Availability::Skipped(NOT_EXTRACTED.into()));
     }
-    let config = write_config(&root).map_err(|e| NotReady::Broken(format!("write posttls-finger's main.cf: {e}")))?;
+    let config =
+        write_config(&root).map_err(|e| Availability::Broken(format!("write posttls-finger's main.cf: {e}")))?;
     // A variant may point LD_LIBRARY_PATH at another OpenSSL; Postfix's libraries come first.
     let mut libs = root.join(LIBDIR).display().to_string();
     if let Some(more) = stack.env.get("LD_LIBRARY_PATH").filter(|v| !v.is_empty()) {
@@ -122,9 +159,8 @@ fn accounts(passwd: &str, group: &str) -> Result<(String, String), String> {
 /// match the server name, given as the match argument), SNI, the EHLO name; the stack's own
 /// args (`-p`, `-g`, `-o name=value`) before the destination. Not `-c`: the SMTP chat is the
 /// only sign of an EHLO reply without STARTTLS, about which posttls-finger says nothing.
-pub fn command(target: &Target, extra: &[String]) -> (Vec<OsString>, Vec<u8>) {
-    let (host, port) = target.connect.rsplit_once(':').unwrap_or((target.connect.as_str(), "25"));
-    let host = host.trim_matches(['[', ']']);
+fn command(target: &Target, extra: &[String]) -> (Vec<OsString>, Vec<u8>) {
+    let (host, port) = target.host_port();
     // `[host]:port` skips MX lookups; an IPv6 address is written `[ipv6:addr]`.
     let destination = if host.contains(':') { format!("[ipv6:{host}]:{port}") } else { format!("[{host}]:{port}") };
     let mut args: Vec<OsString> = vec!["-l".into(), "secure".into(), "-F".into()];
@@ -146,7 +182,7 @@ fn is_chat(line: &str) -> bool {
 /// Read posttls-finger's log into a RESULT. `Err` is a run we cannot read as an interop result:
 /// its own setup failed (a fatal configuration error, an unusable CA file that made it turn TLS
 /// off, a usage message) or it said nothing we know.
-pub fn parse(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientResult, String> {
+fn parse(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientResult, String> {
     let lines: Vec<&str> = stdout
         .lines()
         .chain(stderr.lines())
@@ -163,7 +199,7 @@ pub fn parse(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<Clien
         return Err(format!("posttls-finger could not run as set up (exit {exit_code:?}): {line}"));
     }
     if let Some(at) = lines.iter().position(|l| l.contains(" TLS connection established to ")) {
-        return Ok(after_handshake(&lines, at));
+        return after_handshake(&lines, at);
     }
     // SSL_connect error to 127.0.0.1[127.0.0.1]:2529: -1, then OpenSSL's error queue.
     if let Some(at) = lines.iter().position(|l| l.starts_with("SSL_connect error to ")) {
@@ -207,7 +243,7 @@ pub fn parse(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<Clien
 }
 
 /// The handshake completed (`lines[at]` is the summary): verified, then EHLO and QUIT over TLS.
-fn after_handshake(lines: &[&str], at: usize) -> ClientResult {
+fn after_handshake(lines: &[&str], at: usize) -> Result<ClientResult, String> {
     let summary = lines[at];
     // With -l secure anything but "Verified" (Untrusted, Trusted, Anonymous) is a failed
     // verification that posttls-finger, a probe, carries on past.
@@ -215,27 +251,29 @@ fn after_handshake(lines: &[&str], at: usize) -> ClientResult {
         let mut words: Vec<&str> =
             lines[..at].iter().filter(|l| l.contains("verification failed for ")).copied().collect();
         words.push(summary);
-        return ClientResult::error(Stage::Verify, words.join("\n"));
+        return Ok(ClientResult::error(Stage::Verify, words.join("\n")));
     }
     let after = &lines[at + 1..];
     let replied = |code: &str| after.iter().any(|l| l.strip_prefix("< ").is_some_and(|r| r.starts_with(code)));
     if !(replied("250") && replied("221")) {
         let words: Vec<&str> = after.iter().filter(|l| !is_chat(l)).copied().collect();
         let text = if words.is_empty() { "no 250/221 reply over TLS".to_string() } else { words.join("\n") };
-        return ClientResult::error(Stage::PostTls, text);
+        return Ok(ClientResult::error(Stage::PostTls, text));
     }
     let session = summary.split_once(" TLS connection established to ").map_or("", |(_, rest)| rest);
     // "127.0.0.1[127.0.0.1]:2525: TLSv1.3 with cipher …": the address holds no ": ".
     let session = session.split_once(": ").map_or("", |(_, s)| s);
-    ClientResult::Ok(negotiated(session))
+    negotiated(session).map(ClientResult::Ok)
 }
 
 /// `TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519
 /// server-signature RSA-PSS (2048 bits) server-digest SHA256`. Postfix names the key exchange
 /// only for TLS 1.3 (`X25519`, `X448`, `ECDHE (prime256v1)`, `DHE (2048 bits)`); for TLS 1.2 the
 /// suite's name says ECDHE or DHE, and the prime's size is not reported.
-fn negotiated(session: &str) -> Negotiated {
+fn negotiated(session: &str) -> Result<Negotiated, String> {
     let (protocol, rest) = session.split_once(" with cipher ").unwrap_or((session, ""));
+    let protocol = Protocol::parse(protocol)
+        .ok_or_else(|| format!("posttls-finger named an unknown protocol {:?}", protocol.trim()))?;
     let cipher = rest.split_whitespace().next().unwrap_or_default();
     let kex = rest.split_once(" key-exchange ").map(|(_, k)| k);
     let (mut group, mut dh_bits) = (None, None);
@@ -249,40 +287,31 @@ fn negotiated(session: &str) -> Negotiated {
         match (name, detail) {
             ("DHE", Some(bits)) => {
                 dh_bits = bits.strip_suffix(" bits").and_then(|b| b.parse::<u32>().ok());
-                group = dh_bits.filter(|_| protocol == "TLSv1.3").map(|b| format!("ffdhe{b}"));
+                group = dh_bits.filter(|_| protocol == Protocol::Tls13).map(|b| format!("ffdhe{b}"));
             }
             ("ECDHE", Some(curve)) => group = Some(openssl_ext::iana_group_name(curve)),
             ("", _) | ("DHE" | "ECDHE", None) => {}
             (other, _) => group = Some(openssl_ext::iana_group_name(other)),
         }
     }
-    Negotiated { protocol: protocol.trim().to_string(), cipher: cipher.to_string(), group, dh_bits }
+    Ok(Negotiated::tls(protocol, cipher, group, dh_bits))
 }
+
+/// What `postconf` reports of Postfix's TLS defaults (the version probe's arguments).
+const POSTCONF_PARAMS: [&str; 5] = [
+    "mail_version",
+    "smtp_tls_mandatory_ciphers",
+    "tls_medium_cipherlist",
+    "smtp_tls_mandatory_protocols",
+    "tls_eecdh_auto_curves",
+];
 
 /// The version line and effective policy: Postfix's `mail_version` and TLS defaults as its own
 /// `postconf` reports them under the same configuration, the package version from
-/// `.cache/mta/stamp`, and the security level Postfix sets (measured by the matrix).
-pub async fn describe(located: &Located) -> (String, serde_json::Value) {
+/// `.cache/mta/stamp`, and the security level Postfix sets (measured by the matrix). The TLS
+/// library is measured apart, from what the program loads under the stack's environment.
+fn describe(postconf: &str, located: &Located) -> (String, serde_json::Value) {
     let root = located.root.clone().unwrap_or_default();
-    let params = [
-        "mail_version",
-        "smtp_tls_mandatory_ciphers",
-        "tls_medium_cipherlist",
-        "smtp_tls_mandatory_protocols",
-        "tls_eecdh_auto_curves",
-    ];
-    let spec = crate::process::Spec {
-        program: root.join("usr/sbin/postconf"),
-        args: params.iter().map(OsString::from).collect(),
-        env: located.env.clone(),
-        stdin: None,
-        stdin_then: None,
-        timeout: Duration::from_secs(10),
-    };
-    let postconf = match crate::process::run(&spec).await {
-        Ok(crate::process::Exit::Finished { status, stdout, .. }) if status.success() => stdout,
-        _ => String::new(),
-    };
     let value =
         |name: &str| postconf.lines().find_map(|l| l.strip_prefix(name)?.trim_start().strip_prefix('=').map(str::trim));
     let package = package_version(&root);
@@ -290,7 +319,6 @@ pub async fn describe(located: &Located) -> (String, serde_json::Value) {
         Some(v) => format!("posttls-finger (Postfix {v}; Debian package {package})"),
         None => format!("posttls-finger (Debian package {package}; postconf did not run)"),
     };
-    let openssl = crate::process::capture("openssl", &["version"]).await.map(|v| v.trim().to_string());
     let policy = serde_json::json!({
         "tls_security_level": "secure (-l secure): the run's CA only (-F), the certificate must match the server name (the match argument); SNI sent (-s)",
         "openssl_security_level": "1: Postfix sets its client SSL_CTX to level 0 and raises each connection it must verify (secure, verify) to 1, overriding Debian's compiled-in 2; measured: 1024-bit DH taken, 768 refused, TLS 1.0's SHA-1 signatures refused",
@@ -298,7 +326,6 @@ pub async fn describe(located: &Located) -> (String, serde_json::Value) {
         "cipherlist": value("tls_medium_cipherlist").map(|c| format!("{c} (then !aNULL at secure)")),
         "protocols": value("smtp_tls_mandatory_protocols"),
         "groups": value("tls_eecdh_auto_curves").map(|g| format!("{g} (no FFDHE groups: tls_ffdhe_auto_groups came in Postfix 3.8)")),
-        "tls_library": openssl.map_or_else(|| "the system libssl3 (OpenSSL 3)".to_string(), |v| format!("the system libssl3 ({v})")),
     });
     (version, policy)
 }
@@ -316,7 +343,7 @@ fn package_version(root: &Path) -> String {
 mod tests {
     use super::*;
     use crate::classify::Tables;
-    use crate::outcome::ErrorClass;
+    use report_format::ErrorClass;
 
     /// What posttls-finger 3.7.11 printed against the built-in server (ports vary).
     const CONNECTED: &str = "posttls-finger: Connected to 127.0.0.1[127.0.0.1]:36473
@@ -389,7 +416,7 @@ posttls-finger: < 220 2.0.0 Ready to start TLS
     fn parses_tls13_and_tls12_sessions() {
         match parse(Some(0), CONNECTED, "").unwrap() {
             ClientResult::Ok(n) => assert_eq!(
-                (n.protocol.as_str(), n.cipher.as_str(), n.group.as_deref(), n.dh_bits),
+                (n.protocol.map_or("", |p| p.as_str()), n.cipher_name(), n.group.as_deref(), n.dh_bits),
                 ("TLSv1.3", "TLS_AES_256_GCM_SHA384", Some("x25519"), None)
             ),
             e => panic!("{e:?}"),
@@ -400,16 +427,18 @@ posttls-finger: < 220 2.0.0 Ready to start TLS
         );
         match parse(Some(0), &tls12, "").unwrap() {
             ClientResult::Ok(n) => {
-                assert_eq!((n.protocol.as_str(), n.cipher.as_str()), ("TLSv1.2", "DHE-RSA-AES256-GCM-SHA384"));
+                assert_eq!((n.protocol, n.cipher_name()), (Some(Protocol::Tls12), "DHE-RSA-AES256-GCM-SHA384"));
                 assert_eq!((n.group, n.dh_bits), (None, None), "Postfix names no TLS 1.2 key exchange");
             }
             e => panic!("{e:?}"),
         }
         let n = negotiated(
             "TLSv1.3 with cipher TLS_AES_128_GCM_SHA256 (128/128 bits) key-exchange ECDHE (prime256v1) server-signature ECDSA (prime256v1) server-digest SHA256",
-        );
+        )
+        .unwrap();
         assert_eq!(n.group.as_deref(), Some("secp256r1"));
-        let n = negotiated("TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange DHE (2048 bits)");
+        let n = negotiated("TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange DHE (2048 bits)")
+            .unwrap();
         assert_eq!((n.group.as_deref(), n.dh_bits), (Some("ffdhe2048"), Some(2048)));
     }
 
@@ -620,7 +649,7 @@ posttls-finger: < 221 2.0.0 Bye
         let stack = matrix.client("posttls-finger").unwrap();
         assert_eq!(stack.matrix_dir, std::fs::canonicalize(dir.path()).unwrap());
         match locate(stack) {
-            Err(NotReady::Missing(why)) => assert_eq!(why, NOT_EXTRACTED),
+            Err(Availability::Skipped(why)) => assert_eq!(why, NOT_EXTRACTED),
             other => panic!("{other:?}"),
         }
     }

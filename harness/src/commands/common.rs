@@ -6,7 +6,7 @@ use clap::ValueEnum;
 use harness::classify::Tables;
 use harness::diff::Diff;
 use harness::matrix::Matrix;
-use harness::report::model::Report;
+use report_format::Report;
 use harness::report::{html, junit, markdown, progress::Progress, terminal, write};
 use harness::runner::Event;
 use std::path::Path;
@@ -17,12 +17,12 @@ pub struct Exit(pub i32, pub anyhow::Error);
 
 /// Exit 2: usage or configuration.
 pub fn usage(e: impl Into<anyhow::Error>) -> Exit {
-    Exit(2, e.into())
+    Exit(report_format::exit::USAGE, e.into())
 }
 
 /// Exit 3: we could not do the work.
 pub fn harness(e: impl Into<anyhow::Error>) -> Exit {
-    Exit(3, e.into())
+    Exit(report_format::exit::HARNESS_ERROR, e.into())
 }
 
 /// What a command prints on stdout.
@@ -93,8 +93,8 @@ pub async fn or_interrupt<T>(work: impl std::future::Future<Output = T>) -> Resu
     tokio::select! {
         v = work => Ok(v),
         _ = stop_signal() => {
-            harness::process::kill_all();
-            Err(Exit(130, anyhow::anyhow!("finish the run: interrupted; every child process was ended and nothing was written")))
+            procs::kill_all();
+            Err(Exit(report_format::exit::INTERRUPTED, anyhow::anyhow!("finish the run: interrupted; every child process was ended and nothing was written")))
         }
     }
 }

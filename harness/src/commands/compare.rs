@@ -8,7 +8,7 @@ use super::run::{execute, jobs};
 use anyhow::Context as _;
 use harness::classify::Tables;
 use harness::diff::Diff;
-use harness::expectations::Judge;
+use harness::judge::Judge;
 use harness::matrix::{ClientStack, StackKind};
 use harness::plan::Plan;
 use harness::runner::RunOptions;
@@ -16,16 +16,32 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// What `compare` was asked.
+/// `compare`'s flags.
+#[derive(Debug, clap::Args)]
 pub struct CompareArgs {
-    pub matrix: PathBuf,
+    /// The client stack as it is.
+    #[arg(long)]
     pub client: String,
+    /// A variant declared in the matrix (e.g. `openssl@seclevel1`).
+    #[arg(long, visible_alias = "client-variant")]
     pub variant: Option<String>,
+    /// Or a variant made here: add KEY=VALUE to the stack's environment (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
     pub with_env: Vec<String>,
+    /// Or a variant made here: add an argument to the stack's program (repeatable).
+    #[arg(long = "with-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub with_args: Vec<String>,
+    /// Or a variant made here: another program speaking the client contract.
+    #[arg(long, value_name = "PATH")]
     pub with_program: Option<PathBuf>,
+    #[arg(long, default_value = "matrix.toml")]
+    pub matrix: PathBuf,
+    /// Only server profiles whose id matches this glob (repeatable).
+    #[arg(long = "server", value_name = "GLOB")]
     pub servers: Vec<String>,
+    #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    #[arg(long)]
     pub jobs: Option<usize>,
 }
 
@@ -55,7 +71,11 @@ pub async fn main(a: CompareArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
             matrix.clients.push(ClientStack {
                 id: id.clone(),
                 description: format!("{} with {:?} {:?}", base.id, a.with_env, a.with_args),
-                kind: a.with_program.clone().map_or(base.kind.clone(), StackKind::Program),
+                // Another program may have no batch mode.
+                kind: a
+                    .with_program
+                    .clone()
+                    .map_or(base.kind.clone(), |path| StackKind::Program { path, batch: false }),
                 args: base.args.iter().chain(&a.with_args).cloned().collect(),
                 env,
                 errors: base.errors.clone(),
@@ -63,8 +83,6 @@ pub async fn main(a: CompareArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
                 policy: None,
                 cell_timeout: base.cell_timeout,
                 requires: base.requires.clone(),
-                // Another program may have no batch mode.
-                batch: base.batch && a.with_program.is_none(),
                 build: base.build.clone(),
                 matrix_dir: base.matrix_dir.clone(),
                 line: 0,
@@ -80,10 +98,10 @@ pub async fn main(a: CompareArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
     let matrix = Arc::new(matrix);
     let all = Plan::new(&matrix, &a.servers, &[]).context("select server profiles").map_err(usage)?;
     let plan = Plan::with_clients(&all, vec![base.id.clone(), variant_id.clone()]);
-    let judge = Arc::new(Judge { matrix: matrix.clone(), baseline: None });
+    let judge = Arc::new(Judge { matrix: Some(matrix.clone()), baseline: None, tables: tables.clone() });
     let options = RunOptions { jobs: jobs(a.jobs, &matrix), repeat: 1 };
     let report = execute(matrix, &plan, &plan, tables, judge, options, None).await?;
-    let column = |client: &str| -> BTreeMap<String, harness::outcome::Outcome> {
+    let column = |client: &str| -> BTreeMap<String, report_format::Outcome> {
         report
             .cells
             .values()
@@ -98,6 +116,6 @@ pub async fn main(a: CompareArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
         vec![base.id.clone()],
     );
     super::diff::print(&diff, a.format)?;
-    let harness_errors = report.cells.values().any(|c| c.verdict == harness::verdict::Verdict::HarnessError);
-    Ok(if harness_errors { 3 } else { diff.exit_code() })
+    let harness_errors = report.cells.values().any(|c| c.verdict == report_format::Verdict::HarnessError);
+    Ok(if harness_errors { report_format::exit::HARNESS_ERROR } else { diff.exit_code() })
 }

@@ -3,7 +3,7 @@
 use super::common::{Exit, Format, json, load_report};
 use harness::diff::Diff;
 use harness::report::diff_view;
-use std::path::Path;
+use std::path::PathBuf;
 
 /// Print a diff in the chosen format.
 pub fn print(diff: &Diff, format: Format) -> Result<(), Exit> {
@@ -15,8 +15,17 @@ pub fn print(diff: &Diff, format: Format) -> Result<(), Exit> {
     Ok(())
 }
 
-pub fn main(old: &Path, new: &Path, format: Format) -> Result<i32, Exit> {
-    let diff = Diff::reports(&load_report(old)?, &load_report(new)?);
-    print(&diff, format)?;
+/// `diff`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    pub old: PathBuf,
+    pub new: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+pub fn main(a: DiffArgs) -> Result<i32, Exit> {
+    let diff = Diff::reports(&load_report(&a.old)?, &load_report(&a.new)?);
+    print(&diff, a.format)?;
     Ok(diff.exit_code())
 }

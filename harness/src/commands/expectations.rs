@@ -5,19 +5,31 @@ use super::common::{Exit, Format, harness, json, load_matrix, load_report, usage
 use super::run::{execute, jobs};
 use anyhow::Context as _;
 use harness::classify::Tables;
-use harness::expectations::{self, Judge};
+use harness::expectations;
+use harness::judge::Judge;
 use harness::plan::Plan;
 use harness::runner::RunOptions;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// What `expectations` was asked.
+/// `expectations`'s flags.
+#[derive(Debug, clap::Args)]
 pub struct ExpectationsArgs {
+    #[arg(long, default_value = "matrix.toml")]
     pub matrix: PathBuf,
+    /// List entries that match no cell, never apply, or that the cells contradict.
+    #[arg(long)]
     pub check: bool,
+    /// With --check: judge this report instead of running the matrix.
+    #[arg(long, value_name = "REPORT")]
     pub report: Option<PathBuf>,
+    /// Write [[expect]] entries recorded from this report.
+    #[arg(long, value_name = "REPORT", conflicts_with = "check")]
     pub from: Option<PathBuf>,
+    /// With --from: write here instead of stdout.
+    #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
 
@@ -38,7 +50,7 @@ pub async fn main(a: ExpectationsArgs, tables: Arc<Tables>) -> Result<i32, Exit>
         Some(path) => load_report(path)?,
         None => {
             let plan = Plan::new(&matrix, &[], &[]).context("plan the matrix").map_err(usage)?;
-            let judge = Arc::new(Judge { matrix: matrix.clone(), baseline: None });
+            let judge = Arc::new(Judge { matrix: Some(matrix.clone()), baseline: None, tables: tables.clone() });
             let options = RunOptions { jobs: jobs(None, &matrix), repeat: 1 };
             execute(matrix.clone(), &plan, &plan, tables, judge, options, None).await?
         }

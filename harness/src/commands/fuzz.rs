@@ -12,14 +12,27 @@ use harness::runner::{self, Context};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// What `fuzz` was asked.
+/// `fuzz`'s flags.
+#[derive(Debug, clap::Args)]
 pub struct FuzzArgs {
+    #[arg(long, default_value = "matrix.toml")]
     pub matrix: PathBuf,
+    /// Only client stacks whose id matches this glob (repeatable); default: all with a policy.
+    #[arg(long = "client", value_name = "GLOB")]
     pub clients: Vec<String>,
+    /// Generated profiles per client stack.
+    #[arg(long, default_value_t = 100)]
     pub cases: u32,
+    /// The seed: the same seed generates the same profiles.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Judge CLIENT by this policy file instead of its declared one (repeatable).
+    #[arg(long = "policy", value_name = "CLIENT=FILE")]
     pub policies: Vec<String>,
+    /// Where replayable findings are written.
+    #[arg(long, default_value = "results/fuzz")]
     pub out: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
 

@@ -5,6 +5,7 @@ pub mod compare;
 pub mod diff;
 pub mod expectations;
 pub mod fuzz;
+pub mod list;
 pub mod merge;
 pub mod probe;
 pub mod report;

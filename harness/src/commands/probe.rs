@@ -7,23 +7,41 @@ use super::common::{
 use anyhow::Context as _;
 use harness::adapters::Target;
 use harness::classify::Tables;
-use harness::report::model::{Report, RunSummary};
+use harness::judge::Judge;
+use harness::report::build::{RunSummary, build};
 use harness::runner::{self, Context};
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-/// What `probe` was asked.
+/// `probe`'s flags.
+#[derive(Debug, clap::Args)]
 pub struct ProbeArgs {
+    /// The server, HOST:PORT.
     pub target: String,
+    /// The name to send as SNI and verify (default: the host).
+    #[arg(long)]
     pub servername: Option<String>,
+    /// CA certificates to trust (default: the system bundle).
+    #[arg(long)]
     pub cafile: Option<PathBuf>,
+    /// The matrix whose client stacks to use.
+    #[arg(long, default_value = "matrix.toml")]
     pub matrix: PathBuf,
+    /// Only client stacks whose id matches this glob (repeatable).
+    #[arg(long = "client", value_name = "GLOB")]
     pub clients: Vec<String>,
+    #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Also write report.json and README.md here.
+    #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also write JUnit XML here.
+    #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Allow a target outside the loopback range (only for servers you run).
+    #[arg(long)]
     pub allow_remote: bool,
 }
 
@@ -54,7 +72,10 @@ pub async fn main(a: ProbeArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
         return Err(usage(anyhow::anyhow!("select client stacks: none matches {:?}", a.clients)));
     }
     let exe = runner::builtin_exe().context("find the starttls-matrix binary").map_err(harness)?;
-    let (events, progress) = spawn_progress();
+    let (reporters, progress) = spawn_progress();
+    let (events, from_runner) = tokio::sync::mpsc::unbounded_channel();
+    let judge = Arc::new(Judge { matrix: None, baseline: None, tables: tables.clone() });
+    let judging = tokio::spawn(harness::pipeline::judging(from_runner, judge, reporters));
     let started = SystemTime::now();
     let clock = Instant::now();
     let ctx = Arc::new(
@@ -69,10 +90,10 @@ pub async fn main(a: ProbeArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
         cafile,
         ehlo: runner::CLIENT_EHLO.into(),
     };
-    let records = or_interrupt(runner::probe(ctx.clone(), &clients, target, events.clone())).await?;
-    drop(events);
+    or_interrupt(runner::probe(ctx.clone(), &clients, target, events)).await?;
+    let records = judging.await.context("judge the cells").map_err(harness)?;
     let _ = progress.await;
-    let report = Report::build(RunSummary {
+    let report = build(RunSummary {
         mode: "probe",
         matrix: &matrix,
         plan_servers: vec![a.target.clone()],

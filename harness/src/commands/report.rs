@@ -6,12 +6,21 @@ use harness::diff::Diff;
 use harness::report::{html, markdown, write};
 use std::path::PathBuf;
 
-/// What `report` was asked.
+/// `report`'s flags.
+#[derive(Debug, clap::Args)]
 pub struct ReportArgs {
     pub report: PathBuf,
+    /// Write the HTML page here.
+    #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Write the Markdown table here.
+    #[arg(long, value_name = "FILE")]
     pub md: Option<PathBuf>,
+    /// Mark what changed since this earlier report.
+    #[arg(long, value_name = "REPORT")]
     pub previous: Option<PathBuf>,
+    /// What to print when no file is asked for.
+    #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
 

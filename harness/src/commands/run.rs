@@ -6,27 +6,57 @@ use super::common::{
 use anyhow::Context as _;
 use harness::classify::Tables;
 use harness::diff::Diff;
-use harness::expectations::Judge;
+use harness::judge::Judge;
 use harness::plan::Plan;
+use harness::report::build::{RunSummary, build};
 use harness::report::history;
-use harness::report::model::{Report, RunSummary};
 use harness::runner::{self, Context, RunOptions};
 use harness::shard::Shard;
+use report_format::Report;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-/// What `run` was asked.
-pub struct RunArgs {
+/// Which cells: a matrix, narrowed by globs.
+#[derive(Debug, clap::Args)]
+pub struct Select {
+    /// The matrix file.
+    #[arg(long, default_value = "matrix.toml")]
     pub matrix: PathBuf,
+    /// Only server profiles whose id matches this glob (repeatable).
+    #[arg(long = "server", value_name = "GLOB")]
     pub servers: Vec<String>,
+    /// Only client stacks whose id matches this glob (repeatable).
+    #[arg(long = "client", value_name = "GLOB")]
     pub clients: Vec<String>,
+}
+
+/// `run`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub select: Select,
+    /// Where to write report.json and README.md.
+    #[arg(long, default_value = "results")]
     pub out: PathBuf,
+    /// What to print on stdout.
+    #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Server profiles to serve at once (default: two per core).
+    #[arg(long)]
     pub jobs: Option<usize>,
+    /// Judge each cell against this earlier report's outcome (cells it lacks: against the
+    /// matrix's expectations).
+    #[arg(long, value_name = "REPORT")]
     pub baseline: Option<PathBuf>,
+    /// Also write JUnit XML here (one test case per cell).
+    #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Run only shard I of N (deterministic: every cell is in exactly one shard).
+    #[arg(long, value_name = "I/N")]
     pub shard: Option<Shard>,
+    /// Run each cell N times; a cell whose outcomes differ is reported flaky.
+    #[arg(long, value_name = "N", default_value_t = 1)]
     pub repeat: u32,
 }
 
@@ -41,7 +71,9 @@ pub async fn execute(
     shard: Option<Shard>,
 ) -> Result<Report, Exit> {
     let exe = runner::builtin_exe().context("find the starttls-matrix binary").map_err(harness)?;
-    let (events, progress) = spawn_progress();
+    let (reporters, progress) = spawn_progress();
+    let (events, from_runner) = tokio::sync::mpsc::unbounded_channel();
+    let judging = tokio::spawn(harness::pipeline::judging(from_runner, judge, reporters));
     let started = SystemTime::now();
     let clock = Instant::now();
     let ctx = or_interrupt(Context::prepare(&matrix, &plan.clients, tables, &exe, &events))
@@ -49,10 +81,10 @@ pub async fn execute(
         .context("prepare the run")
         .map_err(harness)?;
     let ctx = Arc::new(ctx);
-    let records = or_interrupt(runner::run(judge, plan, ctx.clone(), options, events.clone())).await?;
-    drop(events);
+    or_interrupt(runner::run(matrix.clone(), plan, ctx.clone(), options, events)).await?;
+    let records = judging.await.context("judge the cells").map_err(harness)?;
     let _ = progress.await;
-    Ok(Report::build(RunSummary {
+    Ok(build(RunSummary {
         mode: "run",
         matrix: &matrix,
         plan_servers: full_plan.servers.clone(),
@@ -76,17 +108,17 @@ pub fn jobs(flag: Option<usize>, matrix: &harness::matrix::Matrix) -> usize {
 }
 
 pub async fn main(a: RunArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
-    let matrix = Arc::new(load_matrix(&a.matrix, &tables)?);
-    let full = Plan::new(&matrix, &a.servers, &a.clients).context("select cells").map_err(usage)?;
+    let matrix = Arc::new(load_matrix(&a.select.matrix, &tables)?);
+    let full = Plan::new(&matrix, &a.select.servers, &a.select.clients).context("select cells").map_err(usage)?;
     let plan = a.shard.map_or_else(|| full.clone(), |s| s.apply(&full));
     let baseline = a.baseline.as_deref().map(load_report).transpose()?;
     if a.repeat == 0 {
         return Err(usage(anyhow::anyhow!("run: --repeat must be at least 1")));
     }
-    let judge = Arc::new(Judge { matrix: matrix.clone(), baseline });
+    let judge = Arc::new(Judge { matrix: Some(matrix.clone()), baseline, tables: tables.clone() });
     let options = RunOptions { jobs: jobs(a.jobs, &matrix), repeat: a.repeat };
     // Only a whole run of the whole matrix is published into the history.
-    let whole = a.shard.is_none() && a.servers.is_empty() && a.clients.is_empty();
+    let whole = a.shard.is_none() && a.select.servers.is_empty() && a.select.clients.is_empty();
     let previous = if whole { history::previous(&a.out) } else { None };
     let report = execute(matrix, &plan, &full, tables, judge, options, a.shard).await?;
     let since = previous.map(|p| Diff::reports(&p, &report));

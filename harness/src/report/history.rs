@@ -1,7 +1,7 @@
 //! `results/history/`: every published run kept as `<date>-<run id>.json`, the newest
 //! [`KEEP`], so the page can show what changed since the previous run.
 
-use super::model::Report;
+use report_format::Report;
 use super::write::{WriteError, atomic};
 use std::path::{Path, PathBuf};
 

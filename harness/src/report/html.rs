@@ -4,10 +4,10 @@
 //! per-client and per-server summaries; filters; what changed since the previous run. Every
 //! string that came from a run is escaped: servers choose their banners and certificates.
 
-use super::model::{CellReport, Report};
+use report_format::{CellReport, Report};
 use super::summary;
 use crate::diff::{ChangeKind, Diff};
-use crate::outcome::{ErrorClass, Family, Outcome, Reporter};
+use report_format::{ErrorClass, Family, Outcome, Reporter};
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
@@ -122,8 +122,8 @@ fn details(out: &mut String, cell: &CellReport, change: Option<(&Outcome, Change
     out.push_str("<dl>");
     match &cell.outcome {
         Outcome::Connected(n) => {
-            dl_row(out, "protocol", &n.protocol);
-            dl_row(out, "cipher", &n.cipher);
+            dl_row(out, "protocol", n.protocol.map_or("(not reported)", |p| p.as_str()));
+            dl_row(out, "cipher", n.cipher.as_deref().unwrap_or("(not reported)"));
             dl_row(out, "group", n.group.as_deref().unwrap_or("(none named)"));
             dl_row(out, "DH bits", &n.dh_bits.map_or("–".to_string(), |b| b.to_string()));
             if n.reported_by == Reporter::Server {
@@ -144,10 +144,7 @@ fn details(out: &mut String, cell: &CellReport, change: Option<(&Outcome, Change
         Outcome::HarnessError { detail } => dl_row(out, "we could not run it", detail),
     }
     dl_row(out, "duration", &format!("{} ms", cell.duration_ms));
-    let expected = match cell.expected.class {
-        Some(class) => format!("failed: {class}"),
-        None => format!("{:?}", cell.expected.outcome).to_lowercase(),
-    };
+    let expected = cell.expected.outcome.to_string();
     dl_row(out, "expected", &format!("{expected} ({})", cell.expected.reason));
     dl_row(out, "verdict", cell.verdict.as_str());
     if let Some((old, kind)) = change {
@@ -381,9 +378,7 @@ mod tests {
 
     #[test]
     fn every_string_from_a_run_is_escaped() {
-        use crate::matrix::{Expected, ExpectedKind};
-        use crate::report::model::{ClientInfo, RunInfo};
-        use crate::stack::Readiness;
+        use report_format::{Availability, ClientInfo, Expected, ExpectedOutcome, RunInfo};
         use std::collections::BTreeMap;
         const BAD: &str = "<script>x()</script><img src=x onerror=y()>\"'&";
         let profile: servers::ServerProfile =
@@ -393,13 +388,13 @@ mod tests {
             server: "s".into(),
             outcome: Outcome::Failed {
                 class: ErrorClass::Unmapped,
-                side: crate::outcome::Side::Server,
+                side: report_format::Side::Server,
                 stage: wire::Stage::Smtp,
                 client_error: BAD.into(),
                 server_error: Some(BAD.into()),
             },
-            expected: Expected { outcome: ExpectedKind::Connected, class: None, reason: BAD.into(), link: None },
-            verdict: crate::verdict::Verdict::UnexpectedFailure,
+            expected: Expected::new(ExpectedOutcome::Connected, BAD),
+            verdict: report_format::Verdict::UnexpectedFailure,
             duration_ms: 1,
             server_log: vec![],
             repeats: vec![],
@@ -412,7 +407,7 @@ mod tests {
             description: BAD.into(),
             version: Some(BAD.into()),
             policy: serde_json::json!({ BAD: BAD }),
-            readiness: Readiness::Ready,
+            readiness: Availability::Ready,
         };
         let report = Report {
             schema_version: 1,
@@ -436,16 +431,17 @@ mod tests {
             servers: BTreeMap::from([("s".to_string(), profile)]),
             server_runs: BTreeMap::from([(
                 "s".to_string(),
-                crate::runner::MtaRun {
-                    info: servers::MtaInfo {
-                        mta: servers::Mta::Postfix,
+                report_format::MtaRun {
+                    info: report_format::MtaInfo {
+                        mta: report_format::Mta::Postfix,
                         version: BAD.into(),
                         tls_library: BAD.into(),
+                        loaded: None,
                         settings: vec![(BAD.into(), BAD.into())],
                         config_warnings: vec![BAD.into()],
                         ready_ms: 1,
                     },
-                    stop: servers::StopReport { stop_ms: 1, killed: false, port_free: true, leftovers: vec![] },
+                    stop: report_format::StopReport { stop_ms: 1, killed: false, port_free: true, leftovers: vec![] },
                 },
             )]),
             clients: BTreeMap::from([(BAD.to_string(), info)]),

@@ -1,9 +1,9 @@
 //! JUnit XML for CI systems: one test case per cell (class name = server profile), failures
 //! carrying both sides' words, skipped cells skipped, harness errors as errors.
 
-use super::model::Report;
-use crate::outcome::Outcome;
-use crate::verdict::Verdict;
+use report_format::Report;
+use report_format::Outcome;
+use report_format::Verdict;
 use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
 use std::time::Duration;
 
@@ -37,11 +37,8 @@ pub fn render(report: &Report) -> Result<String, quick_junit::SerializeError> {
             }
             Verdict::UnexpectedFailure | Verdict::UnexpectedSuccess | Verdict::WrongError | Verdict::Flaky => {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                let expected = cell
-                    .expected
-                    .class
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|| format!("{:?}", cell.expected.outcome).to_lowercase());
+                let expected =
+                    cell.expected.class().map_or_else(|| cell.expected.outcome.kind().to_string(), |c| c.to_string());
                 s.set_message(format!(
                     "{}: got {}, expected {expected} ({})",
                     cell.verdict.as_str(),

@@ -1,8 +1,8 @@
 //! `results/README.md`: the table a mail admin reads (server profiles as rows, client stacks as
 //! columns), the stacks and profiles that ran, and what each failure class means.
 
-use super::model::Report;
-use crate::outcome::{ErrorClass, Outcome};
+use report_format::Report;
+use report_format::{ErrorClass, Outcome};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -126,10 +126,7 @@ pub fn render(report: &Report) -> String {
                 Outcome::HarnessError { detail } => detail.clone(),
                 other => other.label(),
             };
-            let expected = match c.expected.class {
-                Some(class) => format!("failed: {class}"),
-                None => format!("{:?}", c.expected.outcome).to_lowercase(),
-            };
+            let expected = c.expected.outcome.to_string();
             let _ = writeln!(
                 out,
                 "| `{}` | {} | {} | {} ({}) | {} |",
@@ -163,9 +160,8 @@ pub fn render(report: &Report) -> String {
     for id in &r.client_order {
         if let Some(c) = report.clients.get(id) {
             let status = match &c.readiness {
-                crate::stack::Readiness::Ready => "ready".to_string(),
-                crate::stack::Readiness::Skipped(why) => format!("skipped: {why}"),
-                crate::stack::Readiness::Broken(why) => format!("broken: {why}"),
+                report_format::Availability::Ready => "ready".to_string(),
+                other => other.to_string(),
             };
             let _ = writeln!(
                 out,

@@ -1,6 +1,6 @@
 //! Merging shard reports into one: only reports of the same matrix, and no cell twice.
 
-use super::model::{Report, SCHEMA_VERSION};
+use report_format::{Report, SCHEMA_VERSION};
 
 /// Why reports cannot be merged.
 #[derive(Debug, thiserror::Error)]

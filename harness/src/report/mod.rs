@@ -1,4 +1,4 @@
-//! Reports: the versioned `report.json` (the contract later tools read), the Markdown table,
+//! Reports: the versioned `report.json` (its types are the `report-format` crate; built here), the Markdown table,
 //! the terminal table and summary, and live progress. Each consumes the run's records or events.
 
 pub mod diff_view;
@@ -7,7 +7,7 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod merge;
-pub mod model;
+pub mod build;
 pub mod progress;
 pub mod summary;
 pub mod terminal;

@@ -2,6 +2,7 @@
 //! Written to stderr, so stdout keeps the table or the JSON.
 
 use crate::runner::Event;
+use report_format::Availability;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 
@@ -36,25 +37,27 @@ impl Progress {
                     self.bar = Some(bar);
                 }
             }
-            Event::StackResolved { id, readiness } => {
-                let line = match readiness {
-                    crate::stack::Readiness::Ready => return,
-                    crate::stack::Readiness::Skipped(why) => format!("client {id}: skipped ({why})"),
-                    crate::stack::Readiness::Broken(why) => format!("client {id}: BROKEN ({why})"),
+            Event::StackResolved { id, availability } => {
+                let line = match availability {
+                    Availability::Ready => return,
+                    Availability::Skipped(why) => format!("client {id}: skipped ({why})"),
+                    Availability::Unsupported(why) => format!("client {id}: unsupported ({why})"),
+                    Availability::Rejected(why) | Availability::Broken(why) => format!("client {id}: BROKEN ({why})"),
                 };
                 self.line(&line);
             }
             Event::ServerStarted { .. } => {}
             Event::ServerNotStarted { id, why } => {
-                use crate::runner::ServerNotStarted as N;
                 let line = match why {
-                    N::Missing(why) => format!("server {id}: skipped ({why})"),
-                    N::Unsupported(why) => format!("server {id}: unsupported ({why})"),
-                    N::Rejected(why) => format!("server {id}: refused its own configuration ({why})"),
-                    N::Broken(why) => format!("server {id}: DID NOT START ({why})"),
+                    Availability::Ready => return,
+                    Availability::Skipped(why) => format!("server {id}: skipped ({why})"),
+                    Availability::Unsupported(why) => format!("server {id}: unsupported ({why})"),
+                    Availability::Rejected(why) => format!("server {id}: refused its own configuration ({why})"),
+                    Availability::Broken(why) => format!("server {id}: DID NOT START ({why})"),
                 };
                 self.line(&line);
             }
+            Event::CellRan(_) => {}
             Event::CellStarted { id } => {
                 if let Some(bar) = &self.bar {
                     bar.set_message(id.to_string());

@@ -2,8 +2,8 @@
 //! sizes it accepted and refused, the protocol versions and groups it negotiated; per server
 //! profile, how many of the stacks that ran reached it and which did not.
 
-use super::model::Report;
-use crate::outcome::{ErrorClass, Outcome};
+use report_format::Report;
+use report_format::{ErrorClass, Outcome};
 use std::collections::BTreeSet;
 
 /// What one client stack did across the server profiles.
@@ -43,7 +43,7 @@ pub fn client(report: &Report, client: &str) -> ClientSummary {
     for cell in report.cells.values().filter(|c| c.client == client) {
         match &cell.outcome {
             Outcome::Connected(n) => {
-                s.protocols.insert(n.protocol.clone());
+                s.protocols.insert(n.protocol.map_or_else(|| "TLS (not reported)".to_string(), |p| p.to_string()));
                 if let Some(bits) = n.dh_bits {
                     s.dh_accepted.insert(bits);
                 }

@@ -2,9 +2,9 @@
 //! follows it: verdict counts, wall time, the slowest cells, and every cell that is not as
 //! expected — harness errors and unmapped errors loudest.
 
-use super::model::Report;
-use crate::outcome::{ErrorClass, Outcome};
-use crate::verdict::Verdict;
+use report_format::Report;
+use report_format::{ErrorClass, Outcome};
+use report_format::Verdict;
 use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use std::io::IsTerminal;
 
@@ -83,11 +83,7 @@ pub fn summary(report: &Report) -> String {
             Outcome::HarnessError { detail } => format!("HARNESS ERROR (we could not run it): {detail}"),
             other => other.label(),
         };
-        let expected = c
-            .expected
-            .class
-            .map(|k| k.to_string())
-            .unwrap_or_else(|| format!("{:?}", c.expected.outcome).to_lowercase());
+        let expected = c.expected.class().map_or_else(|| c.expected.outcome.kind().to_string(), |k| k.to_string());
         let _ = writeln!(
             out,
             "  {} {id}: {what} (expected {expected}: {})",

@@ -4,10 +4,8 @@
 pub mod openssl;
 pub mod rustls;
 
-pub(crate) use self::openssl::openssl_cipher_list;
-
 use crate::pki::TestPki;
-use crate::profile::{Backend, ServerProfile};
+use report_format::{Backend, ProfileError, ServerProfile, TlsBackend};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use wire::Negotiated;
@@ -33,18 +31,14 @@ pub struct ConfigRejected {
 }
 
 impl Acceptor {
-    /// Build the backend's configuration for a profile.
-    pub fn build(profile: &ServerProfile, pki: &TestPki) -> Result<Acceptor, ConfigRejected> {
-        let rejected = |detail: String| ConfigRejected { backend: profile.backend.as_str(), detail };
-        match profile.backend {
-            Backend::Openssl => openssl::build(profile, pki)
+    /// Build a backend's configuration for a profile.
+    pub fn build(backend: TlsBackend, profile: &ServerProfile, pki: &TestPki) -> Result<Acceptor, ConfigRejected> {
+        let rejected = |detail: String| ConfigRejected { backend: backend.as_str(), detail };
+        match backend {
+            TlsBackend::Openssl => openssl::build(profile, pki)
                 .map(|ctx| Acceptor::Openssl(ctx, profile.dh.map(|d| d.bits())))
                 .map_err(rejected),
-            Backend::Rustls => rustls::build(profile, pki).map(Acceptor::Rustls).map_err(rejected),
-            Backend::Postfix | Backend::Exim | Backend::Sendmail | Backend::Opensmtpd => Err(rejected(format!(
-                "{} is a real MTA, started by its launcher, not by the built-in server",
-                profile.backend.as_str()
-            ))),
+            TlsBackend::Rustls => rustls::build(profile, pki).map(Acceptor::Rustls).map_err(rejected),
         }
     }
 
@@ -54,5 +48,58 @@ impl Acceptor {
             Acceptor::Openssl(ctx, dh_bits) => openssl::accept(ctx, *dh_bits, tcp).await,
             Acceptor::Rustls(cfg) => rustls::accept(cfg.clone(), tcp).await,
         }
+    }
+}
+
+/// Check at load time that a profile's suite names are real: every IANA name in `ciphers` and
+/// `tls13_suites` must be one the system OpenSSL knows (the MTAs on OpenSSL take them as
+/// OpenSSL names, and a name no library knows is a typo). The rustls backend has its own,
+/// narrower list, checked by [`ServerProfile::validate`].
+pub fn check_suites(profile: &ServerProfile) -> Result<(), ProfileError> {
+    if profile.backend == Backend::Builtin(TlsBackend::Rustls) {
+        return Ok(());
+    }
+    let known = ::openssl_ext::all_cipher_names().map_err(|e| ProfileError {
+        field: "ciphers",
+        message: format!("list OpenSSL's cipher suites: {e}"),
+    })?;
+    for (field, list) in [("ciphers", &profile.ciphers), ("tls13_suites", &profile.tls13_suites)] {
+        if let Some(unknown) = list.iter().flatten().find(|s| !known.contains_key(*s)) {
+            let close = closest(unknown, known.keys());
+            return Err(ProfileError {
+                field,
+                message: format!(
+                    "server {:?}: {unknown} is not a cipher suite {} knows (IANA names, e.g. {close})",
+                    profile.id,
+                    ::openssl::version::version()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The known name sharing the longest prefix with `name`, as a suggestion.
+fn closest<'a>(name: &str, known: impl Iterator<Item = &'a String>) -> String {
+    let shared = |k: &str| k.chars().zip(name.chars()).take_while(|(a, b)| a == b).count();
+    known.max_by_key(|k| shared(k)).cloned().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typo_in_a_suite_name_is_refused_at_load_with_a_suggestion() {
+        let p: ServerProfile = serde_json::from_value(serde_json::json!({"id": "x", "backend": "openssl",
+            "max_tls": "1.2", "ciphers": ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA265"]}))
+        .unwrap();
+        let e = check_suites(&p).unwrap_err();
+        assert_eq!(e.field, "ciphers");
+        assert!(e.message.contains("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"), "{}", e.message);
+        let ok: ServerProfile = serde_json::from_value(serde_json::json!({"id": "x", "backend": "postfix",
+            "ciphers": ["TLS_DHE_RSA_WITH_AES_128_GCM_SHA256"], "dh": "ffdhe2048"}))
+        .unwrap();
+        assert!(check_suites(&ok).is_ok());
     }
 }

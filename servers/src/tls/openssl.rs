@@ -3,7 +3,8 @@
 //! served (OpenSSL refuses DH under 1024 bits even at level 0 otherwise).
 
 use crate::pki::TestPki;
-use crate::profile::{ServerProfile, TlsVersion};
+use crate::dh::DhParams;
+use report_format::{ServerProfile, TlsVersion};
 use openssl::ssl::{Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslVersion};
 use std::pin::Pin;
 use tokio::net::TcpStream;
@@ -19,22 +20,6 @@ fn version(v: TlsVersion) -> SslVersion {
     }
 }
 
-/// Translate IANA suite names into an OpenSSL cipher list; unknown names are an error.
-pub(crate) fn openssl_cipher_list(iana: &[String]) -> Result<String, String> {
-    let mut all = SslContext::builder(SslMethod::tls()).map_err(|e| e.to_string())?;
-    all.set_cipher_list("ALL:COMPLEMENTOFALL:@SECLEVEL=0").map_err(|e| e.to_string())?;
-    let names = openssl_ext::cipher_names(&all);
-    iana.iter()
-        .map(|s| {
-            names
-                .get(s)
-                .cloned()
-                .ok_or_else(|| format!("OpenSSL {} has no cipher suite {s}", openssl::version::version()))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(|v| v.join(":"))
-}
-
 pub(super) fn build(profile: &ServerProfile, pki: &TestPki) -> Result<SslContext, String> {
     let e = |what: &str, err: openssl::error::ErrorStack| format!("{what}: {err}");
     let mut b = SslContextBuilder::new(SslMethod::tls_server()).map_err(|err| e("create context", err))?;
@@ -43,7 +28,7 @@ pub(super) fn build(profile: &ServerProfile, pki: &TestPki) -> Result<SslContext
     b.set_min_proto_version(Some(version(profile.min_tls))).map_err(|err| e("set min version", err))?;
     b.set_max_proto_version(Some(version(profile.max_tls))).map_err(|err| e("set max version", err))?;
     if let Some(ciphers) = &profile.ciphers {
-        b.set_cipher_list(&openssl_cipher_list(ciphers)?).map_err(|err| e("set cipher list", err))?;
+        b.set_cipher_list(&openssl_ext::openssl_cipher_list(ciphers)?).map_err(|err| e("set cipher list", err))?;
     }
     if let Some(suites) = &profile.tls13_suites {
         b.set_ciphersuites(&suites.join(":")).map_err(|err| e("set TLS 1.3 suites", err))?;
@@ -91,6 +76,11 @@ pub(super) async fn accept(
         Err(_) if cipher.starts_with("TLS_DHE_") => configured_dh_bits,
         Err(_) => None,
     };
-    let negotiated = Negotiated { protocol: ssl.version_str().to_string(), cipher, group, dh_bits };
+    let negotiated = Negotiated {
+        protocol: report_format::Protocol::parse(ssl.version_str()),
+        cipher: (!cipher.is_empty()).then_some(cipher),
+        group,
+        dh_bits,
+    };
     Ok((Box::new(stream), negotiated))
 }

@@ -2,7 +2,8 @@
 //! suites and groups, plus TLS 1.2 DHE from [`super::ffdhe`] when the profile has a DH group.
 
 use crate::pki::TestPki;
-use crate::profile::{Group, ServerProfile, TlsVersion};
+use crate::dh::DhParams;
+use report_format::{Group, ServerProfile, TlsVersion};
 use ffdhe::{CUSTOM_GROUP_ID, FfdheKx, dhe_suites};
 use rustls::crypto::{CryptoProvider, SupportedKxGroup};
 use rustls::pki_types::pem::PemObject;
@@ -140,14 +141,14 @@ pub(super) async fn accept(
     let stream = TlsAcceptor::from(config).accept(tcp).await.map_err(|e| words(&e))?;
     let (_, conn) = stream.get_ref();
     let protocol = match conn.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
-        other => format!("{other:?}"),
+        Some(rustls::ProtocolVersion::TLSv1_2) => Some(report_format::Protocol::Tls12),
+        Some(rustls::ProtocolVersion::TLSv1_3) => Some(report_format::Protocol::Tls13),
+        _ => None,
     };
     let kx = conn.negotiated_key_exchange_group();
     let negotiated = Negotiated {
         protocol,
-        cipher: conn.negotiated_cipher_suite().map(|s| suite_name(&s)).unwrap_or_default(),
+        cipher: conn.negotiated_cipher_suite().map(|s| suite_name(&s)),
         // In TLS 1.2 the prime goes on the wire bare: no group name, as the client sees it.
         group: kx.and_then(|k| match (k.name(), conn.protocol_version()) {
             (NamedGroup::Unknown(_), _) => None,

@@ -1,0 +1,159 @@
+//! `gnutls-cli --starttls-proto=smtp` (GnuTLS): its progress on stdout, `- Description:
+//! (TLS1.2-X.509)-(DHE-FFDHE2048)-…` on success, `*** Fatal error: …` on failure. EHLO is typed
+//! into the TLS session, QUIT once its reply is in.
+
+use super::{Adapter, Located, Target, VersionProbe, first_line, on_path};
+use crate::matrix::ClientStack;
+use report_format::Availability;
+use std::ffi::OsString;
+use wire::{ClientResult, Negotiated, Protocol, Stage};
+
+/// `gnutls-cli`.
+pub struct GnutlsCli;
+
+impl Adapter for GnutlsCli {
+    fn name(&self) -> &'static str {
+        "gnutls-cli"
+    }
+
+    fn error_table(&self) -> &'static str {
+        "gnutls"
+    }
+
+    fn locate(&self, _stack: &ClientStack) -> Result<Located, Availability> {
+        on_path("gnutls-cli")
+    }
+
+    fn command(&self, target: &Target, extra: &[String]) -> (Vec<OsString>, Vec<u8>) {
+        let (host, port) = target.host_port();
+        let mut args: Vec<OsString> = vec![
+            "--starttls-proto=smtp".into(),
+            "--port".into(),
+            port.into(),
+            "--verify-hostname".into(),
+            target.servername.clone().into(),
+            "--sni-hostname".into(),
+            target.servername.clone().into(),
+            "--x509cafile".into(),
+            target.cafile.clone().into_os_string(),
+        ];
+        args.extend(extra.iter().map(OsString::from));
+        args.push(host.into());
+        // Sent as typed: gnutls-cli's --crlf mangles the last line.
+        (args, format!("EHLO {}\r\n", target.ehlo).into_bytes())
+    }
+
+    fn paced_quit(&self) -> Option<(&'static str, &'static [u8])> {
+        Some(("\n250 ", b"QUIT\r\n"))
+    }
+
+    fn parse(&self, exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientResult, String> {
+        parse(exit_code, stdout, stderr)
+    }
+
+    fn version_probe(&self, located: &Located) -> VersionProbe {
+        VersionProbe { program: located.program.clone(), args: vec!["--version"] }
+    }
+
+    fn describe(&self, out: &str, _located: &Located, _env: &[(String, String)]) -> (String, serde_json::Value) {
+        let policy = serde_json::json!({
+            "priority": "the library default (NORMAL, or the system's GnuTLS configuration) unless args say otherwise",
+        });
+        (first_line(out), policy)
+    }
+}
+
+/// `gnutls-cli` prints its progress on stdout, `- Description: (TLS1.2-X.509)-(DHE-FFDHE2048)-…`
+/// on success, and `*** Fatal error: …` on failure.
+fn parse(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientResult, String> {
+    let all: Vec<&str> = stdout.lines().chain(stderr.lines()).collect();
+    let words: Vec<&str> = all
+        .iter()
+        .filter(|l| {
+            l.starts_with("*** ")
+                || l.contains("NOT trusted")
+                || l.contains("Could not connect")
+                || l.contains("STARTTLS")
+                || l.starts_with("error receiving")
+                || l.starts_with("error sending")
+        })
+        .map(|l| l.trim())
+        .collect();
+    let words = words.join("\n");
+    let completed = stdout.contains("- Handshake was completed");
+    if !completed {
+        if words.is_empty() {
+            return Err(format!("gnutls-cli printed neither a completed handshake nor an error (exit {exit_code:?})"));
+        }
+        let stage = if all.iter().any(|l| l.contains("Could not connect") || l.contains("Connection refused")) {
+            Stage::Connect
+        } else if words.contains("NOT trusted") {
+            Stage::Verify
+        } else if words.contains("error receiving '220 '") && !stdout.contains("- Certificate type") {
+            // Its STARTTLS helper waits for the banner's or STARTTLS's 220; the server's own log
+            // says which was refused.
+            Stage::Starttls
+        } else if words.contains("STARTTLS") || words.starts_with("error ") {
+            Stage::Starttls
+        } else {
+            Stage::Handshake
+        };
+        return Ok(ClientResult::error(stage, words));
+    }
+    let description = stdout.lines().find_map(|l| l.strip_prefix("- Description: ")).unwrap_or_default();
+    let negotiated = gnutls_session(description)?;
+    let after: Vec<&str> = stdout.lines().skip_while(|l| !l.starts_with("- Handshake was completed")).collect();
+    let ehlo_ok = after.iter().any(|l| l.starts_with("250"));
+    let quit_ok = after.iter().any(|l| l.starts_with("221"));
+    if !(ehlo_ok && quit_ok) {
+        let text = if words.is_empty() { "no 250/221 reply over TLS".to_string() } else { words };
+        return Ok(ClientResult::error(Stage::PostTls, text));
+    }
+    Ok(ClientResult::Ok(negotiated))
+}
+
+/// A GnuTLS session line, `(TLS1.2)-(DHE-FFDHE2048)-(RSA-SHA256)-(AES-256-GCM)` (gnutls-cli adds
+/// `-X.509` to the first part), as negotiated parameters.
+pub(super) fn gnutls_session(description: &str) -> Result<Negotiated, String> {
+    let parts: Vec<&str> = description.trim().split(")-(").map(|p| p.trim_matches(['(', ')'])).collect();
+    let name = parts.first().and_then(|p| p.split('-').next()).unwrap_or_default();
+    let protocol = Protocol::parse(name).ok_or_else(|| format!("GnuTLS named an unknown protocol {name:?}"))?;
+    let kx = parts.get(1).copied().unwrap_or_default();
+    let bits = |s: &str| s.trim_start_matches(|c: char| !c.is_ascii_digit()).parse::<u32>().ok();
+    let (group, dh_bits) = match kx.split_once('-') {
+        Some(("DHE", g)) if protocol == Protocol::Tls13 => (Some(g.to_ascii_lowercase()), bits(g)),
+        Some(("DHE", g)) => (None, bits(g)),
+        Some(("ECDHE", g)) => (Some(g.to_ascii_lowercase()), None),
+        _ => (None, None),
+    };
+    let cipher = parts.get(1..).map(|p| p.join(" ")).unwrap_or_default();
+    Ok(Negotiated::tls(protocol, cipher, group, dh_bits))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_gnutls_success_and_failure() {
+        let ok = "- Description: (TLS1.2-X.509)-(DHE-CUSTOM1024)-(RSA-SHA256)-(AES-256-GCM)\n- Handshake was completed\n\n250-mx.test\n250 8BITMIME\n221 2.0.0 Bye\n";
+        match parse(Some(0), ok, "").unwrap() {
+            ClientResult::Ok(n) => assert_eq!((n.protocol, n.dh_bits, n.group), (Some(Protocol::Tls12), Some(1024), None)),
+            e => panic!("{e:?}"),
+        }
+        let tls13 = "- Description: (TLS1.3-X.509)-(DHE-FFDHE2048)-(RSA-PSS-RSAE-SHA256)-(AES-256-GCM)\n- Handshake was completed\n250 ok\n221 bye\n";
+        match parse(Some(0), tls13, "").unwrap() {
+            ClientResult::Ok(n) => assert_eq!((n.group.as_deref(), n.dh_bits), (Some("ffdhe2048"), Some(2048))),
+            e => panic!("{e:?}"),
+        }
+        let bad = "Connecting to '127.0.0.1:1'...\n- Certificate type: X.509\n*** Fatal error: The Diffie-Hellman prime sent by the server is not acceptable (not long enough).\n";
+        match parse(Some(1), bad, "").unwrap() {
+            ClientResult::Error { stage, error } => {
+                assert_eq!(stage, Stage::Handshake);
+                assert!(error.contains("not long enough"));
+            }
+            ok => panic!("{ok:?}"),
+        }
+    }
+}
+

@@ -1,0 +1,246 @@
+//! Client stacks (`[[client]]`): how each is run — a built-in client, a contract program (one
+//! process per cell or a batch worker), or an external program behind an adapter — with its
+//! policy, environment and classification table, all resolved when the matrix is loaded.
+
+use super::MatrixError;
+use super::raw::{RawClient, key_line, line_of};
+use crate::adapters::Adapter;
+use crate::classify::Tables;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// An adapter, resolved from its name when the matrix is loaded.
+#[derive(Clone, Copy)]
+pub struct AdapterRef(pub &'static dyn Adapter);
+
+impl std::fmt::Debug for AdapterRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Adapter({})", self.0.name())
+    }
+}
+
+impl PartialEq for AdapterRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name() == other.0.name()
+    }
+}
+
+impl Eq for AdapterRef {}
+
+impl Serialize for AdapterRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.name())
+    }
+}
+
+impl std::ops::Deref for AdapterRef {
+    type Target = dyn Adapter;
+    fn deref(&self) -> &(dyn Adapter + 'static) {
+        self.0
+    }
+}
+
+/// How a client stack is run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StackKind {
+    /// A built-in client program, run as `starttls-matrix client NAME`.
+    Builtin(String),
+    /// Any program that speaks the client contract; with `batch`, many cells run in one
+    /// long-lived worker (`program --batch`, see `batch.rs`), not a process each.
+    Program { path: PathBuf, batch: bool },
+    /// An external program wrapped by an adapter of ours.
+    Adapter(AdapterRef),
+}
+
+/// One client stack (`[[client]]`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientStack {
+    pub id: String,
+    pub description: String,
+    pub kind: StackKind,
+    /// Policy flags passed after the contract flags.
+    pub args: Vec<String>,
+    /// Environment added for the program (e.g. OPENSSL_CONF).
+    pub env: BTreeMap<String, String>,
+    /// The classification table for its error text (checked to exist when loaded).
+    pub errors: String,
+    /// The stack this is a policy variant of.
+    pub variant_of: Option<String>,
+    /// Its declared policy, for the fuzzing oracle (checked to exist when loaded).
+    pub policy: Option<String>,
+    /// Its own cell timeout, if it has one.
+    #[serde(skip)]
+    pub cell_timeout: Option<Duration>,
+    /// Programs that must be on PATH (a wrapper's toolchain); missing ones skip the stack.
+    pub requires: Vec<String>,
+    /// The script that builds a `program` we build ourselves (`scripts/build-openssl-clients`):
+    /// a missing program is skipped with "run <script>".
+    pub build: Option<String>,
+    /// The directory of the matrix that declared it, where extracted programs are looked for
+    /// (`.cache/mta/root/postfix` for posttls-finger).
+    #[serde(skip)]
+    pub matrix_dir: PathBuf,
+    #[serde(skip)]
+    pub line: usize,
+}
+
+impl ClientStack {
+    /// Whether its cells run in a batch worker.
+    pub fn batch(&self) -> bool {
+        matches!(self.kind, StackKind::Program { batch: true, .. })
+    }
+}
+
+/// Validate one `[[client]]` written at `span`, given the stacks declared before it.
+pub fn parse(
+    path: &Path,
+    source: &str,
+    span: Range<usize>,
+    c: RawClient,
+    earlier: &[ClientStack],
+    tables: &Tables,
+) -> Result<ClientStack, MatrixError> {
+    let invalid = |line: usize, message: String| MatrixError::Invalid { path: path.to_path_buf(), line, message };
+    let at = |key: &str| key_line(source, &span, key);
+    if c.id.is_empty() || c.id.contains('/') || c.id.chars().any(char::is_whitespace) {
+        return Err(invalid(at("id"), format!("client id {:?} must be non-empty, without '/' or spaces", c.id)));
+    }
+    if earlier.iter().any(|b| b.id == c.id) {
+        return Err(invalid(at("id"), format!("duplicate client id {:?}: ids must be unique", c.id)));
+    }
+    let mut args = c.args;
+    // `${MATRIX_DIR}` in an environment value is the matrix file's directory, so a policy
+    // file shipped beside the matrix (OPENSSL_CONF=…) is found from any working directory.
+    let matrix_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let matrix_dir = std::fs::canonicalize(matrix_dir).unwrap_or_else(|_| matrix_dir.to_path_buf());
+    let mut env: BTreeMap<String, String> =
+        c.env.into_iter().map(|(k, v)| (k, v.replace("${MATRIX_DIR}", &matrix_dir.display().to_string()))).collect();
+    let mut description = c.description;
+    // A variant inherits from a stack declared before it: program, table, args, env, policy,
+    // cell timeout, requirements and batch mode, each unless it sets its own.
+    let base: Option<ClientStack> = match &c.variant_of {
+        Some(base_id) => match earlier.iter().find(|b| &b.id == base_id) {
+            Some(b) => Some(b.clone()),
+            None => {
+                let message = format!("client {:?}: variant_of {base_id:?} names no client declared before it", c.id);
+                return Err(invalid(at("variant_of"), message));
+            }
+        },
+        None => None,
+    };
+    let (kind, default_table) = match (c.builtin, c.program, c.adapter, &base) {
+        (None, None, None, Some(base)) => {
+            args = base.args.iter().cloned().chain(args).collect();
+            env = base.env.clone().into_iter().chain(env).collect();
+            if description.is_empty() {
+                description = format!("{} with {}", base.id, args.join(" "));
+            }
+            (base.kind.clone(), Some(base.errors.clone()))
+        }
+        (_, _, _, Some(_)) => {
+            let message = format!(
+                "client {:?}: a variant takes its program from `variant_of`; remove builtin/program/adapter",
+                c.id
+            );
+            return Err(invalid(at("variant_of"), message));
+        }
+        (Some(b), None, None, None) => {
+            if !clients::BUILTIN.contains(&b.as_str()) {
+                let known = clients::BUILTIN.join(", ");
+                return Err(invalid(
+                    at("builtin"),
+                    format!("client {:?}: unknown built-in client {b:?}; known: {known}", c.id),
+                ));
+            }
+            let table = b.trim_end_matches("-client").to_string();
+            (StackKind::Builtin(b), Some(table))
+        }
+        // A relative path with a directory is relative to the matrix file, as a program
+        // shipped beside it (clients/python/…) is; a bare name is looked up on PATH.
+        (None, Some(p), None, None) if p.is_relative() && p.components().count() > 1 => {
+            (StackKind::Program { path: path.parent().unwrap_or(Path::new("")).join(p), batch: false }, None)
+        }
+        (None, Some(p), None, None) => (StackKind::Program { path: p, batch: false }, None),
+        (None, None, Some(a), None) => match crate::adapters::by_name(&a) {
+            Some(adapter) => (StackKind::Adapter(AdapterRef(adapter)), Some(adapter.error_table().to_string())),
+            None => {
+                let known = crate::adapters::names().join(", ");
+                return Err(invalid(at("adapter"), format!("client {:?}: unknown adapter {a:?}; known: {known}", c.id)));
+            }
+        },
+        _ => {
+            return Err(invalid(
+                line_of(source, span.start),
+                format!("client {:?}: set exactly one of `builtin`, `program`, `adapter` or `variant_of`", c.id),
+            ));
+        }
+    };
+    let errors = match c.errors.or(default_table) {
+        Some(t) if tables.contains(&t) => t,
+        Some(t) => {
+            let known: Vec<&str> = tables.names().map(|(n, _)| n).collect();
+            return Err(invalid(
+                at("errors"),
+                format!("client {:?}: unknown error table {t:?}; known: {}", c.id, known.join(", ")),
+            ));
+        }
+        None => {
+            return Err(invalid(
+                line_of(source, span.start),
+                format!("client {:?}: a `program` stack needs `errors = \"<table>\"` naming how to read its errors", c.id),
+            ));
+        }
+    };
+    let policy = match c.policy {
+        Some(p) if crate::oracle::Policy::names().contains(&p.as_str()) => Some(p),
+        Some(p) => {
+            let known = crate::oracle::Policy::names().join(", ");
+            return Err(invalid(at("policy"), format!("client {:?}: unknown policy {p:?}; known: {known}", c.id)));
+        }
+        None => base.as_ref().and_then(|b| b.policy.clone()),
+    };
+    let cell_timeout = match &c.cell_timeout {
+        Some(t) => Some(humantime::parse_duration(t).map_err(|e| {
+            invalid(at("cell_timeout"), format!("client {:?}: cell_timeout {t:?}: {e} (write e.g. \"3s\")", c.id))
+        })?),
+        None => base.as_ref().and_then(|b| b.cell_timeout),
+    };
+    let requires = match (c.requires.is_empty(), &base) {
+        (true, Some(b)) => b.requires.clone(),
+        _ => c.requires,
+    };
+    let build = c.build.or_else(|| base.as_ref().and_then(|b| b.build.clone()));
+    // Batch mode belongs to programs: `batch` on anything else cannot mean anything.
+    let kind = match (kind, c.batch) {
+        (StackKind::Program { path, batch }, wanted) => StackKind::Program { path, batch: wanted.unwrap_or(batch) },
+        (other, None | Some(false)) => other,
+        (_, Some(true)) => {
+            return Err(invalid(
+                at("batch"),
+                format!(
+                    "client {:?}: `batch` is for a `program` that has a --batch mode; built-in and adapter stacks run a process per cell (remove it)",
+                    c.id
+                ),
+            ));
+        }
+    };
+    Ok(ClientStack {
+        cell_timeout,
+        requires,
+        build,
+        id: c.id,
+        description,
+        kind,
+        args,
+        env,
+        errors,
+        policy,
+        variant_of: c.variant_of,
+        matrix_dir,
+        line: line_of(source, span.start),
+    })
+}

@@ -1,0 +1,62 @@
+//! `[[expect]]` entries: a glob over cell ids, what the cells do, and why. Parsed into
+//! [`Expected`] values that cannot hold a class without a failure.
+
+use super::MatrixError;
+use super::raw::{RawExpect, RawOutcome, key_line, line_of};
+use globset::{Glob, GlobMatcher};
+use report_format::{Expected, ExpectedOutcome};
+use std::path::Path;
+use toml::Spanned;
+
+/// One `[[expect]]` entry.
+#[derive(Debug, Clone)]
+pub struct Expectation {
+    pub pattern: String,
+    pub glob: GlobMatcher,
+    pub expected: Expected,
+    /// Where it is written: `file:line`.
+    pub at: String,
+}
+
+/// Validate `[[expect]]` entries written in `path`.
+pub fn parse(path: &Path, source: &str, raw: Vec<Spanned<RawExpect>>) -> Result<Vec<Expectation>, MatrixError> {
+    let invalid = |line: usize, message: String| MatrixError::Invalid { path: path.to_path_buf(), line, message };
+    let mut expectations = Vec::new();
+    for e in raw {
+        let span = e.span();
+        let e = e.into_inner();
+        let at = |key: &str| key_line(source, &span, key);
+        let glob = Glob::new(&e.cell)
+            .map_err(|err| invalid(at("cell"), format!("expect {:?}: {err}", e.cell)))?
+            .compile_matcher();
+        let outcome = match (e.outcome, e.class) {
+            (RawOutcome::Failed, Some(class)) => ExpectedOutcome::Failed { class },
+            (RawOutcome::Failed, None) => {
+                let message = format!(
+                    "expect {:?}: outcome \"failed\" needs the error class it fails with (class = \"…\")",
+                    e.cell
+                );
+                return Err(invalid(at("outcome"), message));
+            }
+            (RawOutcome::Connected | RawOutcome::Timeout | RawOutcome::Unsupported, Some(_)) => {
+                return Err(invalid(
+                    at("class"),
+                    format!("expect {:?}: `class` goes only with outcome \"failed\"", e.cell),
+                ));
+            }
+            (RawOutcome::Connected, None) => ExpectedOutcome::Connected,
+            (RawOutcome::Timeout, None) => ExpectedOutcome::Timeout,
+            (RawOutcome::Unsupported, None) => ExpectedOutcome::Unsupported,
+        };
+        if e.reason.trim().is_empty() {
+            return Err(invalid(at("reason"), format!("expect {:?}: every expectation needs a reason", e.cell)));
+        }
+        expectations.push(Expectation {
+            pattern: e.cell,
+            glob,
+            expected: Expected { outcome, reason: e.reason, link: e.link },
+            at: format!("{}:{}", path.display(), line_of(source, span.start)),
+        });
+    }
+    Ok(expectations)
+}

@@ -1,0 +1,266 @@
+//! Everything a run needs before its first cell (the test PKI, the client stacks resolved, the
+//! work directory), and the one thing it does per cell: run the client against the server and
+//! gather the evidence — the client's result, the server's records and state. It judges nothing.
+
+use crate::adapters::Target;
+use crate::classify::Tables;
+use crate::evidence::{ClientRun, Evidence, ServerEvidence, ServerKind};
+use crate::matrix::Matrix;
+use crate::runner::Event;
+use crate::stack::ResolvedStack;
+use mta::{Credentials, MtaServer, ServerOptions, StartError};
+use report_format::{Availability, Backend, CellId, DhGroup, MtaRun, ServerProfile, TlsBackend};
+use servers::{DhParams, RunningServer, ServeOptions, TestPki};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The EHLO name every client sends.
+pub const CLIENT_EHLO: &str = "client.test";
+
+/// How long to wait for the built-in server's record of a cell's connections.
+const BUILTIN_SETTLE: Duration = Duration::from_secs(2);
+/// How long to wait for an MTA's log to show the end of a cell's connection.
+const MTA_SETTLE: Duration = Duration::from_millis(800);
+
+/// Why a run could not start at all.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("create the run's work directory: {0}")]
+    WorkDir(std::io::Error),
+    #[error("make the test PKI: {0}")]
+    Pki(#[from] servers::pki::PkiError),
+}
+
+/// Where a cell's server is.
+pub enum ServerState {
+    /// The built-in server on one of its TLS backends.
+    Builtin { server: RunningServer, backend: TlsBackend, invalid_dh: Option<DhGroup> },
+    /// A real MTA, started by its launcher.
+    Mta(Box<MtaServer>),
+    /// It did not start; every cell says why.
+    NotStarted(Availability),
+    /// A server someone else runs (`probe`).
+    External(Target),
+}
+
+impl ServerState {
+    /// Whether it serves cells, and if not why.
+    pub fn availability(&self) -> Availability {
+        match self {
+            ServerState::NotStarted(a) => a.clone(),
+            ServerState::Builtin { .. } | ServerState::Mta(_) | ServerState::External(_) => Availability::Ready,
+        }
+    }
+
+    /// Where clients connect.
+    pub fn addr(&self) -> Option<String> {
+        match self {
+            ServerState::Builtin { server, .. } => Some(server.addr().to_string()),
+            ServerState::Mta(m) => Some(m.addr().to_string()),
+            ServerState::External(t) => Some(t.connect.clone()),
+            ServerState::NotStarted(_) => None,
+        }
+    }
+}
+
+/// The classification table of the built-in server's words on a backend.
+pub fn builtin_table(backend: TlsBackend) -> &'static str {
+    match backend {
+        TlsBackend::Openssl => "server-openssl",
+        TlsBackend::Rustls => "server-rustls",
+    }
+}
+
+/// The classification table of a profile's server's words.
+pub fn server_table(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Builtin(b) => builtin_table(b),
+        Backend::Mta(m) => mta::of(m).table(),
+    }
+}
+
+/// Everything a run needs before its first cell.
+pub struct Context {
+    pub tables: Arc<Tables>,
+    pub pki: TestPki,
+    pub cell_timeout: Duration,
+    pub stacks: BTreeMap<String, ResolvedStack>,
+    /// Where the real MTAs are extracted (`.cache/mta/root` beside the matrix, or
+    /// `STARTTLS_MATRIX_MTA_ROOT`).
+    pub mta_root: PathBuf,
+    /// What each MTA profile ran as (version, TLS library, settings, start and stop times).
+    pub mta_runs: std::sync::Mutex<BTreeMap<String, MtaRun>>,
+    work: tempfile::TempDir,
+}
+
+impl Context {
+    /// Make the test PKI and resolve the given client stacks (concurrently).
+    pub async fn prepare(
+        matrix: &Matrix,
+        clients: &[String],
+        tables: Arc<Tables>,
+        builtin_exe: &Path,
+        events: &mpsc::UnboundedSender<Event>,
+    ) -> Result<Context, RunError> {
+        let work = tempfile::Builder::new().prefix("starttls-matrix-").tempdir().map_err(RunError::WorkDir)?;
+        let pki = TestPki::generate(work.path())?;
+        let mut set = tokio::task::JoinSet::new();
+        for stack in matrix.clients.iter().filter(|c| clients.contains(&c.id)) {
+            let (stack, exe) = (stack.clone(), builtin_exe.to_path_buf());
+            set.spawn(async move { ResolvedStack::resolve(&stack, &exe).await });
+        }
+        let mut stacks = BTreeMap::new();
+        while let Some(Ok(r)) = set.join_next().await {
+            let _ = events.send(Event::StackResolved { id: r.stack.id.clone(), availability: r.availability.clone() });
+            stacks.insert(r.stack.id.clone(), r);
+        }
+        let mta_root = mta::extracted_roots(matrix.path.parent().unwrap_or(Path::new(".")));
+        Ok(Context {
+            tables,
+            pki,
+            cell_timeout: matrix.run.cell_timeout,
+            stacks,
+            mta_root,
+            mta_runs: std::sync::Mutex::new(BTreeMap::new()),
+            work,
+        })
+    }
+
+    /// The run's own work directory.
+    pub fn work(&self) -> &Path {
+        self.work.path()
+    }
+
+    /// The test PKI as an MTA needs it for `profile`.
+    pub fn credentials(&self, profile: &ServerProfile) -> Credentials {
+        Credentials {
+            ca_cert: self.pki.ca_cert.clone(),
+            cert: self.pki.cert(profile.cert),
+            key: self.pki.key(profile.cert),
+            dh: profile.dh.map(|d| (d.name().to_string(), d.pem().to_string())),
+            server_name: servers::SERVER_NAME.into(),
+        }
+    }
+
+    /// Start a profile's server on 127.0.0.1: the built-in one on port 0, or a real MTA.
+    pub async fn start_server(&self, profile: &ServerProfile) -> ServerState {
+        match profile.backend {
+            Backend::Mta(m) => {
+                let options = ServerOptions {
+                    roots: self.mta_root.clone(),
+                    work: self.work.path().join("mta").join(&profile.id),
+                    base: self.work.path().to_path_buf(),
+                };
+                match MtaServer::start(m, profile, &self.credentials(profile), &options).await {
+                    Ok(server) => ServerState::Mta(Box::new(server)),
+                    Err(e) => ServerState::NotStarted(self.start_failure(m, e)),
+                }
+            }
+            Backend::Builtin(backend) => {
+                match servers::start(backend, profile, &self.pki, ServeOptions::default()).await {
+                    Ok(server) => ServerState::Builtin {
+                        server,
+                        backend,
+                        invalid_dh: profile.dh.filter(|d| d.kind().is_invalid()),
+                    },
+                    Err(servers::StartError::ConfigRejected(e)) => {
+                        ServerState::NotStarted(Availability::Rejected(e.to_string()))
+                    }
+                    Err(e) => ServerState::NotStarted(Availability::Broken(e.to_string())),
+                }
+            }
+        }
+    }
+
+    /// What an MTA that did not start means for its cells. Whether its last words are a
+    /// refusal of its own configuration (a finding) or ours to fix is its table's to say.
+    fn start_failure(&self, m: report_format::Mta, e: StartError) -> Availability {
+        match e {
+            StartError::NotInstalled(why) => Availability::Skipped(why),
+            StartError::Unsupported(why) => Availability::Unsupported(why),
+            StartError::Exited { ref words, .. } => match self.tables.startup(mta::of(m).table(), words) {
+                Some(report_format::ErrorClass::ServerConfigRejected) => Availability::Rejected(e.to_string()),
+                _ => Availability::Broken(e.to_string()),
+            },
+            StartError::Harness(why) => Availability::Broken(why),
+        }
+    }
+
+    /// Stop a profile's server; an MTA's stop is measured and kept for the report.
+    pub async fn stop_server(&self, id: &str, state: ServerState) {
+        match state {
+            ServerState::Builtin { server, .. } => server.stop().await,
+            ServerState::Mta(m) => {
+                let info = m.info().clone();
+                let stop = m.stop().await;
+                if let Ok(mut runs) = self.mta_runs.lock() {
+                    runs.insert(id.to_string(), MtaRun { info, stop });
+                }
+            }
+            ServerState::NotStarted(_) | ServerState::External(_) => {}
+        }
+    }
+
+    /// Where a client finds one of our servers, and what it trusts.
+    fn target(&self, addr: std::net::SocketAddr) -> Target {
+        Target {
+            connect: addr.to_string(),
+            servername: servers::SERVER_NAME.into(),
+            cafile: self.pki.ca_cert.clone(),
+            ehlo: CLIENT_EHLO.into(),
+        }
+    }
+
+    /// Run one cell's client against a server and gather what both sides say.
+    pub async fn run_cell(&self, id: &CellId, profile: Option<&ServerProfile>, server: &mut ServerState) -> Evidence {
+        let Some(stack) = self.stacks.get(&id.client) else {
+            return Evidence {
+                stack: Availability::Broken(format!("client stack {} was not prepared", id.client)),
+                client_table: String::new(),
+                client: None,
+                server: ServerEvidence::external(),
+            };
+        };
+        let mut evidence = Evidence {
+            stack: stack.availability.clone(),
+            client_table: stack.stack.errors.clone(),
+            client: None,
+            server: ServerEvidence { availability: server.availability(), ..ServerEvidence::external() },
+        };
+        if !evidence.stack.is_ready() || !evidence.server.availability.is_ready() {
+            return evidence;
+        }
+        let stack_bound = stack.stack.cell_timeout.unwrap_or(self.cell_timeout);
+        let (run, kind, records, warnings) = match server {
+            ServerState::Builtin { server, backend, invalid_dh } => {
+                let fault = profile.and_then(|p| p.fault);
+                let timeout = fault.and_then(|f| f.cell_timeout()).map_or(stack_bound, |t| t.min(stack_bound));
+                let run = stack.run(&self.target(server.addr()), timeout).await;
+                server.quiesce(BUILTIN_SETTLE).await;
+                let kind = ServerKind::Own { table: builtin_table(*backend).into(), invalid_dh: *invalid_dh };
+                (run, kind, server.take_records(), Vec::new())
+            }
+            ServerState::Mta(m) => {
+                let run = stack.run(&self.target(m.addr()), stack_bound).await;
+                m.quiesce(MTA_SETTLE).await;
+                let records = m.take_records();
+                let kind = ServerKind::Own { table: m.table().into(), invalid_dh: None };
+                (run, kind, records, m.info().config_warnings.clone())
+            }
+            ServerState::External(target) => {
+                (stack.run(target, stack_bound).await, ServerKind::External, Vec::new(), Vec::new())
+            }
+            ServerState::NotStarted(_) => {
+                (ClientRun::HarnessError("the server did not start".into()), ServerKind::External, Vec::new(), Vec::new())
+            }
+        };
+        evidence.client = Some(run);
+        evidence.server.kind = kind;
+        evidence.server.records = records;
+        evidence.server.config_warnings = warnings;
+        evidence
+    }
+}

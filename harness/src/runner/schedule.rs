@@ -1,0 +1,113 @@
+//! Which cells run when: each server profile starts once and serves its cells one after
+//! another (every connection its log shows then belongs to the running cell); profiles run in
+//! parallel, `jobs` at a time, those whose cells wait longest first. `probe` runs every stack
+//! against one server someone else runs.
+
+use super::{Context, Event, ServerState};
+use crate::evidence::CellRun;
+use crate::matrix::Matrix;
+use crate::plan::Plan;
+use report_format::{CellId, ServerProfile};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, mpsc};
+
+/// How to run a plan.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Server profiles served at once.
+    pub jobs: usize,
+    /// Times each cell runs; differing outcomes make the cell flaky.
+    pub repeat: u32,
+}
+
+/// How long one cell of a profile takes beyond the usual, for scheduling: faults that make
+/// clients wait, and large finite-field groups (a DHE-8192 handshake costs about half a second
+/// of the server's CPU, more for the client's key).
+pub fn expected_wait(profile: &ServerProfile) -> Duration {
+    let dh_bits = profile.dh.map_or(0, |d| d.bits());
+    match profile.fault {
+        // Most clients give up at once on a refusal; a hanging one or two wait out the bound.
+        Some(f) if f.cell_timeout() == Some(servers::fault::REFUSAL_BOUND) => Duration::from_millis(400),
+        Some(f) => f.cell_timeout().unwrap_or(match f {
+            servers::Fault::SlowBanner => servers::fault::SLOW_BANNER_DELAY,
+            _ => Duration::ZERO,
+        }),
+        None if dh_bits >= 8192 => Duration::from_millis(1500),
+        None if dh_bits >= 6144 => Duration::from_millis(600),
+        None if dh_bits >= 4096 => Duration::from_millis(300),
+        None => Duration::ZERO,
+    }
+}
+
+/// Run a cell `repeat` times against the same server.
+async fn run_repeated(
+    ctx: &Context,
+    id: &CellId,
+    profile: &ServerProfile,
+    state: &mut ServerState,
+    repeat: u32,
+) -> CellRun {
+    let started = Instant::now();
+    let mut runs = Vec::new();
+    for _ in 0..repeat.max(1) {
+        runs.push(ctx.run_cell(id, Some(profile), state).await);
+    }
+    CellRun { id: id.clone(), runs, duration: started.elapsed() }
+}
+
+/// Run a plan: each server profile once, its cells in order, profiles `jobs` at a time. Every
+/// cell's evidence is sent as [`Event::CellRan`].
+pub async fn run(matrix: Arc<Matrix>, plan: &Plan, ctx: Arc<Context>, options: RunOptions, events: mpsc::UnboundedSender<Event>) {
+    let RunOptions { jobs, repeat } = options;
+    let _ = events.send(Event::RunStarted { cells: plan.cells.len() });
+    let permits = Arc::new(Semaphore::new(jobs.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    // Profiles whose cells wait longest start first, so they overlap the rest instead of
+    // trailing at the end (a fair semaphore hands out permits in this order).
+    let mut order: Vec<&String> = plan.servers.iter().collect();
+    order.sort_by_key(|id| std::cmp::Reverse(matrix.server(id).map_or(Duration::ZERO, |e| expected_wait(&e.profile))));
+    for server_id in order {
+        let Some(entry) = matrix.server(server_id).cloned() else { continue };
+        let cells: Vec<CellId> = plan.cells.iter().filter(|c| &c.server == server_id).cloned().collect();
+        let (ctx, permits, events) = (ctx.clone(), permits.clone(), events.clone());
+        set.spawn(async move {
+            let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+            let mut state = ctx.start_server(&entry.profile).await;
+            let id = entry.profile.id.clone();
+            let _ = events.send(match (state.addr(), state.availability()) {
+                (Some(addr), _) => Event::ServerStarted { id, addr },
+                (None, why) => Event::ServerNotStarted { id, why },
+            });
+            for id in cells {
+                let _ = events.send(Event::CellStarted { id: id.clone() });
+                let run = run_repeated(&ctx, &id, &entry.profile, &mut state, repeat).await;
+                let _ = events.send(Event::CellRan(Box::new(run)));
+            }
+            ctx.stop_server(&entry.profile.id, state).await;
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        if let Err(e) = joined
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+    crate::stack::stop_batch_workers(ctx.stacks.values()).await;
+}
+
+/// Run every given client stack against a server that is already running (`probe`).
+pub async fn probe(ctx: Arc<Context>, clients: &[String], target: crate::adapters::Target, events: mpsc::UnboundedSender<Event>) {
+    let server_id = target.connect.clone();
+    let _ = events.send(Event::RunStarted { cells: clients.len() });
+    let mut state = ServerState::External(target);
+    for client in clients {
+        let id = CellId::new(client.clone(), server_id.clone());
+        let _ = events.send(Event::CellStarted { id: id.clone() });
+        let started = Instant::now();
+        let evidence = ctx.run_cell(&id, None, &mut state).await;
+        let _ = events.send(Event::CellRan(Box::new(CellRun { id, runs: vec![evidence], duration: started.elapsed() })));
+    }
+    crate::stack::stop_batch_workers(ctx.stacks.values()).await;
+}

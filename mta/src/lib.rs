@@ -1,0 +1,26 @@
+//! Real MTAs — Postfix, Exim, sendmail and OpenSMTPD — run from their extracted Debian packages
+//! (`scripts/install-mtas`), never installed: each gets a private configuration written into the
+//! run's work directory, its users from nss_wrapper, private namespaces where it needs them, its
+//! own process group; it is read back through its own log. One module per MTA owns everything
+//! about it (configuration, log format, classification table); the rest is shared runtime.
+
+pub mod daemon;
+pub mod install;
+pub mod kind;
+pub mod log;
+pub mod namespace;
+pub mod server;
+pub mod translate;
+pub mod users;
+
+mod exim;
+mod opensmtpd;
+mod postfix;
+mod sendmail;
+
+pub use daemon::{StartError, StopReport};
+pub use install::extracted_roots;
+pub use kind::{MtaKind, of};
+pub use report_format::{Mta, MtaInfo, MtaRun};
+pub use server::{MtaServer, ServerOptions};
+pub use translate::Credentials;

@@ -1,0 +1,263 @@
+//! An MTA's own log, read back line by line (Postfix's `maillog_file`, Exim's `mainlog`,
+//! sendmail's syslog through our socket, OpenSMTPD's stderr), and assembled into one
+//! [`ConnectionRecord`] per connection holding only what the log said: a field the MTA does not
+//! log stays `None`. Each MTA's module turns its messages into [`LogEvent`]s.
+
+use report_format::{ConnectionRecord, End, Negotiated, Stage};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use tokio::sync::mpsc;
+
+/// What the counts an MTA logs when a connection ends say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndCounts {
+    /// STARTTLS was accepted on the connection.
+    pub starttls: Option<bool>,
+    /// Messages accepted.
+    pub messages: Option<usize>,
+    pub commands: Option<usize>,
+    pub end: Option<End>,
+}
+
+/// What one log message tells of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEvent {
+    /// A connection began.
+    Connect,
+    /// The TLS handshake completed, with what the MTA says was negotiated.
+    Tls(Negotiated),
+    /// A message was accepted, over TLS or not (`None`: the line does not say), with what the
+    /// line says was negotiated (Exim's `X=`).
+    Message { over_tls: Option<bool>, tls: Option<Negotiated> },
+    /// The server's side of a failure, in its words (TLS errors and the like).
+    Error(String),
+    /// The MTA refused or dropped part of its own configuration (kept per profile, not per
+    /// connection).
+    ConfigWarning(String),
+    /// Words that detail the configuration warning logged just before them (Postfix's "TLS
+    /// library problem" after "error configuring…"); anywhere else, a server error.
+    WarningDetail(String),
+    /// The connection ended, with what the MTA counted.
+    End(EndCounts),
+}
+
+impl LogEvent {
+    /// Whether the connection it belongs to is over (or failed) once this is read.
+    pub fn settles(&self) -> bool {
+        matches!(self, LogEvent::End(_) | LogEvent::Error(_))
+    }
+}
+
+/// Connections assembled from events, in order.
+#[derive(Debug, Default)]
+pub struct Assembler {
+    current: Option<Building>,
+    done: Vec<ConnectionRecord>,
+    /// Configuration warnings, each once.
+    pub warnings: Vec<String>,
+    /// The last event was a configuration warning (its detail may follow).
+    after_warning: bool,
+}
+
+#[derive(Debug, Default)]
+struct Building {
+    record: ConnectionRecord,
+    /// Messages counted from per-message lines.
+    messages: usize,
+    /// Whether this MTA logs every accepted message on a line of its own.
+    counted: bool,
+}
+
+impl Assembler {
+    /// Feed one event.
+    pub fn push(&mut self, event: LogEvent) {
+        let after_warning = std::mem::take(&mut self.after_warning);
+        match event {
+            LogEvent::ConfigWarning(w) => {
+                // Every new server process says it again (Postfix: each smtpd): keep it once.
+                let detailed = format!("{w}: ");
+                if !self.warnings.iter().any(|x| *x == w || x.starts_with(&detailed)) {
+                    self.warnings.push(w);
+                }
+                self.after_warning = true;
+            }
+            LogEvent::WarningDetail(d) if after_warning => {
+                if let Some(w) = self.warnings.last_mut()
+                    && !w.contains(&d)
+                {
+                    w.push_str(": ");
+                    w.push_str(&d);
+                }
+                self.after_warning = true;
+            }
+            // Not after a warning: it is a server error like any other.
+            LogEvent::WarningDetail(d) => self.push(LogEvent::Error(d)),
+            LogEvent::Connect => {
+                self.flush();
+                self.building();
+            }
+            LogEvent::Tls(n) => {
+                let b = self.building();
+                b.record.tls = Some(n);
+                b.record.starttls = Some(true);
+                b.record.stage = Some(Stage::PostTls);
+            }
+            LogEvent::Message { over_tls, tls } => {
+                let b = self.building();
+                b.messages += 1;
+                b.counted = true;
+                if b.record.tls.is_none() {
+                    b.record.tls = tls;
+                }
+                if over_tls == Some(true) {
+                    b.record.starttls = Some(true);
+                }
+                if over_tls == Some(false) && b.record.tls.is_none() {
+                    b.record.stage = Some(Stage::Smtp);
+                }
+            }
+            LogEvent::Error(e) => {
+                let b = self.building();
+                match &mut b.record.error {
+                    Some(words) => {
+                        words.push('\n');
+                        words.push_str(&e);
+                    }
+                    None => b.record.error = Some(e),
+                }
+                if b.record.tls.is_none() {
+                    b.record.stage.get_or_insert(Stage::Handshake);
+                    b.record.end.get_or_insert(End::HandshakeFailed);
+                }
+            }
+            LogEvent::End(counts) => {
+                let b = self.building();
+                let r = &mut b.record;
+                r.starttls = counts.starttls.or(r.starttls);
+                r.commands = counts.commands.or(r.commands);
+                r.end = counts.end.or(r.end);
+                r.messages = counts.messages.or(b.counted.then_some(b.messages));
+                self.flush();
+            }
+        }
+    }
+
+    fn building(&mut self) -> &mut Building {
+        self.current.get_or_insert_with(Building::default)
+    }
+
+    fn flush(&mut self) {
+        if let Some(b) = self.current.take() {
+            let mut record = b.record;
+            if record.messages.is_none() && b.counted {
+                record.messages = Some(b.messages);
+            }
+            self.done.push(record);
+        }
+    }
+
+    /// The connections that ended, and (with `include_open`) the one still open.
+    pub fn take(&mut self, include_open: bool) -> Vec<ConnectionRecord> {
+        if include_open {
+            self.flush();
+        }
+        std::mem::take(&mut self.done)
+    }
+}
+
+/// Where a running MTA's log comes from.
+pub enum LogReader {
+    /// A file the MTA appends to; read from where we stopped.
+    File { path: PathBuf, offset: u64, partial: String },
+    /// Lines pushed by a task (stderr reader, syslog socket).
+    Lines(mpsc::UnboundedReceiver<String>),
+}
+
+/// The most a log may grow between two reads before we stop reading it (a runaway daemon).
+const MAX_READ: u64 = 4 << 20;
+
+impl LogReader {
+    /// The complete lines written since the last call.
+    pub fn read_new(&mut self) -> Vec<String> {
+        match self {
+            LogReader::File { path, offset, partial } => {
+                let Ok(mut f) = std::fs::File::open(&*path) else { return Vec::new() };
+                if f.seek(SeekFrom::Start(*offset)).is_err() {
+                    return Vec::new();
+                }
+                let mut buf = Vec::new();
+                let Ok(n) = f.take(MAX_READ).read_to_end(&mut buf) else { return Vec::new() };
+                *offset += n as u64;
+                partial.push_str(&String::from_utf8_lossy(&buf));
+                let Some(last) = partial.rfind('\n') else { return Vec::new() };
+                let complete: Vec<String> = partial[..last].lines().map(str::to_string).collect();
+                *partial = partial[last + 1..].to_string();
+                complete
+            }
+            LogReader::Lines(rx) => {
+                let mut out = Vec::new();
+                while let Ok(l) = rx.try_recv() {
+                    out.push(l);
+                }
+                out
+            }
+        }
+    }
+}
+
+/// `key=value` counts of a log message (`ehlo=2 starttls=1 data=1 commands=7`).
+pub fn count(msg: &str, key: &str) -> Option<usize> {
+    msg.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.split('/').next()?.parse().ok())
+}
+
+/// A group name as the report spells it (IANA): `X25519` → `x25519`, `prime256v1` → `secp256r1`.
+pub fn iana_group(name: &str) -> String {
+    match name {
+        "X25519" => "x25519".to_string(),
+        "X448" => "x448".to_string(),
+        other => openssl_ext::iana_group_name(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use report_format::Protocol;
+
+    #[test]
+    fn one_record_per_connection_with_only_what_was_logged() {
+        let mut a = Assembler::default();
+        a.push(LogEvent::Connect);
+        a.push(LogEvent::Tls(Negotiated::tls(Protocol::Tls13, "TLS_AES_256_GCM_SHA384", None, None)));
+        a.push(LogEvent::Message { over_tls: Some(true), tls: None });
+        a.push(LogEvent::End(EndCounts { end: Some(End::Quit), ..EndCounts::default() }));
+        a.push(LogEvent::Connect);
+        a.push(LogEvent::Error("no shared cipher".into()));
+        let done = a.take(false);
+        assert_eq!(done.len(), 1, "the second connection is still open");
+        assert_eq!((done[0].messages, done[0].starttls, done[0].end), (Some(1), Some(true), Some(End::Quit)));
+        assert_eq!(done[0].commands, None, "not logged: not known");
+        let open = a.take(true);
+        assert_eq!(open[0].error.as_deref(), Some("no shared cipher"));
+        assert_eq!(open[0].messages, None, "no message line and no count: not known");
+        assert_eq!(open[0].stage, Some(Stage::Handshake));
+    }
+
+    #[test]
+    fn a_warning_keeps_its_detail_once() {
+        let mut a = Assembler::default();
+        for _ in 0..2 {
+            a.push(LogEvent::ConfigWarning("error configuring explicit DH parameters".into()));
+            a.push(LogEvent::WarningDetail("dh key too small".into()));
+        }
+        assert_eq!(a.warnings, vec!["error configuring explicit DH parameters: dh key too small".to_string()]);
+    }
+
+    #[test]
+    fn counts() {
+        let m = "disconnect from localhost[127.0.0.1] ehlo=2 starttls=1 mail=1 rcpt=1 data=1 quit=1 commands=7";
+        assert_eq!((count(m, "starttls"), count(m, "data"), count(m, "commands")), (Some(1), Some(1), Some(7)));
+        assert_eq!(count("disconnect from x ehlo=1 starttls=0/1 commands=1/2", "starttls"), Some(0));
+        assert_eq!(count(m, "auth"), None);
+    }
+}

@@ -1,0 +1,331 @@
+//! Postfix 3.7 (OpenSSL): a private `main.cf`/`master.cf` and queue under the work directory,
+//! `master -d` in the foreground, the log in `maillog_file`. Mail is accepted and discarded. Its
+//! log: `connect from`, `TLS connection established from …`, warnings, and `disconnect from …
+//! ehlo=2 starttls=1 data=1 commands=7` with the connection's counts.
+
+use crate::kind::MtaKind;
+use crate::log::{EndCounts, LogEvent, count, iana_group};
+use crate::namespace::NsPlan;
+use crate::translate::{Dirs, LogPlan, Prepared, Result, openssl_ciphers, openssl_group, unsupported};
+use crate::users::{gid_of, uid_gid};
+use report_format::{End, Mta, Negotiated, Protocol, ServerProfile};
+use std::fmt::Write as _;
+
+/// Postfix.
+pub struct Postfix;
+
+impl MtaKind for Postfix {
+    fn mta(&self) -> Mta {
+        Mta::Postfix
+    }
+
+    fn package(&self) -> &'static str {
+        "postfix"
+    }
+
+    fn daemon(&self) -> &'static str {
+        "usr/lib/postfix/sbin/master"
+    }
+
+    fn table(&self) -> &'static str {
+        "server-postfix"
+    }
+
+    fn prepare_server(&self, profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
+        prepare(profile, d)
+    }
+
+    /// `Nov 28 18:40:01 host postfix/smtpd[12]: …`
+    fn message<'a>(&self, line: &'a str) -> &'a str {
+        let line = line.trim_end();
+        line.find("]: ").map_or(line, |i| &line[i + 3..])
+    }
+
+    fn event(&self, msg: &str) -> Option<LogEvent> {
+        let has = |s: &str| msg.contains(s);
+        if has("error configuring") || has("cannot load") || has("cannot get RSA") || has("disabling TLS") {
+            Some(LogEvent::ConfigWarning(msg.to_string()))
+        } else if msg.starts_with("connect from ") {
+            Some(LogEvent::Connect)
+        } else if has("TLS connection established from ") {
+            negotiated(msg).map(LogEvent::Tls)
+        } else if msg.starts_with("disconnect from ") {
+            Some(LogEvent::End(EndCounts {
+                starttls: Some(count(msg, "starttls").is_some_and(|n| n > 0)),
+                messages: Some(count(msg, "data").unwrap_or(0)),
+                commands: count(msg, "commands"),
+                end: Some(if count(msg, "quit").is_some_and(|n| n > 0) { End::Quit } else { End::ClientClosed }),
+            }))
+        } else if msg.starts_with("warning: TLS library problem") {
+            Some(LogEvent::WarningDetail(msg.to_string()))
+        } else if (msg.starts_with("warning:") && (has("TLS") || has("SSL")))
+            || has("SSL_accept error")
+            || msg.starts_with("fatal:")
+            || has("lost connection after STARTTLS")
+        {
+            Some(LogEvent::Error(msg.to_string()))
+        } else {
+            None
+        }
+    }
+}
+
+/// "… TLS connection established from …: TLSv1.3 with cipher X (256/256 bits) key-exchange
+/// X25519 …" (the key exchange is logged for named groups only).
+fn negotiated(msg: &str) -> Option<Negotiated> {
+    let (_, rest) = msg.split_once("TLS connection established from ")?;
+    let (_, rest) = rest.split_once(": ")?;
+    let (protocol, rest) = rest.split_once(" with cipher ")?;
+    let cipher = rest.split_whitespace().next()?;
+    let group = rest.split_once("key-exchange ").and_then(|(_, k)| k.split_whitespace().next());
+    let group = group.filter(|g| !g.starts_with("DHE") && !g.starts_with("ECDHE")).map(iana_group);
+    Some(Negotiated::tls(Protocol::parse(protocol)?, cipher, group, None))
+}
+
+/// The users Postfix runs as: existing system accounts, none created.
+const MAIL_OWNER: &str = "mail";
+const SETGID_GROUP: &str = "daemon";
+
+/// The stock services of Debian's master.cf, none chrooted.
+const SERVICES: &str = "\
+pickup    unix n - n 60 1 pickup
+cleanup   unix n - n - 0 cleanup
+qmgr      unix n - n 300 1 qmgr
+tlsmgr    unix - - n 1000? 1 tlsmgr
+rewrite   unix - - n - - trivial-rewrite
+bounce    unix - - n - 0 bounce
+defer     unix - - n - 0 bounce
+trace     unix - - n - 0 bounce
+verify    unix - - n - 1 verify
+flush     unix n - n 1000? 0 flush
+proxymap  unix - - n - - proxymap
+smtp      unix - - n - - smtp
+relay     unix - - n - - smtp
+showq     unix n - n - - showq
+error     unix - - n - - error
+retry     unix - - n - - error
+discard   unix - - n - - discard
+local     unix - n n - - local
+virtual   unix - n n - - virtual
+lmtp      unix - - n - - lmtp
+anvil     unix - - n - 1 anvil
+scache    unix - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+";
+
+fn protocols(profile: &ServerProfile) -> String {
+    format!(">={}, <={}", profile.min_tls.protocol_name(), profile.max_tls.protocol_name())
+}
+
+/// The profile's TLS settings as `main.cf` lines (`tls/server.pem`, `tls/server.key` and the DH
+/// file are where [`Dirs::tls_files`] and [`Dirs::dh_file`] put them).
+fn settings(profile: &ServerProfile, work: &std::path::Path, dh: Option<std::path::PathBuf>) -> Result<Vec<(String, String)>> {
+    let tls = work.join("tls");
+    let mut settings: Vec<(String, String)> = vec![
+        ("smtpd_tls_security_level".into(), "may".into()),
+        ("smtpd_tls_cert_file".into(), tls.join("server.pem").display().to_string()),
+        ("smtpd_tls_key_file".into(), tls.join("server.key").display().to_string()),
+        ("smtpd_tls_protocols".into(), protocols(profile)),
+        ("smtpd_tls_mandatory_protocols".into(), protocols(profile)),
+    ];
+    if let Some(dh) = dh {
+        settings.push(("smtpd_tls_dh1024_param_file".into(), dh.display().to_string()));
+    }
+    if let Some(list) = openssl_ciphers(profile)? {
+        settings.push(("smtpd_tls_ciphers".into(), "high".into()));
+        settings.push(("smtpd_tls_mandatory_ciphers".into(), "high".into()));
+        settings.push(("tls_high_cipherlist".into(), list));
+    }
+    if let Some(groups) = &profile.groups {
+        let names: Vec<&str> = groups.iter().map(|g| openssl_group(*g)).collect();
+        settings.push(("tls_eecdh_auto_curves".into(), names.join(" ")));
+    }
+    Ok(settings)
+}
+
+fn prepare(profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
+    if profile.tls13_suites.is_some() {
+        return unsupported("Postfix 3.7 has no setting for TLS 1.3 cipher suites (OpenSSL's defaults apply)");
+    }
+    if let Some(g) = profile.groups.iter().flatten().find(|g| g.ffdhe().is_some()) {
+        return unsupported(format!(
+            "Postfix 3.7 cannot offer {} as a named group (tls_ffdhe_auto_groups arrived in 3.8)",
+            g.name()
+        ));
+    }
+    let Some((mail_uid, _)) = uid_gid(MAIL_OWNER) else {
+        return unsupported("this machine has no `mail` user for Postfix's mail_owner");
+    };
+    let Some(daemon_gid) = gid_of(SETGID_GROUP) else {
+        return unsupported("this machine has no `daemon` group for Postfix's setgid_group");
+    };
+    let root = d.root.display().to_string();
+    let etc = d.dir("etc", 0o755, None)?;
+    let spool = d.dir("spool", 0o755, None)?;
+    for q in
+        ["active", "bounce", "corrupt", "defer", "deferred", "flush", "hold", "incoming", "private", "saved", "trace"]
+    {
+        d.dir(&format!("spool/{q}"), 0o700, Some((mail_uid, 0)))?;
+    }
+    d.dir("spool/maildrop", 0o730, Some((mail_uid, daemon_gid)))?;
+    d.dir("spool/public", 0o710, Some((mail_uid, daemon_gid)))?;
+    d.dir("spool/pid", 0o755, None)?;
+    let data = d.dir("data", 0o700, Some((mail_uid, 0)))?;
+    let settings = settings(profile, d.work, d.dh_file()?)?;
+    d.tls_files(None)?;
+    let log = d.work.join("postfix.log");
+    let mut main = String::new();
+    let w = &mut main;
+    let _ = writeln!(w, "# starttls-matrix: Postfix for server profile {}", profile.id);
+    for (k, v) in [
+        ("compatibility_level", "3.6".to_string()),
+        ("config_directory", etc.display().to_string()),
+        ("meta_directory", etc.display().to_string()),
+        ("queue_directory", spool.display().to_string()),
+        ("data_directory", data.display().to_string()),
+        ("command_directory", format!("{root}/usr/sbin")),
+        ("daemon_directory", format!("{root}/usr/lib/postfix/sbin")),
+        ("shlib_directory", format!("{root}/usr/lib/postfix")),
+        ("mail_owner", MAIL_OWNER.into()),
+        ("setgid_group", SETGID_GROUP.into()),
+        ("default_privs", "nobody".into()),
+        (
+            "import_environment",
+            format!("MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C LD_LIBRARY_PATH={root}/usr/lib/postfix"),
+        ),
+        ("maillog_file", log.display().to_string()),
+        ("maillog_file_prefixes", d.work.display().to_string()),
+        ("myhostname", d.creds.server_name.clone()),
+        ("mydestination", String::new()),
+        ("mynetworks", "127.0.0.0/8".into()),
+        ("inet_interfaces", "127.0.0.1".into()),
+        ("inet_protocols", "ipv4".into()),
+        ("alias_maps", String::new()),
+        ("alias_database", String::new()),
+        ("biff", "no".into()),
+        ("smtpd_tls_loglevel", "1".into()),
+        ("smtpd_relay_restrictions", "permit_mynetworks, reject_unauth_destination".into()),
+        // Accepted mail is thrown away: never delivered anywhere.
+        ("default_transport", "discard".into()),
+        ("relay_transport", "discard".into()),
+        ("local_transport", "discard".into()),
+        ("virtual_transport", "discard".into()),
+    ] {
+        let _ = writeln!(w, "{k} = {v}");
+    }
+    for (k, v) in &settings {
+        let _ = writeln!(w, "{k} = {v}");
+    }
+    let main_cf = d.file("etc/main.cf", &main, 0o644)?;
+    let master = format!("127.0.0.1:{} inet n - n - - smtpd\n{SERVICES}", d.port);
+    let master_cf = d.file("etc/master.cf", &master, 0o644)?;
+    let maps = std::fs::read_to_string(d.root.join("usr/share/postfix/dynamicmaps.cf")).unwrap_or_default();
+    let maps_cf = d.file("etc/dynamicmaps.cf", &maps, 0o644)?;
+    d.dir("etc/dynamicmaps.cf.d", 0o755, None)?;
+    // Postfix re-reads a configuration file younger than a second, in 300 ms steps (about
+    // 1.8 s at start): date ours back.
+    let past = std::time::SystemTime::now() - std::time::Duration::from_secs(5);
+    for f in [&main_cf, &master_cf, &maps_cf] {
+        std::fs::File::options().write(true).open(f)?.set_modified(past)?;
+    }
+    Ok(Prepared {
+        program: d.root.join("usr/lib/postfix/sbin/master"),
+        args: vec!["-c".into(), etc.into_os_string(), "-d".into()],
+        env: vec![("LD_LIBRARY_PATH".into(), format!("{root}/usr/lib/postfix")), ("MAIL_CONFIG".into(), etc_str(d))],
+        ns: NsPlan::default(),
+        log: LogPlan::File(log),
+        settings,
+    })
+}
+
+fn etc_str(d: &Dirs<'_>) -> String {
+    d.work.join("etc").display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::records_from;
+    use crate::translate::Credentials;
+
+    const LOG: &[&str] = &[
+        "Nov 29 18:41:22 mx postfix/smtpd[12768]: connect from localhost[127.0.0.1]",
+        "Nov 29 18:41:23 mx postfix/smtpd[12768]: Anonymous TLS connection established from localhost[127.0.0.1]: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256",
+        "Nov 29 18:41:24 mx postfix/smtpd[12768]: 08A0498C0C7: client=localhost[127.0.0.1]",
+        "Nov 29 18:41:24 mx postfix/smtpd[12768]: disconnect from localhost[127.0.0.1] ehlo=2 starttls=1 mail=1 rcpt=1 data=1 quit=1 commands=7",
+        "Nov 29 18:41:24 mx postfix/smtpd[12768]: connect from localhost[127.0.0.1]",
+        "Nov 29 18:41:24 mx postfix/smtpd[12768]: disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5",
+        "Nov 29 18:41:24 mx postfix/smtpd[12768]: connect from localhost[127.0.0.1]",
+        "Nov 29 18:41:24 mx postfix/smtpd[12768]: warning: TLS library problem: error:0A0000C1:SSL routines::no shared cipher:../ssl/statem/statem_srvr.c:2220:",
+        "Nov 29 18:41:24 mx postfix/smtpd[12768]: lost connection after STARTTLS from localhost[127.0.0.1]",
+        "Nov 29 18:41:24 mx postfix/smtpd[12768]: disconnect from localhost[127.0.0.1] ehlo=1 starttls=0/1 commands=1/2",
+    ];
+
+    /// Lines as Postfix 3.7.11 logged them (a TLS message, a plaintext message, a failed handshake).
+    #[test]
+    fn connections_from_its_log() {
+        let (r, warnings) = records_from(Mta::Postfix, LOG);
+        assert!(warnings.is_empty());
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0].tls.as_ref().unwrap().label(), "TLSv1.3 x25519");
+        assert_eq!((r[0].starttls, r[0].messages, r[0].commands), (Some(true), Some(1), Some(7)));
+        assert_eq!((r[1].tls.is_some(), r[1].starttls, r[1].messages), (false, Some(false), Some(1)));
+        assert_eq!(r[1].messages_in_clear(), Some(1), "mail in clear is seen from the server's side");
+        assert!(r[2].error.as_deref().unwrap().contains("no shared cipher"));
+        assert_eq!((r[2].starttls, r[2].messages), (Some(false), Some(0)));
+    }
+
+    #[test]
+    fn a_dh_warning_keeps_its_detail() {
+        let (_, warnings) = records_from(
+            Mta::Postfix,
+            &[
+                "Nov 28 18:40:01 mx postfix/smtpd[12]: warning: error configuring explicit DH parameters",
+                "Nov 28 18:40:01 mx postfix/smtpd[12]: warning: TLS library problem: error:0A00018A:SSL routines::dh key too small:../ssl/ssl_lib.c:6016:",
+            ],
+        );
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("dh key too small"), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_dhe_only_profile_becomes_main_cf_text() {
+        let work = tempfile::tempdir().unwrap();
+        let creds = Credentials {
+            ca_cert: "/nonexistent/ca.pem".into(),
+            cert: "/nonexistent/server.pem".into(),
+            key: "/nonexistent/server.key".into(),
+            dh: Some(("oakley-1024".into(), "-----BEGIN DH PARAMETERS-----\n".into())),
+            server_name: "mx.test".into(),
+        };
+        let p: ServerProfile = serde_json::from_value(serde_json::json!({"id": "p", "backend": "postfix",
+            "max_tls": "1.2", "ciphers": ["TLS_DHE_RSA_WITH_AES_256_GCM_SHA384"], "dh": "oakley-1024"}))
+        .unwrap();
+        // Copying the certificate fails on purpose: the settings are made before.
+        let d = Dirs { root: work.path(), libs: work.path(), work: work.path(), port: 2525, creds: &creds };
+        let settings = settings(&p, d.work, d.dh_file().unwrap()).unwrap();
+        let get = |k: &str| settings.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("smtpd_tls_protocols"), Some(">=TLSv1.2, <=TLSv1.2"));
+        assert_eq!(get("tls_high_cipherlist"), Some("DHE-RSA-AES256-GCM-SHA384"));
+        assert_eq!(get("smtpd_tls_ciphers"), Some("high"));
+        assert!(get("smtpd_tls_dh1024_param_file").unwrap().ends_with("tls/oakley-1024.pem"));
+        assert_eq!(get("tls_eecdh_auto_curves"), None, "no groups in the profile: Postfix's default");
+    }
+
+    #[test]
+    fn what_it_cannot_express_is_unsupported() {
+        let p: ServerProfile = serde_json::from_value(serde_json::json!({"id": "p", "backend": "postfix",
+            "groups": ["ffdhe2048"]}))
+        .unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let creds = Credentials {
+            ca_cert: "/x".into(),
+            cert: "/x".into(),
+            key: "/x".into(),
+            dh: None,
+            server_name: "mx.test".into(),
+        };
+        let d = Dirs { root: work.path(), libs: work.path(), work: work.path(), port: 2525, creds: &creds };
+        assert!(matches!(prepare(&p, &d), Err(crate::translate::Prepare::Unsupported(m)) if m.contains("3.8")));
+    }
+}

@@ -1,0 +1,122 @@
+//! Hostile STARTTLS servers by name: the faults a server profile can carry (`fault = "…"`),
+//! after the attack classes of "NO STARTTLS" (USENIX Security 2021). What each does is the
+//! built-in server's (`servers::fault`); how long a client may take against it is here.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// A way for the server to misbehave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fault {
+    /// EHLO does not advertise STARTTLS; the command is answered 502.
+    NoStarttls,
+    /// STARTTLS is answered `454 4.7.0 TLS not available`.
+    #[serde(rename = "starttls-454")]
+    Starttls454,
+    /// STARTTLS is answered `421` and the connection closed.
+    #[serde(rename = "starttls-421")]
+    Starttls421,
+    /// The banner is `421` and the connection closed.
+    #[serde(rename = "banner-421")]
+    Banner421,
+    /// EHLO is answered `550`.
+    #[serde(rename = "ehlo-5xx")]
+    Ehlo5xx,
+    /// Plaintext lines follow `220 Ready to start TLS` in the same segment (response
+    /// injection): a client that reads them as replies over TLS is vulnerable.
+    InjectAfterStarttlsResponse,
+    /// The server waits before answering STARTTLS and records whether the client sent more
+    /// plaintext after it (a client must not pipeline past STARTTLS).
+    PipelinedPlaintext,
+    /// The EHLO reply over TLS differs from the one before (AUTH appears, PIPELINING goes).
+    CapabilitiesChangeAfterTls,
+    /// Bytes that are not TLS follow the 220, then the connection closes.
+    GarbageInsteadOfTls,
+    /// A fatal TLS alert (handshake_failure) follows the 220 instead of a ServerHello.
+    TlsAlertAfterStarttls,
+    /// The connection closes right after the 220.
+    CloseAfterStarttls,
+    /// A multiline banner, and an EHLO reply of many continuation lines, one longer than
+    /// RFC 5321's 512 octets.
+    MultilineOddities,
+    /// The banner comes after a delay (within any client's timeout).
+    SlowBanner,
+    /// The banner starts and never finishes: the client waits until someone gives up.
+    Stall,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 14] = [
+        Fault::NoStarttls,
+        Fault::Starttls454,
+        Fault::Starttls421,
+        Fault::Banner421,
+        Fault::Ehlo5xx,
+        Fault::InjectAfterStarttlsResponse,
+        Fault::PipelinedPlaintext,
+        Fault::CapabilitiesChangeAfterTls,
+        Fault::GarbageInsteadOfTls,
+        Fault::TlsAlertAfterStarttls,
+        Fault::CloseAfterStarttls,
+        Fault::MultilineOddities,
+        Fault::SlowBanner,
+        Fault::Stall,
+    ];
+
+    /// The name used in matrix files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::NoStarttls => "no-starttls",
+            Fault::Starttls454 => "starttls-454",
+            Fault::Starttls421 => "starttls-421",
+            Fault::Banner421 => "banner-421",
+            Fault::Ehlo5xx => "ehlo-5xx",
+            Fault::InjectAfterStarttlsResponse => "inject-after-starttls-response",
+            Fault::PipelinedPlaintext => "pipelined-plaintext",
+            Fault::CapabilitiesChangeAfterTls => "capabilities-change-after-tls",
+            Fault::GarbageInsteadOfTls => "garbage-instead-of-tls",
+            Fault::TlsAlertAfterStarttls => "tls-alert-after-starttls",
+            Fault::CloseAfterStarttls => "close-after-starttls",
+            Fault::MultilineOddities => "multiline-oddities",
+            Fault::SlowBanner => "slow-banner",
+            Fault::Stall => "stall",
+        }
+    }
+
+    /// How long a harness should give a client against this fault, when the fault exists to
+    /// make the client wait: long enough to show it waits, short enough to keep runs fast.
+    pub fn cell_timeout(self) -> Option<Duration> {
+        match self {
+            Fault::Stall => Some(Duration::from_millis(500)),
+            // The server refuses TLS or the session: a client has nothing left to wait for, and
+            // one that is still waiting after this (gnutls-cli's STARTTLS helper) hangs.
+            Fault::NoStarttls | Fault::Starttls454 | Fault::Starttls421 | Fault::Banner421 | Fault::Ehlo5xx => {
+                Some(REFUSAL_BOUND)
+            }
+            Fault::InjectAfterStarttlsResponse
+            | Fault::PipelinedPlaintext
+            | Fault::CapabilitiesChangeAfterTls
+            | Fault::GarbageInsteadOfTls
+            | Fault::TlsAlertAfterStarttls
+            | Fault::CloseAfterStarttls
+            | Fault::MultilineOddities
+            | Fault::SlowBanner => None,
+        }
+    }
+}
+
+/// How long a client may take to give up once the server refused TLS or the session.
+pub const REFUSAL_BOUND: Duration = Duration::from_secs(3);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_serde_names() {
+        for f in Fault::ALL {
+            assert_eq!(serde_json::to_value(f).unwrap(), serde_json::Value::String(f.name().into()));
+        }
+    }
+}

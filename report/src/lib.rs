@@ -1,0 +1,34 @@
+//! The data of a starttls-matrix run as `report.json` holds it, with its own serde shapes: what
+//! happened in each cell ([`Outcome`], [`ErrorClass`], [`Stage`], [`Negotiated`]), what was
+//! expected ([`Expected`]) and the judgement ([`Verdict`]), cell ids, the server profiles and
+//! client stacks that ran, what real MTAs said, and the exit codes. Anyone can read a report
+//! from Rust with this crate alone: no tokio, no OpenSSL.
+
+pub mod availability;
+pub mod cell;
+pub mod dh;
+pub mod exit;
+pub mod expected;
+pub mod fault;
+pub mod negotiated;
+pub mod outcome;
+pub mod profile;
+pub mod record;
+pub mod report;
+pub mod server_run;
+pub mod verdict;
+
+pub use availability::Availability;
+pub use cell::{BadCellId, CellId};
+pub use dh::{DhGroup, DhKind};
+pub use expected::{Expected, ExpectedOutcome};
+pub use fault::Fault;
+pub use negotiated::{Negotiated, Protocol, Stage};
+pub use outcome::{Connection, ErrorClass, Family, Outcome, Reporter, Side};
+pub use profile::{
+    Backend, CertKind, DheMode, Group, Library, Mta, ProfileError, ServerProfile, TlsBackend, TlsVersion,
+};
+pub use record::{ConnectionRecord, End, Refusal};
+pub use report::{CellReport, ClientInfo, Report, RunInfo, SCHEMA_VERSION};
+pub use server_run::{LoadedLibrary, MtaInfo, MtaRun, StopReport};
+pub use verdict::Verdict;

@@ -1,0 +1,225 @@
+//! `report.json`, schema version 1: a run's profiles, stacks and cells. Cells are keyed and
+//! sorted by cell id; every outcome is recorded as it happened, with its expectation and verdict.
+
+use crate::availability::Availability;
+use crate::expected::Expected;
+use crate::exit;
+use crate::outcome::Outcome;
+use crate::profile::ServerProfile;
+use crate::record::ConnectionRecord;
+use crate::server_run::MtaRun;
+use crate::verdict::Verdict;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub run: RunInfo,
+    /// The server profiles that ran, by id.
+    pub servers: BTreeMap<String, ServerProfile>,
+    /// The real MTAs among them, by profile id: package version, TLS library, the settings
+    /// written into their configuration, warnings about it, start and stop times.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub server_runs: BTreeMap<String, MtaRun>,
+    /// The client stacks, by id: what ran, its version and effective policy.
+    pub clients: BTreeMap<String, ClientInfo>,
+    /// Every cell, keyed `client/server`.
+    pub cells: BTreeMap<String, CellReport>,
+}
+
+/// About the run as a whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub id: String,
+    /// `run` (the matrix's own servers) or `probe` (a server someone else runs).
+    pub mode: String,
+    pub started: String,
+    pub finished: String,
+    pub wall_ms: u64,
+    pub matrix: String,
+    pub tool_versions: BTreeMap<String, String>,
+    /// Rows and columns in matrix order, for tables.
+    pub server_order: Vec<String>,
+    pub client_order: Vec<String>,
+    /// Server profiles served at once, and the machine's cores.
+    pub jobs: usize,
+    pub cores: usize,
+    /// A digest of the matrix (and its expectation files): shards of one matrix share it.
+    #[serde(default)]
+    pub matrix_digest: String,
+    /// `I/N` when this report is one shard of a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    /// The runs this report was merged from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
+    /// Times each cell was run (`--repeat`).
+    #[serde(default = "one")]
+    pub repeat: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One client stack as it was on this machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientInfo {
+    /// `builtin`, `program` or `adapter`.
+    pub kind: String,
+    /// The built-in's name, the program's path or the adapter's name.
+    pub program: String,
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    pub version: Option<String>,
+    pub policy: serde_json::Value,
+    /// Whether it could run here (the field keeps its first name).
+    pub readiness: Availability,
+}
+
+/// One cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellReport {
+    pub client: String,
+    pub server: String,
+    pub outcome: Outcome,
+    pub expected: Expected,
+    pub verdict: Verdict,
+    pub duration_ms: u64,
+    /// What the server logged for the cell's connections.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_log: Vec<ConnectionRecord>,
+    /// Every repeat's outcome, when the cell ran more than once (`--repeat`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repeats: Vec<Outcome>,
+}
+
+impl Report {
+    /// One line about the MTA behind a profile, if one ran: what, on which TLS library, its
+    /// settings as written, and what it said about them.
+    pub fn server_run_summary(&self, id: &str) -> Option<String> {
+        self.server_runs.get(id).map(MtaRun::summary)
+    }
+
+    /// Count of cells per verdict.
+    pub fn verdict_counts(&self) -> BTreeMap<Verdict, usize> {
+        let mut counts = BTreeMap::new();
+        for c in self.cells.values() {
+            *counts.entry(c.verdict).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// The process exit code the run earns: 3 harness error, 1 unexpected verdict, else 0.
+    pub fn exit_code(&self) -> i32 {
+        let verdicts: Vec<Verdict> = self.cells.values().map(|c| c.verdict).collect();
+        if verdicts.contains(&Verdict::HarnessError) {
+            exit::HARNESS_ERROR
+        } else if verdicts.iter().any(|v| !v.is_as_expected()) {
+            exit::UNEXPECTED
+        } else {
+            exit::AS_EXPECTED
+        }
+    }
+
+    /// The slowest cells, slowest first.
+    pub fn slowest(&self, n: usize) -> Vec<(&str, u64)> {
+        let mut all: Vec<(&str, u64)> = self.cells.iter().map(|(id, c)| (id.as_str(), c.duration_ms)).collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        all.truncate(n);
+        all
+    }
+
+    /// Rows grouped for tables: TLS configurations, then STARTTLS behaviour (profiles with a
+    /// fault); empty groups are left out.
+    pub fn sections(&self) -> Vec<(&'static str, Vec<&String>)> {
+        let hostile = |s: &String| self.servers.get(s).is_some_and(|p| p.fault.is_some());
+        let (faults, plain): (Vec<&String>, Vec<&String>) = self.run.server_order.iter().partition(|s| hostile(s));
+        [("TLS configurations", plain), ("STARTTLS behaviour (hostile servers)", faults)]
+            .into_iter()
+            .filter(|(_, rows)| !rows.is_empty())
+            .collect()
+    }
+
+    /// The cell for a (server, client) pair.
+    pub fn cell(&self, server: &str, client: &str) -> Option<&CellReport> {
+        self.cells.get(&format!("{client}/{server}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expected::ExpectedOutcome;
+    use crate::negotiated::{Negotiated, Protocol, Stage};
+    use crate::outcome::{Connection, ErrorClass, Reporter, Side};
+    use proptest::prelude::*;
+
+    fn outcome() -> impl Strategy<Value = Outcome> {
+        let text = "\\PC{0,30}";
+        prop_oneof![
+            (0..Protocol::ALL.len(), proptest::option::of("\\PC{1,30}"), proptest::option::of(text), proptest::option::of(512u32..9000), any::<bool>()).prop_map(
+                |(p, cipher, group, dh_bits, by_server)| Outcome::Connected(Connection {
+                    negotiated: Negotiated { protocol: Some(Protocol::ALL[p]), cipher, group, dh_bits },
+                    reported_by: if by_server { Reporter::Server } else { Reporter::Client },
+                })
+            ),
+            (0..ErrorClass::ALL.len(), text, proptest::option::of(text)).prop_map(|(i, client_error, server_error)| {
+                Outcome::Failed {
+                    class: ErrorClass::ALL[i],
+                    side: Side::Server,
+                    stage: Stage::Handshake,
+                    client_error,
+                    server_error,
+                }
+            }),
+            text.prop_map(|reason| Outcome::Unsupported { reason }),
+            text.prop_map(|reason| Outcome::Skipped { reason }),
+            any::<u64>().prop_map(|after_ms| Outcome::Timeout { after_ms }),
+            text.prop_map(|detail| Outcome::HarnessError { detail }),
+        ]
+    }
+
+    fn cell() -> impl Strategy<Value = CellReport> {
+        (outcome(), 0..Verdict::ALL.len(), any::<u64>(), "[a-z]{1,8}", "[a-z]{1,8}").prop_map(
+            |(outcome, v, ms, client, server)| CellReport {
+                client,
+                server,
+                outcome,
+                expected: Expected::new(ExpectedOutcome::Failed { class: ErrorClass::DhTooSmall }, "r"),
+                verdict: Verdict::ALL[v],
+                duration_ms: ms,
+                server_log: Vec::new(),
+                repeats: Vec::new(),
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn report_round_trips_through_json(cells in proptest::collection::vec(cell(), 0..6)) {
+            let report = Report {
+                schema_version: SCHEMA_VERSION,
+                run: RunInfo {
+                    id: "x".into(), mode: "run".into(), started: "s".into(), finished: "f".into(), wall_ms: 1,
+                    matrix: "m".into(), tool_versions: BTreeMap::new(), server_order: vec![], client_order: vec![], jobs: 1, cores: 2,
+                    matrix_digest: "d".into(), shard: Some("1/2".into()), merged_from: vec![], repeat: 1,
+                },
+                servers: BTreeMap::new(),
+                server_runs: BTreeMap::new(),
+                clients: BTreeMap::new(),
+                cells: cells.into_iter().map(|c| (format!("{}/{}", c.client, c.server), c)).collect(),
+            };
+            let text = serde_json::to_string_pretty(&report).unwrap();
+            let back: Report = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(back, report);
+        }
+    }
+}
