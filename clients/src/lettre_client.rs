@@ -201,9 +201,5 @@ fn run(config: &Config, common: &Common) -> ClientResult {
     if let Err(e) = conn.quit() {
         return failed(after, &e);
     }
-    if tls {
-        ClientResult::Ok(Negotiated::unreported())
-    } else {
-        ClientResult::Ok(Negotiated::plaintext())
-    }
+    if tls { ClientResult::Ok(Negotiated::unreported()) } else { ClientResult::Ok(Negotiated::plaintext()) }
 }

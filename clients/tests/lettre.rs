@@ -30,7 +30,8 @@ fn run(profile: &ServerProfile, servername: &str, extra: &[&str]) -> (ClientResu
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::generate(dir.path()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut server = rt.block_on(servers::start(servers::TlsBackend::Openssl, profile, &pki, ServeOptions::default())).unwrap();
+    let mut server =
+        rt.block_on(servers::start(servers::TlsBackend::Openssl, profile, &pki, ServeOptions::default())).unwrap();
     let out = Command::new(LETTRE)
         .args(["--connect", &server.addr().to_string(), "--servername", servername, "--cafile"])
         .arg(&pki.ca_cert)
@@ -138,7 +139,12 @@ fn reads_plaintext_injected_before_the_handshake_as_a_reply_over_tls() {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::generate(dir.path()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt.block_on(servers::start(servers::TlsBackend::Openssl, &fault("inject-after-starttls-response"), &pki, ServeOptions::default()));
+    let server = rt.block_on(servers::start(
+        servers::TlsBackend::Openssl,
+        &fault("inject-after-starttls-response"),
+        &pki,
+        ServeOptions::default(),
+    ));
     let server = server.unwrap();
     let ca = Certificate::from_pem(&std::fs::read(&pki.ca_cert).unwrap()).unwrap();
     let tls = TlsParameters::builder("mx.test".into())

@@ -141,7 +141,8 @@ impl Tables {
                 })?;
                 startup.push((pattern, r.class));
             }
-            tables.insert(name.to_string(), Table { description: raw.description, extends: raw.extends, rules, startup });
+            tables
+                .insert(name.to_string(), Table { description: raw.description, extends: raw.extends, rules, startup });
         }
         for (name, t) in &tables {
             if let Some(missing) = t.extends.iter().find(|e| !tables.contains_key(*e)) {
@@ -254,6 +255,11 @@ mod tests {
     #[test]
     fn startup_words() {
         let t = tables();
+        // What OpenSMTPD 7.4 said at security level 5, where its RSA 2048 key is refused.
+        let opensmtpd = "opensmtpd exited at start (exit status: 1):  info: OpenSMTPD 7.4.0-portable starting | dispatcher: tls_configure: failed to load certificate | smtpd: process control socket closed";
+        assert_eq!(t.startup("server-opensmtpd", opensmtpd), Some(ErrorClass::ServerConfigRejected));
+        let no_user = "smtpd: unknown user opensmtpd";
+        assert_eq!(t.startup("server-opensmtpd", no_user), None, "our nss_wrapper set-up is ours to fix");
         let exim = "2026-11-29 12:00:00 Exim configuration error in line 14 of /w/exim.conf: tls_require_ciphers: GnuTLS priority string rejected";
         assert_eq!(t.startup("server-exim", exim), Some(ErrorClass::ServerConfigRejected));
         let queue = "postfix/master[12]: fatal: open lock file /w/spool/pid/master.pid: Permission denied";

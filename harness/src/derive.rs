@@ -142,7 +142,8 @@ fn failed(
     //    connection — never an unmapped text, which stays loud.
     if let Some(table) = server_table
         && matches!(c.class, ErrorClass::NoSharedCipher | ErrorClass::ConnectionClosed)
-        && tables.server_words(table, &server.config_warnings).map(|w| w.class) == Some(ErrorClass::ServerConfigRejected)
+        && tables.server_words(table, &server.config_warnings).map(|w| w.class)
+            == Some(ErrorClass::ServerConfigRejected)
     {
         let warnings = server.config_warnings.join("\n");
         server_words = if server_words.is_empty() { warnings } else { format!("{warnings}\n{server_words}") };
@@ -238,13 +239,21 @@ mod tests {
     fn downgrades_are_seen_from_either_side() {
         let t = tables();
         let plain = ConnectionRecord { messages: Some(1), ..ConnectionRecord::default() };
-        let e = ran("openssl", ClientResult::Ok(Negotiated::tls(Protocol::Tls13, "x", None, None)), own("server-openssl", vec![plain], &[]));
+        let e = ran(
+            "openssl",
+            ClientResult::Ok(Negotiated::tls(Protocol::Tls13, "x", None, None)),
+            own("server-openssl", vec![plain], &[]),
+        );
         assert_eq!(class(&derive_outcome(&e, &t)), Some(ErrorClass::DowngradedToPlaintext));
         let e = ran("openssl", ClientResult::Ok(Negotiated::plaintext()), own("server-postfix", vec![], &[]));
         assert_eq!(class(&derive_outcome(&e, &t)), Some(ErrorClass::DowngradedToPlaintext));
         // An MTA that did not log how many messages it took: not a downgrade by guesswork.
         let unknown = ConnectionRecord { messages: None, ..ConnectionRecord::default() };
-        let e = ran("openssl", ClientResult::Ok(Negotiated::tls(Protocol::Tls13, "x", None, None)), own("server-exim", vec![unknown], &[]));
+        let e = ran(
+            "openssl",
+            ClientResult::Ok(Negotiated::tls(Protocol::Tls13, "x", None, None)),
+            own("server-exim", vec![unknown], &[]),
+        );
         assert_eq!(derive_outcome(&e, &t).kind(), "connected");
     }
 
@@ -255,19 +264,36 @@ mod tests {
         let t = tables();
         let mut server = own("server-openssl", vec![], &[]);
         server.kind = ServerKind::Own { table: "server-openssl".into(), invalid_dh: Some(DhGroup::Composite2048) };
-        let e = ran("openssl", ClientResult::Ok(Negotiated::tls(Protocol::Tls12, "DHE-RSA-AES128-GCM-SHA256", None, Some(2048))), server.clone());
+        let e = ran(
+            "openssl",
+            ClientResult::Ok(Negotiated::tls(Protocol::Tls12, "DHE-RSA-AES128-GCM-SHA256", None, Some(2048))),
+            server.clone(),
+        );
         assert_eq!(class(&derive_outcome(&e, &t)), Some(ErrorClass::DhInvalidAccepted));
-        let e = ran("openssl", ClientResult::Ok(Negotiated::tls(Protocol::Tls13, "TLS_AES_128_GCM_SHA256", Some("x25519".into()), None)), server);
+        let e = ran(
+            "openssl",
+            ClientResult::Ok(Negotiated::tls(Protocol::Tls13, "TLS_AES_128_GCM_SHA256", Some("x25519".into()), None)),
+            server,
+        );
         assert_eq!(derive_outcome(&e, &t).kind(), "connected", "TLS 1.3 negotiates a named group, not the prime");
-        let dhe = ConnectionRecord { tls: Some(Negotiated::tls(Protocol::Tls12, "DHE-RSA-AES128-GCM-SHA256", None, Some(2048))), ..ConnectionRecord::default() };
+        let dhe = ConnectionRecord {
+            tls: Some(Negotiated::tls(Protocol::Tls12, "DHE-RSA-AES128-GCM-SHA256", None, Some(2048))),
+            ..ConnectionRecord::default()
+        };
         let mut composite = own("server-openssl", vec![dhe], &[]);
-        composite.kind = ServerKind::Own { table: "server-openssl".into(), invalid_dh: Some(DhGroup::SmallSubgroup2048) };
+        composite.kind =
+            ServerKind::Own { table: "server-openssl".into(), invalid_dh: Some(DhGroup::SmallSubgroup2048) };
         let e = ran("lettre", ClientResult::Ok(Negotiated::unreported()), composite);
         assert_eq!(class(&derive_outcome(&e, &t)), Some(ErrorClass::DhInvalidAccepted));
-        let by_server = ConnectionRecord { tls: Some(Negotiated::tls(Protocol::Tls13, "X", Some("x25519".into()), None)), ..ConnectionRecord::default() };
+        let by_server = ConnectionRecord {
+            tls: Some(Negotiated::tls(Protocol::Tls13, "X", Some("x25519".into()), None)),
+            ..ConnectionRecord::default()
+        };
         let e = ran("lettre", ClientResult::Ok(Negotiated::unreported()), own("server-openssl", vec![by_server], &[]));
         match derive_outcome(&e, &t) {
-            Outcome::Connected(c) => assert_eq!((c.reported_by, c.label()), (Reporter::Server, "TLSv1.3 x25519".into())),
+            Outcome::Connected(c) => {
+                assert_eq!((c.reported_by, c.label()), (Reporter::Server, "TLSv1.3 x25519".into()))
+            }
             o => panic!("{o:?}"),
         }
     }
@@ -279,7 +305,11 @@ mod tests {
             refusal: Some(Refusal { stage: Stage::Starttls, reply: "454 4.7.0 TLS not available".into() }),
             ..ConnectionRecord::default()
         };
-        let e = ran("openssl-s_client", error(Stage::Handshake, "ssl3_get_record:wrong version number"), own("server-openssl", vec![refused], &[]));
+        let e = ran(
+            "openssl-s_client",
+            error(Stage::Handshake, "ssl3_get_record:wrong version number"),
+            own("server-openssl", vec![refused], &[]),
+        );
         let o = derive_outcome(&e, &tables());
         assert_eq!(class(&o), Some(ErrorClass::StarttlsRefused));
         // Blind, the client's words alone decide.
@@ -298,7 +328,8 @@ mod tests {
     #[test]
     fn alerts_defer_to_the_servers_words() {
         let t = tables();
-        let server = own("server-openssl", vec![record_with_error("error:0A0000C1:SSL routines::no shared cipher")], &[]);
+        let server =
+            own("server-openssl", vec![record_with_error("error:0A0000C1:SSL routines::no shared cipher")], &[]);
         let e = ran("rustls", error(Stage::Handshake, ALERT40), server);
         assert_eq!(class(&derive_outcome(&e, &t)), Some(ErrorClass::NoSharedCipher));
         assert_eq!(class(&derive_outcome(&e.blind(), &t)), Some(ErrorClass::Unmapped));
@@ -309,14 +340,26 @@ mod tests {
     #[test]
     fn a_dropped_configuration_decides_but_unmapped_stays_loud() {
         let t = tables();
-        let closed = ran("openssl", error(Stage::Handshake, "unexpected eof while reading"), own("server-postfix", vec![], &[POSTFIX_DH]));
+        let closed = ran(
+            "openssl",
+            error(Stage::Handshake, "unexpected eof while reading"),
+            own("server-postfix", vec![], &[POSTFIX_DH]),
+        );
         let o = derive_outcome(&closed, &t);
         assert_eq!(class(&o), Some(ErrorClass::ServerConfigRejected));
         assert!(matches!(&o, Outcome::Failed { server_error: Some(w), .. } if w.contains("dh key too small")));
-        let unknown = ran("openssl", error(Stage::Handshake, "the moon is made of cheese"), own("server-postfix", vec![], &[POSTFIX_DH]));
+        let unknown = ran(
+            "openssl",
+            error(Stage::Handshake, "the moon is made of cheese"),
+            own("server-postfix", vec![], &[POSTFIX_DH]),
+        );
         assert_eq!(class(&derive_outcome(&unknown, &t)), Some(ErrorClass::Unmapped), "unmapped must stay loud");
         // A warning that is not about the server's own configuration decides nothing.
-        let other = ran("openssl", error(Stage::Handshake, "unexpected eof while reading"), own("server-postfix", vec![], &["warning: something else"]));
+        let other = ran(
+            "openssl",
+            error(Stage::Handshake, "unexpected eof while reading"),
+            own("server-postfix", vec![], &["warning: something else"]),
+        );
         assert_eq!(class(&derive_outcome(&other, &t)), Some(ErrorClass::ConnectionClosed));
     }
 

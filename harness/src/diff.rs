@@ -129,9 +129,7 @@ mod tests {
     use wire::{Negotiated, Stage};
 
     fn ok(bits: u32) -> Outcome {
-        Outcome::Connected(
-            Negotiated::tls(report_format::Protocol::Tls12, "c", None, Some(bits)).into(),
-        )
+        Outcome::Connected(Negotiated::tls(report_format::Protocol::Tls12, "c", None, Some(bits)).into())
     }
 
     fn failed(class: ErrorClass, text: &str) -> Outcome {

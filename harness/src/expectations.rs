@@ -128,3 +128,125 @@ pub fn render(stale: &[Stale]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Tables;
+    use report_format::{
+        CellReport, ErrorClass, Expected, ExpectedOutcome, Negotiated, Protocol, RunInfo, Side, Stage, Verdict,
+    };
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    const MATRIX: &str = r#"
+[[server]]
+id = "dhe512"
+backend = "openssl"
+max_tls = "1.2"
+ciphers = ["TLS_DHE_RSA_WITH_AES_128_GCM_SHA256"]
+dh = "custom-512"
+
+[[client]]
+id = "openssl"
+builtin = "openssl-client"
+
+[[expect]]
+cell = "openssl/dhe*"
+outcome = "failed"
+class = "dh_too_small"
+reason = "level 2"
+
+[[expect]]
+cell = "openssl/dhe512"
+outcome = "connected"
+reason = "shadowed by the entry above"
+
+[[expect]]
+cell = "gnutls/*"
+outcome = "connected"
+reason = "no such stack"
+"#;
+
+    fn matrix() -> Matrix {
+        Matrix::parse(Path::new("m.toml"), MATRIX, &Tables::builtin().unwrap()).unwrap()
+    }
+
+    fn report(outcome: Outcome, verdict: Verdict) -> Report {
+        let cell = CellReport {
+            client: "openssl".into(),
+            server: "dhe512".into(),
+            outcome,
+            expected: Expected::new(ExpectedOutcome::Failed { class: ErrorClass::DhTooSmall }, "level 2"),
+            verdict,
+            duration_ms: 1,
+            server_log: vec![],
+            repeats: vec![],
+        };
+        Report {
+            schema_version: 1,
+            run: RunInfo {
+                id: "r1".into(),
+                mode: "run".into(),
+                started: "s".into(),
+                finished: "f".into(),
+                wall_ms: 1,
+                matrix: "m.toml".into(),
+                tool_versions: BTreeMap::new(),
+                server_order: vec!["dhe512".into()],
+                client_order: vec!["openssl".into()],
+                jobs: 1,
+                cores: 1,
+                matrix_digest: String::new(),
+                shard: None,
+                merged_from: vec![],
+                repeat: 1,
+            },
+            servers: BTreeMap::new(),
+            server_runs: BTreeMap::new(),
+            clients: BTreeMap::new(),
+            cells: BTreeMap::from([("openssl/dhe512".to_string(), cell)]),
+        }
+    }
+
+    fn failed(class: ErrorClass) -> Outcome {
+        Outcome::Failed {
+            class,
+            side: Side::Client,
+            stage: Stage::Handshake,
+            client_error: "error:0A00018A:SSL routines::dh key too small".into(),
+            server_error: None,
+        }
+    }
+
+    #[test]
+    fn stale_entries_are_found_each_for_its_reason() {
+        let stale = check(&matrix(), None);
+        let problems: Vec<(&str, &Problem)> = stale.iter().map(|s| (s.cell.as_str(), &s.problem)).collect();
+        assert_eq!(problems, vec![("openssl/dhe512", &Problem::Shadowed), ("gnutls/*", &Problem::MatchesNoCell)]);
+        assert!(stale[0].at.ends_with(":19"), "file:line of the entry: {}", stale[0].at);
+    }
+
+    #[test]
+    fn a_run_that_contradicts_an_entry_is_named() {
+        let connected = Outcome::Connected(Negotiated::tls(Protocol::Tls12, "x", None, Some(512)).into());
+        let stale = check(&matrix(), Some(&report(connected, Verdict::UnexpectedSuccess)));
+        let differs: Vec<&Stale> = stale.iter().filter(|s| matches!(s.problem, Problem::Differs { .. })).collect();
+        assert_eq!(differs.len(), 1);
+        assert_eq!(differs[0].cell, "openssl/dhe*");
+        let as_expected = check(&matrix(), Some(&report(failed(ErrorClass::DhTooSmall), Verdict::ExpectedFailure)));
+        assert!(as_expected.iter().all(|s| !matches!(s.problem, Problem::Differs { .. })));
+        assert!(render(&[]).contains("every expectation applies"));
+    }
+
+    #[test]
+    fn recorded_expectations_read_back_as_a_matrix_file() {
+        let text = from_report(&report(failed(ErrorClass::DhTooSmall), Verdict::ExpectedFailure));
+        assert!(text.contains("# error:0A00018A:SSL routines::dh key too small"), "the stack's words: {text}");
+        let source = format!("{}\n{text}", MATRIX.split("[[expect]]").next().unwrap());
+        let m = Matrix::parse(Path::new("m.toml"), &source, &Tables::builtin().unwrap()).unwrap();
+        let e = m.expected_for("openssl/dhe512");
+        assert_eq!(e.outcome, ExpectedOutcome::Failed { class: ErrorClass::DhTooSmall });
+        assert_eq!(e.reason, "recorded from run r1");
+    }
+}

@@ -6,13 +6,13 @@
 
 use crate::matrix::{ClientStack, StackKind};
 use crate::oracle::{self, Policy, Predicted, Prediction};
-use report_format::Outcome;
-use report_format::CellId;
 use crate::runner::Context;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
-use serde::Serialize;
+use report_format::CellId;
+use report_format::Outcome;
 use report_format::{Backend, CertKind, DhGroup, Group, ServerProfile, TlsBackend, TlsVersion};
+use serde::Serialize;
 use std::cell::RefCell;
 
 const OPENSSL_SUITES: &[&str] = &[

@@ -113,7 +113,13 @@ mod tests {
     }
 
     fn failed(class: ErrorClass) -> Outcome {
-        Outcome::Failed { class, side: Side::Client, stage: Stage::Handshake, client_error: "x".into(), server_error: None }
+        Outcome::Failed {
+            class,
+            side: Side::Client,
+            stage: Stage::Handshake,
+            client_error: "x".into(),
+            server_error: None,
+        }
     }
 
     fn connected() -> Outcome {

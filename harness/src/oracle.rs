@@ -3,9 +3,9 @@
 //! which protocol and key-exchange family) or the failure class, with the policy field that
 //! decided it. A run that disagrees is a finding.
 
+use report_format::{Backend, CertKind, DhGroup, DhKind, ServerProfile, TlsBackend, TlsVersion};
 use report_format::{ErrorClass, Outcome};
 use serde::{Deserialize, Serialize};
-use report_format::{Backend, CertKind, DhGroup, DhKind, ServerProfile, TlsBackend, TlsVersion};
 use std::collections::BTreeMap;
 
 const BUILTIN: &[(&str, &str)] = &[

@@ -225,7 +225,9 @@ impl ResolvedStack {
             Exit::Finished { status, stdout, stderr, .. } => match &self.stack.kind {
                 StackKind::Adapter(adapter) => match adapter.parse(status.code(), &stdout, &stderr) {
                     Ok(result) => ClientRun::Result(result),
-                    Err(why) => ClientRun::HarnessError(format!("{}: {why}; stderr: {}", adapter.name(), tail(&stderr))),
+                    Err(why) => {
+                        ClientRun::HarnessError(format!("{}: {why}; stderr: {}", adapter.name(), tail(&stderr)))
+                    }
                 },
                 StackKind::Builtin(_) | StackKind::Program { .. } => contract_exit(status, &stdout, &stderr),
             },

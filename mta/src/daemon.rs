@@ -161,8 +161,11 @@ impl Daemon {
     /// If it has exited: how, and its last words (output and log).
     pub fn exited(&mut self) -> Option<(String, String)> {
         let status = self.child.as_mut()?.try_wait().ok()??;
-        let said =
-            format!("{} {}", std::fs::read_to_string(&self.out_path).unwrap_or_default(), self.log.read_new().join("\n"));
+        let said = format!(
+            "{} {}",
+            std::fs::read_to_string(&self.out_path).unwrap_or_default(),
+            self.log.read_new().join("\n")
+        );
         self.child = None;
         Some((status.to_string(), tail(&said, 6)))
     }
@@ -185,8 +188,7 @@ impl Daemon {
             }
             if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await {
                 let mut stream = BufReader::new(stream);
-                let banner =
-                    tokio::time::timeout(Duration::from_secs(5), read_reply(&mut stream)).await.ok().flatten();
+                let banner = tokio::time::timeout(Duration::from_secs(5), read_reply(&mut stream)).await.ok().flatten();
                 if banner.as_deref().is_some_and(|b| b.starts_with("220")) {
                     let _ = stream.get_mut().write_all(b"QUIT\r\n").await;
                     let _ = tokio::time::timeout(Duration::from_secs(1), read_reply(&mut stream)).await;

@@ -167,7 +167,43 @@ fn prepare(profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
         ("tls_require_ciphers".into(), priority.clone()),
         ("tls_dhparam".into(), "(not written: GnuTLS ≥ 3.6 ignores it; DH comes from the priority string)".into()),
     ];
-    let conf = format!(
+    let conf = conf_text(
+        &profile.id,
+        &d.creds.server_name,
+        &Files { exim: &exim, spool: &spool, logs: &logs, work: d.work, cert: &cert, key: &key },
+        d.port,
+        &priority,
+    );
+    let conf_path = d.file("exim.conf", &conf, 0o644)?;
+    Ok(Prepared {
+        program: exim,
+        args: vec!["-C".into(), conf_path.into_os_string(), "-bdf".into()],
+        env: vec![
+            ("LD_LIBRARY_PATH".into(), d.lib_path().display().to_string()),
+            ("LD_PRELOAD".into(), nss.display().to_string()),
+            ("NSS_WRAPPER_PASSWD".into(), passwd.display().to_string()),
+            ("NSS_WRAPPER_GROUP".into(), group.display().to_string()),
+        ],
+        ns: NsPlan::default(),
+        log: LogPlan::File(logs.join("mainlog")),
+        settings,
+    })
+}
+
+/// Where Exim's files are for one profile.
+struct Files<'a> {
+    exim: &'a std::path::Path,
+    spool: &'a std::path::Path,
+    logs: &'a std::path::Path,
+    work: &'a std::path::Path,
+    cert: &'a std::path::Path,
+    key: &'a std::path::Path,
+}
+
+/// The whole configuration file: a daemon on 127.0.0.1:`port` that accepts mail for anyone and
+/// throws it away, TLS from `priority`, logging the TLS parameters of each message.
+fn conf_text(id: &str, name: &str, f: &Files<'_>, port: u16, priority: &str) -> String {
+    format!(
         "# starttls-matrix: Exim for server profile {id}\n\
          primary_hostname = {name}\n\
          exim_path = {exim}\n\
@@ -191,30 +227,13 @@ fn prepare(profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
          acl_rcpt:\n  accept\n\
          begin routers\n\
          blackhole:\n  driver = redirect\n  data = :blackhole:\n",
-        id = profile.id,
-        name = d.creds.server_name,
-        exim = exim.display(),
-        spool = spool.display(),
-        logs = logs.display(),
-        work = d.work.display(),
-        port = d.port,
-        cert = cert.display(),
-        key = key.display(),
-    );
-    let conf_path = d.file("exim.conf", &conf, 0o644)?;
-    Ok(Prepared {
-        program: exim,
-        args: vec!["-C".into(), conf_path.into_os_string(), "-bdf".into()],
-        env: vec![
-            ("LD_LIBRARY_PATH".into(), d.lib_path().display().to_string()),
-            ("LD_PRELOAD".into(), nss.display().to_string()),
-            ("NSS_WRAPPER_PASSWD".into(), passwd.display().to_string()),
-            ("NSS_WRAPPER_GROUP".into(), group.display().to_string()),
-        ],
-        ns: NsPlan::default(),
-        log: LogPlan::File(logs.join("mainlog")),
-        settings,
-    })
+        exim = f.exim.display(),
+        spool = f.spool.display(),
+        logs = f.logs.display(),
+        work = f.work.display(),
+        cert = f.cert.display(),
+        key = f.key.display(),
+    )
 }
 
 #[cfg(test)]
@@ -264,10 +283,26 @@ mod tests {
     }
 
     #[test]
+    fn a_profile_becomes_its_configuration_text() {
+        let p = std::path::Path::new("/w");
+        let files = Files { exim: p, spool: p, logs: p, work: p, cert: &p.join("c.pem"), key: &p.join("k.pem") };
+        let conf = conf_text("exim-x", "mx.test", &files, 2525, "NORMAL:-VERS-ALL:+VERS-TLS1.2");
+        for line in [
+            "primary_hostname = mx.test",
+            "daemon_smtp_ports = 2525",
+            "local_interfaces = <; 127.0.0.1",
+            "tls_require_ciphers = NORMAL:-VERS-ALL:+VERS-TLS1.2",
+            "tls_certificate = /w/c.pem",
+            "log_selector = +tls_cipher",
+        ] {
+            assert!(conf.contains(line), "{line} in:\n{conf}");
+        }
+        assert!(conf.contains("data = :blackhole:"), "mail is thrown away");
+    }
+
+    #[test]
     fn a_private_prime_is_unsupported() {
         let p = profile(serde_json::json!({"id": "x", "backend": "exim", "dh": "oakley-1024"}));
-        assert!(
-            matches!(priority(&p), Err(crate::translate::Prepare::Unsupported(m)) if m.contains("tls_dhparam"))
-        );
+        assert!(matches!(priority(&p), Err(crate::translate::Prepare::Unsupported(m)) if m.contains("tls_dhparam")));
     }
 }

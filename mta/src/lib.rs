@@ -15,7 +15,7 @@ pub mod users;
 
 mod exim;
 mod opensmtpd;
-mod postfix;
+pub mod postfix;
 mod sendmail;
 
 pub use daemon::{StartError, StopReport};

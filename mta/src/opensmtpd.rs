@@ -138,17 +138,7 @@ fn prepare(profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
         settings.push(("OPENSSL_CONF".into(), cnf.display().to_string()));
         env.push(("OPENSSL_CONF".into(), cnf.display().to_string()));
     }
-    let conf = format!(
-        "# starttls-matrix: OpenSMTPD for server profile {id}\n\
-         pki matrix cert \"{cert}\"\npki matrix key \"{key}\"\npki matrix dhe {dhe}\n\
-         {listen}\n\
-         action \"devnull\" mda \"cat >/dev/null\" virtual {{ \"@\" = nobody }} user nobody\n\
-         match from any for any action \"devnull\"\n",
-        id = profile.id,
-        cert = cert.display(),
-        key = key.display(),
-        dhe = dhe.as_str(),
-    );
+    let conf = conf_text(&profile.id, &cert, &key, dhe, &listen);
     let conf_path = d.file("smtpd.conf", &conf, 0o644)?;
     Ok(Prepared {
         program: d.root.join("usr/sbin/smtpd"),
@@ -171,10 +161,34 @@ fn prepare(profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
     })
 }
 
+/// The whole `smtpd.conf`: one pki, the listener, and an action that throws mail away.
+fn conf_text(id: &str, cert: &std::path::Path, key: &std::path::Path, dhe: DheMode, listen: &str) -> String {
+    format!(
+        "# starttls-matrix: OpenSMTPD for server profile {id}\n\
+         pki matrix cert \"{cert}\"\npki matrix key \"{key}\"\npki matrix dhe {dhe}\n\
+         {listen}\n\
+         action \"devnull\" mda \"cat >/dev/null\" virtual {{ \"@\" = nobody }} user nobody\n\
+         match from any for any action \"devnull\"\n",
+        cert = cert.display(),
+        key = key.display(),
+        dhe = dhe.as_str(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::server::records_from;
+
+    #[test]
+    fn a_profile_becomes_its_configuration_text() {
+        let listen = "listen on 127.0.0.1 port 2525 tls pki matrix hostname mx.test protocols \"tlsv1.2\"";
+        let conf =
+            conf_text("o", std::path::Path::new("/w/c.pem"), std::path::Path::new("/w/k.pem"), DheMode::Legacy, listen);
+        assert!(conf.contains("pki matrix dhe legacy\n"), "{conf}");
+        assert!(conf.contains(listen));
+        assert!(conf.contains("action \"devnull\" mda \"cat >/dev/null\""), "mail is thrown away: {conf}");
+    }
 
     #[test]
     fn connections_from_its_log() {

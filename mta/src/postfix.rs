@@ -10,6 +10,8 @@ use crate::translate::{Dirs, LogPlan, Prepared, Result, openssl_ciphers, openssl
 use crate::users::{gid_of, uid_gid};
 use report_format::{End, Mta, Negotiated, Protocol, ServerProfile};
 use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 /// Postfix.
 pub struct Postfix;
@@ -82,10 +84,6 @@ fn negotiated(msg: &str) -> Option<Negotiated> {
     Some(Negotiated::tls(Protocol::parse(protocol)?, cipher, group, None))
 }
 
-/// The users Postfix runs as: existing system accounts, none created.
-const MAIL_OWNER: &str = "mail";
-const SETGID_GROUP: &str = "daemon";
-
 /// The stock services of Debian's master.cf, none chrooted.
 const SERVICES: &str = "\
 pickup    unix n - n 60 1 pickup
@@ -119,7 +117,11 @@ fn protocols(profile: &ServerProfile) -> String {
 
 /// The profile's TLS settings as `main.cf` lines (`tls/server.pem`, `tls/server.key` and the DH
 /// file are where [`Dirs::tls_files`] and [`Dirs::dh_file`] put them).
-fn settings(profile: &ServerProfile, work: &std::path::Path, dh: Option<std::path::PathBuf>) -> Result<Vec<(String, String)>> {
+fn settings(
+    profile: &ServerProfile,
+    work: &std::path::Path,
+    dh: Option<std::path::PathBuf>,
+) -> Result<Vec<(String, String)>> {
     let tls = work.join("tls");
     let mut settings: Vec<(String, String)> = vec![
         ("smtpd_tls_security_level".into(), "may".into()),
@@ -153,11 +155,14 @@ fn prepare(profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
             g.name()
         ));
     }
-    let Some((mail_uid, _)) = uid_gid(MAIL_OWNER) else {
-        return unsupported("this machine has no `mail` user for Postfix's mail_owner");
+    // The users Postfix runs as: existing system accounts, none created.
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let (mail_owner, setgid_group) = match accounts(&read("/etc/passwd"), &read("/etc/group")) {
+        Ok(pair) => pair,
+        Err(why) => return unsupported(why),
     };
-    let Some(daemon_gid) = gid_of(SETGID_GROUP) else {
-        return unsupported("this machine has no `daemon` group for Postfix's setgid_group");
+    let (Some((mail_uid, _)), Some(daemon_gid)) = (uid_gid(&mail_owner), gid_of(&setgid_group)) else {
+        return unsupported(format!("this machine cannot look up {mail_owner} or {setgid_group}"));
     };
     let root = d.root.display().to_string();
     let etc = d.dir("etc", 0o755, None)?;
@@ -186,8 +191,8 @@ fn prepare(profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
         ("command_directory", format!("{root}/usr/sbin")),
         ("daemon_directory", format!("{root}/usr/lib/postfix/sbin")),
         ("shlib_directory", format!("{root}/usr/lib/postfix")),
-        ("mail_owner", MAIL_OWNER.into()),
-        ("setgid_group", SETGID_GROUP.into()),
+        ("mail_owner", mail_owner.clone()),
+        ("setgid_group", setgid_group.clone()),
         ("default_privs", "nobody".into()),
         (
             "import_environment",
@@ -242,11 +247,104 @@ fn etc_str(d: &Dirs<'_>) -> String {
     d.work.join("etc").display().to_string()
 }
 
+/// A `main.cf` for Postfix's command-line tools (posttls-finger), in a new temporary directory
+/// named after `tool`: they read nothing else of Postfix's configuration (no master.cf, no
+/// queue, no daemons).
+pub fn tool_config(root: &Path, tool: &str) -> std::result::Result<tempfile::TempDir, String> {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("starttls-matrix-{tool}-"))
+        .tempdir()
+        .map_err(|e| format!("create a temporary directory: {e}"))?;
+    let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("read {p}: {e}"));
+    let (owner, group) = accounts(&read("/etc/passwd")?, &read("/etc/group")?)?;
+    let (dir_s, root_s) = (dir.path().display(), root.display());
+    let text = format!(
+        "# Written by starttls-matrix for the posttls-finger stack; removed after the run.\n\
+         compatibility_level = 3.6\n\
+         config_directory = {dir_s}\n\
+         meta_directory = {dir_s}\n\
+         shlib_directory = {root_s}/usr/lib/postfix\n\
+         daemon_directory = {root_s}/usr/lib/postfix/sbin\n\
+         command_directory = {root_s}/usr/sbin\n\
+         # Postfix refuses to start unless these name an existing user and group.\n\
+         mail_owner = {owner}\n\
+         setgid_group = {group}\n\
+         # Never the machine's own name; each cell sets its EHLO name with -o myhostname=.\n\
+         myhostname = localhost.localdomain\n\
+         # Destinations are [address]:port: no DNS, and no DNSSEC probe either.\n\
+         dnssec_probe =\n"
+    );
+    let path = dir.path().join("main.cf");
+    std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+    // Postfix waits for a main.cf younger than a second to settle: 1.8 s on every start.
+    let settled = SystemTime::now() - Duration::from_secs(10);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_modified(settled))
+        .map_err(|e| format!("date back {}: {e}", path.display()))?;
+    Ok(dir)
+}
+
+/// Postfix wants an unprivileged `mail_owner` other than `default_privs` (nobody), and a
+/// `setgid_group` that is neither its group nor nobody's: pick them from the accounts there are.
+pub fn accounts(passwd: &str, group: &str) -> std::result::Result<(String, String), String> {
+    // name:x:uid:gid:…
+    let users: Vec<(&str, u32, u32)> = passwd
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some((*f.first()?, f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+        })
+        .collect();
+    let groups: Vec<(&str, u32)> = group
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some((*f.first()?, f.get(2)?.parse().ok()?))
+        })
+        .collect();
+    let nobody_gid = users.iter().find(|u| u.0 == "nobody").map(|u| u.2);
+    let owner = ["postfix", "mail", "daemon"]
+        .iter()
+        .find_map(|name| users.iter().find(|u| u.0 == *name && u.1 != 0))
+        .ok_or("no account for Postfix's mail_owner (postfix, mail or daemon)")?;
+    let setgid = ["postdrop", "daemon", "mail", "adm"]
+        .iter()
+        .find_map(|name| groups.iter().find(|g| g.0 == *name && g.1 != owner.2 && Some(g.1) != nobody_gid))
+        .ok_or("no group for Postfix's setgid_group (postdrop, daemon, mail or adm)")?;
+    Ok((owner.0.to_string(), setgid.0.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::server::records_from;
     use crate::translate::Credentials;
+
+    #[test]
+    fn picks_accounts_postfix_accepts() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nmail:x:8:8:mail:/var/mail:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+        let group = "root:x:0:\ndaemon:x:1:\nmail:x:8:\nnogroup:x:65534:\n";
+        assert_eq!(accounts(passwd, group).unwrap(), ("mail".to_string(), "daemon".to_string()));
+        let with_postfix = format!("{passwd}postfix:x:107:113::/var/spool/postfix:/usr/sbin/nologin\n");
+        let groups = format!("{group}postfix:x:113:\npostdrop:x:114:\n");
+        assert_eq!(accounts(&with_postfix, &groups).unwrap(), ("postfix".to_string(), "postdrop".to_string()));
+        assert!(accounts("root:x:0:0::/:/bin/sh\n", group).is_err());
+    }
+
+    #[test]
+    fn the_tool_config_is_written_aside_and_settled() {
+        let root = Path::new("/opt/extracted/postfix");
+        let dir = tool_config(root, "posttls-finger").unwrap();
+        let path = dir.path().join("main.cf");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("shlib_directory = /opt/extracted/postfix/usr/lib/postfix\n"), "{text}");
+        assert!(text.contains(&format!("config_directory = {}\n", dir.path().display())));
+        assert!(!dir.path().starts_with("/etc"));
+        let age = std::fs::metadata(&path).unwrap().modified().unwrap().elapsed().unwrap();
+        assert!(age >= Duration::from_secs(5), "Postfix would wait for a fresh main.cf to settle");
+    }
 
     const LOG: &[&str] = &[
         "Nov 29 18:41:22 mx postfix/smtpd[12768]: connect from localhost[127.0.0.1]",

@@ -134,7 +134,6 @@ fn prepare(profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
     d.dir("clientmqueue", 0o700, None)?;
     let (cert, key) = d.tls_files(None)?;
     let tls = d.work.join("tls");
-    let w = d.work.display();
     let mut settings: Vec<(String, String)> = vec![
         ("confSERVER_CERT".into(), cert.display().to_string()),
         ("confSERVER_KEY".into(), key.display().to_string()),
@@ -156,42 +155,7 @@ fn prepare(profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
         settings.push((format!("{SYSTEM_OPENSSL_CNF} (its namespace only)"), cnf.display().to_string()));
         binds.push((cnf, SYSTEM_OPENSSL_CNF.into()));
     }
-    let mut mc = format!(
-        "divert(-1)\ndivert(0)dnl\ninclude(`{root}/usr/share/sendmail/cf/m4/cf.m4')dnl\n\
-         VERSIONID(`starttls-matrix {id}')dnl\nOSTYPE(`linux')dnl\n\
-         define(`confDOMAIN_NAME', `{name}')dnl\n\
-         define(`confDONT_PROBE_INTERFACES', `True')dnl\n\
-         define(`confDONT_BLAME_SENDMAIL', `TrustStickyBit')dnl\n\
-         define(`confLOG_LEVEL', `14')dnl\n\
-         define(`confDELIVERY_MODE', `queueonly')dnl\n\
-         define(`QUEUE_DIR', `{w}/mqueue')dnl\n\
-         define(`MSP_QUEUE_DIR', `{w}/clientmqueue')dnl\n\
-         define(`STATUS_FILE', `{w}/statistics')dnl\n\
-         define(`ALIAS_FILE', `')dnl\ndefine(`HELP_FILE', `')dnl\n\
-         define(`confPID_FILE', `{w}/sendmail.pid')dnl\n\
-         define(`confSERVICE_SWITCH_FILE', `{w}/service.switch')dnl\n\
-         define(`confHOSTS_FILE', `{w}/hosts')dnl\n\
-         define(`confTO_IDENT', `0s')dnl\n\
-         define(`confCACERT_PATH', `{tls}')dnl\n\
-         define(`confCACERT', `{tls}/ca.pem')dnl\n",
-        root = root.display(),
-        id = profile.id,
-        name = d.creds.server_name,
-        tls = tls.display(),
-    );
-    for (k, v) in &settings {
-        if k.starts_with("conf") {
-            mc.push_str(&format!("define(`{k}', `{v}')dnl\n"));
-        }
-    }
-    mc.push_str(&format!(
-        "FEATURE(`no_default_msa')dnl\nFEATURE(`promiscuous_relay')dnl\n\
-         FEATURE(`accept_unresolvable_domains')dnl\nFEATURE(`accept_unqualified_senders')dnl\n\
-         define(`LOCAL_MAILER_PATH', `/bin/true')dnl\n\
-         DAEMON_OPTIONS(`Family=inet, Name=MTA-matrix, Port={port}, Addr=127.0.0.1')dnl\n\
-         MAILER(`local')dnl\nMAILER(`smtp')dnl\n",
-        port = d.port
-    ));
+    let mc = mc_text(profile, &d.creds.server_name, root, d.work, &tls, d.port, &settings);
     let mc_path = d.file("sendmail.mc", &mc, 0o644)?;
     let cf = m4(root, &mc_path)?;
     let cf_path = d.file("sendmail.cf", &cf, 0o644)?;
@@ -213,6 +177,56 @@ fn prepare(profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
         log: LogPlan::Syslog(socket),
         settings,
     })
+}
+
+/// The `.mc` file m4 turns into `sendmail.cf`: a daemon on 127.0.0.1:`port` that relays for
+/// anyone and queues what it accepts, with the profile's TLS settings (`conf…` defines).
+fn mc_text(
+    profile: &ServerProfile,
+    name: &str,
+    root: &Path,
+    work: &Path,
+    tls: &Path,
+    port: u16,
+    settings: &[(String, String)],
+) -> String {
+    let w = work.display();
+    let mut mc = format!(
+        "divert(-1)\ndivert(0)dnl\ninclude(`{root}/usr/share/sendmail/cf/m4/cf.m4')dnl\n\
+         VERSIONID(`starttls-matrix {id}')dnl\nOSTYPE(`linux')dnl\n\
+         define(`confDOMAIN_NAME', `{name}')dnl\n\
+         define(`confDONT_PROBE_INTERFACES', `True')dnl\n\
+         define(`confDONT_BLAME_SENDMAIL', `TrustStickyBit')dnl\n\
+         define(`confLOG_LEVEL', `14')dnl\n\
+         define(`confDELIVERY_MODE', `queueonly')dnl\n\
+         define(`QUEUE_DIR', `{w}/mqueue')dnl\n\
+         define(`MSP_QUEUE_DIR', `{w}/clientmqueue')dnl\n\
+         define(`STATUS_FILE', `{w}/statistics')dnl\n\
+         define(`ALIAS_FILE', `')dnl\ndefine(`HELP_FILE', `')dnl\n\
+         define(`confPID_FILE', `{w}/sendmail.pid')dnl\n\
+         define(`confSERVICE_SWITCH_FILE', `{w}/service.switch')dnl\n\
+         define(`confHOSTS_FILE', `{w}/hosts')dnl\n\
+         define(`confTO_IDENT', `0s')dnl\n\
+         define(`confCACERT_PATH', `{tls}')dnl\n\
+         define(`confCACERT', `{tls}/ca.pem')dnl\n",
+        root = root.display(),
+        id = profile.id,
+        tls = tls.display(),
+    );
+    for (k, v) in settings {
+        if k.starts_with("conf") {
+            mc.push_str(&format!("define(`{k}', `{v}')dnl\n"));
+        }
+    }
+    mc.push_str(&format!(
+        "FEATURE(`no_default_msa')dnl\nFEATURE(`promiscuous_relay')dnl\n\
+         FEATURE(`accept_unresolvable_domains')dnl\nFEATURE(`accept_unqualified_senders')dnl\n\
+         define(`LOCAL_MAILER_PATH', `/bin/true')dnl\n\
+         DAEMON_OPTIONS(`Family=inet, Name=MTA-matrix, Port={port}, Addr=127.0.0.1')dnl\n\
+         MAILER(`local')dnl\nMAILER(`smtp')dnl\n",
+        port = port
+    ));
+    mc
 }
 
 #[cfg(test)]
@@ -241,6 +255,22 @@ mod tests {
         assert_eq!(negotiated(s).unwrap().cipher.as_deref(), Some("DHE-RSA-AES128-SHA"));
         let m = "5ATA1: from=<a@client.test>, size=255, class=0, nrcpts=1, msgid=<x@y>, proto=ESMTPS, daemon=MTA-matrix, relay=localhost [127.0.0.1]";
         assert_eq!(Sendmail.event(m), Some(LogEvent::Message { over_tls: Some(true), tls: None }));
+    }
+
+    #[test]
+    fn a_profile_becomes_its_mc_text() {
+        let p: ServerProfile = serde_json::from_value(serde_json::json!({"id": "s", "backend": "sendmail",
+            "max_tls": "1.2", "ciphers": ["TLS_DHE_RSA_WITH_AES_128_GCM_SHA256"], "dh": "oakley-1024"}))
+        .unwrap();
+        let settings = vec![
+            ("confCIPHER_LIST".to_string(), "DHE-RSA-AES128-GCM-SHA256".to_string()),
+            ("/etc/ssl/openssl.cnf (its namespace only)".to_string(), "/w/openssl.cnf".to_string()),
+        ];
+        let mc = mc_text(&p, "mx.test", Path::new("/root"), Path::new("/w"), Path::new("/w/tls"), 2525, &settings);
+        assert!(mc.contains("define(`confCIPHER_LIST', `DHE-RSA-AES128-GCM-SHA256')dnl"), "{mc}");
+        assert!(mc.contains("DAEMON_OPTIONS(`Family=inet, Name=MTA-matrix, Port=2525, Addr=127.0.0.1')"), "{mc}");
+        assert!(mc.contains("define(`confDOMAIN_NAME', `mx.test')"), "{mc}");
+        assert!(!mc.contains("openssl.cnf"), "only conf… settings are m4 defines");
     }
 
     #[test]

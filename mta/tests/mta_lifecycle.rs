@@ -84,6 +84,11 @@ async fn each_mta_starts_and_stops_twenty_times_leaving_nothing_behind() {
                 Err(e) => panic!("{backend}, round {round}: did not start: {e}"),
             };
             usable.push(t.elapsed().as_millis() as u64);
+            // The TLS library is read from the MTA's own processes, not the harness's.
+            let loaded = running.info().loaded.clone().unwrap_or_else(|| panic!("{backend}: library not measured"));
+            let family = if backend == "exim" { "GnuTLS " } else { "OpenSSL " };
+            assert!(loaded.version.starts_with(family), "{backend}: {loaded:?}");
+            assert!(loaded.path.as_deref().is_some_and(|p| p.starts_with('/')), "{backend}: {loaded:?}");
             let addr = running.addr();
             ready.push(running.info().ready_ms);
             let report = running.stop().await;

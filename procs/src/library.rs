@@ -112,7 +112,9 @@ pub fn loaded_by_group(pgid: i32) -> Vec<Loaded> {
     let mut paths = Vec::new();
     for pid in crate::registry::group_members(pgid) {
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
-        paths.extend(maps.lines().filter_map(|l| l.split_whitespace().nth(5)).filter(|p| p.starts_with('/')).map(PathBuf::from));
+        paths.extend(
+            maps.lines().filter_map(|l| l.split_whitespace().nth(5)).filter(|p| p.starts_with('/')).map(PathBuf::from),
+        );
     }
     among(paths)
 }

@@ -10,7 +10,9 @@ use std::fmt;
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum ExpectedOutcome {
     Connected,
-    Failed { class: ErrorClass },
+    Failed {
+        class: ErrorClass,
+    },
     Timeout,
     /// The stack cannot express the cell (its program exits 89): expected, with a reason.
     Unsupported,

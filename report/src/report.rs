@@ -2,8 +2,8 @@
 //! sorted by cell id; every outcome is recorded as it happened, with its expectation and verdict.
 
 use crate::availability::Availability;
-use crate::expected::Expected;
 use crate::exit;
+use crate::expected::Expected;
 use crate::outcome::Outcome;
 use crate::profile::ServerProfile;
 use crate::record::ConnectionRecord;
@@ -165,12 +165,17 @@ mod tests {
     fn outcome() -> impl Strategy<Value = Outcome> {
         let text = "\\PC{0,30}";
         prop_oneof![
-            (0..Protocol::ALL.len(), proptest::option::of("\\PC{1,30}"), proptest::option::of(text), proptest::option::of(512u32..9000), any::<bool>()).prop_map(
-                |(p, cipher, group, dh_bits, by_server)| Outcome::Connected(Connection {
+            (
+                0..Protocol::ALL.len(),
+                proptest::option::of("\\PC{1,30}"),
+                proptest::option::of(text),
+                proptest::option::of(512u32..9000),
+                any::<bool>()
+            )
+                .prop_map(|(p, cipher, group, dh_bits, by_server)| Outcome::Connected(Connection {
                     negotiated: Negotiated { protocol: Some(Protocol::ALL[p]), cipher, group, dh_bits },
                     reported_by: if by_server { Reporter::Server } else { Reporter::Client },
-                })
-            ),
+                })),
             (0..ErrorClass::ALL.len(), text, proptest::option::of(text)).prop_map(|(i, client_error, server_error)| {
                 Outcome::Failed {
                     class: ErrorClass::ALL[i],

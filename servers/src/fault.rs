@@ -51,4 +51,3 @@ pub fn after_starttls(fault: Option<Fault>) -> AfterStarttls {
         | None => AfterStarttls::Handshake,
     }
 }
-

@@ -1,13 +1,13 @@
 //! The run's test PKI: a CA and two leaf certificates (RSA 2048 and ECDSA P-256) for `mx.test`
 //! and `127.0.0.1`, made with rcgen once per run into a directory of the run's own.
 
-use report_format::CertKind;
 use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256, date_time_ymd,
 };
+use report_format::CertKind;
 use std::path::{Path, PathBuf};
 
 /// The name every built-in server answers to; clients send it as SNI and verify it.

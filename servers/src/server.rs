@@ -4,10 +4,10 @@
 
 use crate::fault::{AfterStarttls, Fault, SLOW_BANNER_DELAY};
 use crate::pki::TestPki;
-use report_format::{ServerProfile, TlsBackend};
-use report_format::{ConnectionRecord, End, Refusal};
 use crate::session::{Action, Session, SessionConfig};
 use crate::tls::{Acceptor, ConfigRejected};
+use report_format::{ConnectionRecord, End, Refusal};
+use report_format::{ServerProfile, TlsBackend};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

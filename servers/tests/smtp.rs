@@ -142,7 +142,8 @@ fn the_pipelined_plaintext_fault_counts_what_a_client_sends_past_starttls() {
         serde_json::from_value(serde_json::json!({"id": "t", "backend": "openssl", "fault": "pipelined-plaintext"}))
             .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut server = rt.block_on(servers::start(servers::TlsBackend::Openssl, &profile, &pki, ServeOptions::default())).unwrap();
+    let mut server =
+        rt.block_on(servers::start(servers::TlsBackend::Openssl, &profile, &pki, ServeOptions::default())).unwrap();
     let mut r = BufReader::new(TcpStream::connect(server.addr()).unwrap());
     read_reply(&mut r);
     say(&mut r, "EHLO c.test\r\n");

@@ -138,7 +138,9 @@ mod tests {
     fn parses_gnutls_success_and_failure() {
         let ok = "- Description: (TLS1.2-X.509)-(DHE-CUSTOM1024)-(RSA-SHA256)-(AES-256-GCM)\n- Handshake was completed\n\n250-mx.test\n250 8BITMIME\n221 2.0.0 Bye\n";
         match parse(Some(0), ok, "").unwrap() {
-            ClientResult::Ok(n) => assert_eq!((n.protocol, n.dh_bits, n.group), (Some(Protocol::Tls12), Some(1024), None)),
+            ClientResult::Ok(n) => {
+                assert_eq!((n.protocol, n.dh_bits, n.group), (Some(Protocol::Tls12), Some(1024), None))
+            }
             e => panic!("{e:?}"),
         }
         let tls13 = "- Description: (TLS1.3-X.509)-(DHE-FFDHE2048)-(RSA-PSS-RSAE-SHA256)-(AES-256-GCM)\n- Handshake was completed\n250 ok\n221 bye\n";
@@ -156,4 +158,3 @@ mod tests {
         }
     }
 }
-

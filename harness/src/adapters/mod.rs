@@ -84,8 +84,14 @@ pub trait Adapter: Sync {
 }
 
 /// Every adapter.
-pub const ALL: [&dyn Adapter; 6] =
-    [&s_client::SClient, &gnutls_cli::GnutlsCli, &curl::Curl, &msmtp::Msmtp, &swaks::Swaks, &posttls_finger::PosttlsFinger];
+pub const ALL: [&dyn Adapter; 6] = [
+    &s_client::SClient,
+    &gnutls_cli::GnutlsCli,
+    &curl::Curl,
+    &msmtp::Msmtp,
+    &swaks::Swaks,
+    &posttls_finger::PosttlsFinger,
+];
 
 /// The adapter of a name.
 pub fn by_name(name: &str) -> Option<&'static dyn Adapter> {
@@ -130,7 +136,12 @@ mod tests {
 
     #[test]
     fn host_and_port() {
-        let t = |c: &str| Target { connect: c.into(), servername: "mx.test".into(), cafile: "/ca".into(), ehlo: "c".into() };
+        let t = |c: &str| Target {
+            connect: c.into(),
+            servername: "mx.test".into(),
+            cafile: "/ca".into(),
+            ehlo: "c".into(),
+        };
         assert_eq!(t("127.0.0.1:2525").host_port(), ("127.0.0.1", "2525"));
         assert_eq!(t("[::1]:25").host_port(), ("::1", "25"));
         assert_eq!(t("mx.example").host_port(), ("mx.example", "25"));

@@ -151,7 +151,8 @@ fn parse(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientRes
         let text = if words.is_empty() { "no 250/221 reply over TLS".to_string() } else { words };
         return Ok(ClientResult::error(Stage::PostTls, text));
     }
-    let protocol = Protocol::parse(&protocol).ok_or_else(|| format!("s_client named an unknown protocol {protocol:?}"))?;
+    let protocol =
+        Protocol::parse(&protocol).ok_or_else(|| format!("s_client named an unknown protocol {protocol:?}"))?;
     Ok(ClientResult::Ok(Negotiated::tls(protocol, cipher, group, dh_bits)))
 }
 
@@ -196,10 +197,7 @@ mod tests {
         let eof = "40471737CA7F0000:error:0A000126:SSL routines:ssl3_read_n:unexpected eof while reading:../ssl/record/rec_layer_s3.c:318:\n";
         assert!(matches!(parse(Some(1), out, eof).unwrap(), ClientResult::Ok(_)));
         let no_quit = "CONNECTED(00000003)\n---\nNew, TLSv1.3, Cipher is TLS_AES_256_GCM_SHA384\n250 HELP\n";
-        assert!(matches!(
-            parse(Some(1), no_quit, eof).unwrap(),
-            ClientResult::Error { stage: Stage::PostTls, .. }
-        ));
+        assert!(matches!(parse(Some(1), no_quit, eof).unwrap(), ClientResult::Error { stage: Stage::PostTls, .. }));
     }
 
     #[test]
@@ -207,7 +205,10 @@ mod tests {
         let out = "CONNECTED(00000003)\n---\nServer Temp Key: DH, 2048 bits\n---\nNew, TLSv1.2, Cipher is DHE-RSA-AES128-GCM-SHA256\n250-mx.test greets c\n250 8BITMIME\n221 2.0.0 Bye\n";
         match parse(Some(0), out, "").unwrap() {
             ClientResult::Ok(n) => {
-                assert_eq!((n.protocol, n.cipher.as_deref()), (Some(Protocol::Tls12), Some("DHE-RSA-AES128-GCM-SHA256")));
+                assert_eq!(
+                    (n.protocol, n.cipher.as_deref()),
+                    (Some(Protocol::Tls12), Some("DHE-RSA-AES128-GCM-SHA256"))
+                );
                 assert_eq!((n.group, n.dh_bits), (None, Some(2048)));
             }
             e => panic!("{e:?}"),
@@ -227,12 +228,8 @@ mod tests {
             ClientResult::Error { stage: Stage::Connect, .. }
         ));
         assert!(matches!(
-            parse(
-                Some(1),
-                "CONNECTED(00000003)\nDidn't find STARTTLS in server response, trying anyway...\n",
-                ""
-            )
-            .unwrap(),
+            parse(Some(1), "CONNECTED(00000003)\nDidn't find STARTTLS in server response, trying anyway...\n", "")
+                .unwrap(),
             ClientResult::Error { stage: Stage::Starttls, .. }
         ));
         assert!(parse(None, "", "").is_err(), "no output at all is ours to explain");
@@ -259,4 +256,3 @@ mod tests {
         assert_eq!(temp_key("DH, 1024 bits"), (None, Some(1024)));
     }
 }
-

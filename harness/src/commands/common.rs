@@ -6,9 +6,9 @@ use clap::ValueEnum;
 use harness::classify::Tables;
 use harness::diff::Diff;
 use harness::matrix::Matrix;
-use report_format::Report;
 use harness::report::{html, junit, markdown, progress::Progress, terminal, write};
 use harness::runner::Event;
+use report_format::Report;
 use std::path::Path;
 use tokio::sync::mpsc;
 

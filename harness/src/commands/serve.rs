@@ -112,7 +112,11 @@ async fn serve_mta(
         profile.id,
         info.mta.name(),
         info.version,
-        info.loaded.as_ref().map_or(info.tls_library.clone(), |l| format!("{} at {}", l.version, l.path.as_deref().unwrap_or("?"))),
+        info.loaded.as_ref().map_or(info.tls_library.clone(), |l| format!(
+            "{} at {}",
+            l.version,
+            l.path.as_deref().unwrap_or("?")
+        )),
         info.ready_ms,
         pki.ca_cert.display()
     );

@@ -169,7 +169,10 @@ pub fn parse(
             Some(adapter) => (StackKind::Adapter(AdapterRef(adapter)), Some(adapter.error_table().to_string())),
             None => {
                 let known = crate::adapters::names().join(", ");
-                return Err(invalid(at("adapter"), format!("client {:?}: unknown adapter {a:?}; known: {known}", c.id)));
+                return Err(invalid(
+                    at("adapter"),
+                    format!("client {:?}: unknown adapter {a:?}; known: {known}", c.id),
+                ));
             }
         },
         _ => {
@@ -191,7 +194,10 @@ pub fn parse(
         None => {
             return Err(invalid(
                 line_of(source, span.start),
-                format!("client {:?}: a `program` stack needs `errors = \"<table>\"` naming how to read its errors", c.id),
+                format!(
+                    "client {:?}: a `program` stack needs `errors = \"<table>\"` naming how to read its errors",
+                    c.id
+                ),
             ));
         }
     };

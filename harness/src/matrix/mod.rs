@@ -88,7 +88,10 @@ impl Matrix {
             let span = s.span();
             let profile = s.into_inner();
             if let Err(e) = profile.validate().and_then(|()| servers::check_suites(&profile)) {
-                return Err(invalid(key_line(source, &span, e.field), format!("server {:?}: {}", profile.id, e.message)));
+                return Err(invalid(
+                    key_line(source, &span, e.field),
+                    format!("server {:?}: {}", profile.id, e.message),
+                ));
             }
             if !seen.insert(profile.id.clone()) {
                 return Err(invalid(

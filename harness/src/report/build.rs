@@ -41,11 +41,8 @@ pub fn build(s: RunSummary<'_>) -> Report {
     tool_versions.insert("starttls-matrix".to_string(), env!("CARGO_PKG_VERSION").to_string());
     tool_versions.insert("server backend openssl".to_string(), servers::openssl_version().to_string());
     tool_versions.insert("server backend rustls".to_string(), format!("rustls {}", clients::RUSTLS_VERSION));
-    let servers = s
-        .plan_servers
-        .iter()
-        .filter_map(|id| s.matrix.server(id).map(|e| (id.clone(), e.profile.clone())))
-        .collect();
+    let servers =
+        s.plan_servers.iter().filter_map(|id| s.matrix.server(id).map(|e| (id.clone(), e.profile.clone()))).collect();
     let clients = s
         .plan_clients
         .iter()

@@ -1,8 +1,8 @@
 //! `results/history/`: every published run kept as `<date>-<run id>.json`, the newest
 //! [`KEEP`], so the page can show what changed since the previous run.
 
-use report_format::Report;
 use super::write::{WriteError, atomic};
+use report_format::Report;
 use std::path::{Path, PathBuf};
 
 /// How many runs are kept.

@@ -4,9 +4,9 @@
 //! per-client and per-server summaries; filters; what changed since the previous run. Every
 //! string that came from a run is escaped: servers choose their banners and certificates.
 
-use report_format::{CellReport, Report};
 use super::summary;
 use crate::diff::{ChangeKind, Diff};
+use report_format::{CellReport, Report};
 use report_format::{ErrorClass, Family, Outcome, Reporter};
 use std::collections::BTreeSet;
 use std::fmt::Write;

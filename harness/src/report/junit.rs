@@ -1,10 +1,10 @@
 //! JUnit XML for CI systems: one test case per cell (class name = server profile), failures
 //! carrying both sides' words, skipped cells skipped, harness errors as errors.
 
-use report_format::Report;
-use report_format::Outcome;
-use report_format::Verdict;
 use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
+use report_format::Outcome;
+use report_format::Report;
+use report_format::Verdict;
 use std::time::Duration;
 
 fn detail(outcome: &Outcome) -> String {

@@ -2,8 +2,8 @@
 //! Written to stderr, so stdout keeps the table or the JSON.
 
 use crate::runner::Event;
-use report_format::Availability;
 use indicatif::{ProgressBar, ProgressStyle};
+use report_format::Availability;
 use std::io::IsTerminal;
 
 /// Consumes the runner's events.

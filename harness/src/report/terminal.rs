@@ -2,10 +2,10 @@
 //! follows it: verdict counts, wall time, the slowest cells, and every cell that is not as
 //! expected — harness errors and unmapped errors loudest.
 
-use report_format::Report;
-use report_format::{ErrorClass, Outcome};
-use report_format::Verdict;
 use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use report_format::Report;
+use report_format::Verdict;
+use report_format::{ErrorClass, Outcome};
 use std::io::IsTerminal;
 
 /// Colour only on a terminal, and never when `NO_COLOR` is set (no-color.org).

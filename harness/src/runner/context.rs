@@ -253,14 +253,86 @@ impl Context {
             ServerState::External(target) => {
                 (stack.run(target, stack_bound).await, ServerKind::External, Vec::new(), Vec::new())
             }
-            ServerState::NotStarted(_) => {
-                (ClientRun::HarnessError("the server did not start".into()), ServerKind::External, Vec::new(), Vec::new())
-            }
+            ServerState::NotStarted(_) => (
+                ClientRun::HarnessError("the server did not start".into()),
+                ServerKind::External,
+                Vec::new(),
+                Vec::new(),
+            ),
         };
         evidence.client = Some(run);
         evidence.server.kind = kind;
         evidence.server.records = records;
         evidence.server.config_warnings = warnings;
         evidence
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Tables;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A contract program in shell: it reads the banner, says QUIT and reports the banner as
+    /// an SMTP-stage error, so both sides have something to say.
+    const PROGRAM: &str = r#"#!/bin/bash
+case "$1" in --starttls-matrix-probe-nonsense) exit 89 ;; --describe) exit 0 ;; esac
+while [ $# -gt 0 ]; do [ "$1" = --connect ] && target=$2; shift; done
+exec 3<>"/dev/tcp/${target%:*}/${target##*:}"
+read -r banner <&3
+printf 'QUIT\r\n' >&3
+read -r bye <&3
+printf 'RESULT {"status":"error","stage":"smtp","error":"banner was %s"}\n' "${banner%$'\r'}"
+"#;
+
+    #[tokio::test]
+    async fn a_cell_yields_both_sides_and_judges_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("client");
+        std::fs::write(&program, PROGRAM).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let text = format!(
+            "[[server]]\nid = \"s\"\nbackend = \"openssl\"\n\n[[client]]\nid = \"sh\"\nprogram = \"{}\"\nerrors = \"openssl\"\n",
+            program.display()
+        );
+        let tables = Arc::new(Tables::builtin().unwrap());
+        let matrix = Matrix::parse(&dir.path().join("m.toml"), &text, &tables).unwrap();
+        let (events, mut rx) = mpsc::unbounded_channel();
+        let exe = std::env::current_exe().unwrap();
+        let ctx = Context::prepare(&matrix, &["sh".into()], tables, &exe, &events).await.unwrap();
+        assert!(matches!(rx.try_recv(), Ok(Event::StackResolved { availability: Availability::Ready, .. })));
+        let profile = &matrix.servers[0].profile;
+        let mut server = ctx.start_server(profile).await;
+        let id = CellId::new("sh", "s");
+        let evidence = ctx.run_cell(&id, Some(profile), &mut server).await;
+        ctx.stop_server("s", server).await;
+        match &evidence.client {
+            Some(ClientRun::Result(wire::ClientResult::Error { stage: report_format::Stage::Smtp, error })) => {
+                assert!(error.starts_with("banner was 220 "), "{error}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(evidence.server.kind, ServerKind::Own { table: "server-openssl".into(), invalid_dh: None });
+        assert_eq!(evidence.server.records.len(), 1, "the server's record of the cell's one connection");
+        assert_eq!(evidence.server.records[0].end, Some(report_format::End::Quit));
+        // The same evidence, blind: no records, no ownership.
+        let blind = evidence.blind();
+        assert!(blind.server.records.is_empty() && blind.server.kind == ServerKind::External);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_did_not_start_leaves_the_client_unrun() {
+        let tables = Arc::new(Tables::builtin().unwrap());
+        let text = "[[server]]\nid = \"s\"\nbackend = \"postfix\"\n\n[[client]]\nid = \"openssl\"\nbuiltin = \"openssl-client\"\n";
+        let dir = tempfile::tempdir().unwrap();
+        let matrix = Matrix::parse(&dir.path().join("m.toml"), text, &tables).unwrap();
+        let (events, _rx) = mpsc::unbounded_channel();
+        let exe = std::env::current_exe().unwrap();
+        let ctx = Context::prepare(&matrix, &["openssl".into()], tables, &exe, &events).await.unwrap();
+        let mut server = ServerState::NotStarted(Availability::Skipped("postfix is not extracted".into()));
+        let evidence = ctx.run_cell(&CellId::new("openssl", "s"), None, &mut server).await;
+        assert_eq!(evidence.client, None);
+        assert_eq!(evidence.server.availability, Availability::Skipped("postfix is not extracted".into()));
     }
 }

@@ -16,12 +16,25 @@ use report_format::{Availability, CellId};
 /// What the runner (and the judging stage after it) tell reporters.
 #[derive(Debug, Clone)]
 pub enum Event {
-    RunStarted { cells: usize },
-    StackResolved { id: String, availability: Availability },
-    ServerStarted { id: String, addr: String },
+    RunStarted {
+        cells: usize,
+    },
+    StackResolved {
+        id: String,
+        availability: Availability,
+    },
+    ServerStarted {
+        id: String,
+        addr: String,
+    },
     /// A profile's server did not start; every cell of it says why.
-    ServerNotStarted { id: String, why: Availability },
-    CellStarted { id: CellId },
+    ServerNotStarted {
+        id: String,
+        why: Availability,
+    },
+    CellStarted {
+        id: CellId,
+    },
     /// A cell's evidence, not yet judged (the runner's last word on it).
     CellRan(Box<CellRun>),
     /// A cell judged (the judging stage's word on it).

@@ -58,7 +58,13 @@ async fn run_repeated(
 
 /// Run a plan: each server profile once, its cells in order, profiles `jobs` at a time. Every
 /// cell's evidence is sent as [`Event::CellRan`].
-pub async fn run(matrix: Arc<Matrix>, plan: &Plan, ctx: Arc<Context>, options: RunOptions, events: mpsc::UnboundedSender<Event>) {
+pub async fn run(
+    matrix: Arc<Matrix>,
+    plan: &Plan,
+    ctx: Arc<Context>,
+    options: RunOptions,
+    events: mpsc::UnboundedSender<Event>,
+) {
     let RunOptions { jobs, repeat } = options;
     let _ = events.send(Event::RunStarted { cells: plan.cells.len() });
     let permits = Arc::new(Semaphore::new(jobs.max(1)));
@@ -98,7 +104,12 @@ pub async fn run(matrix: Arc<Matrix>, plan: &Plan, ctx: Arc<Context>, options: R
 }
 
 /// Run every given client stack against a server that is already running (`probe`).
-pub async fn probe(ctx: Arc<Context>, clients: &[String], target: crate::adapters::Target, events: mpsc::UnboundedSender<Event>) {
+pub async fn probe(
+    ctx: Arc<Context>,
+    clients: &[String],
+    target: crate::adapters::Target,
+    events: mpsc::UnboundedSender<Event>,
+) {
     let server_id = target.connect.clone();
     let _ = events.send(Event::RunStarted { cells: clients.len() });
     let mut state = ServerState::External(target);
@@ -107,7 +118,31 @@ pub async fn probe(ctx: Arc<Context>, clients: &[String], target: crate::adapter
         let _ = events.send(Event::CellStarted { id: id.clone() });
         let started = Instant::now();
         let evidence = ctx.run_cell(&id, None, &mut state).await;
-        let _ = events.send(Event::CellRan(Box::new(CellRun { id, runs: vec![evidence], duration: started.elapsed() })));
+        let _ =
+            events.send(Event::CellRan(Box::new(CellRun { id, runs: vec![evidence], duration: started.elapsed() })));
     }
     crate::stack::stop_batch_workers(ctx.stacks.values()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(json: serde_json::Value) -> ServerProfile {
+        serde_json::from_value(json).unwrap()
+    }
+
+    /// Profiles whose cells wait by design start first, large DH groups next.
+    #[test]
+    fn waiting_profiles_are_scheduled_first() {
+        let stall = profile(serde_json::json!({"id": "a", "backend": "openssl", "fault": "stall"}));
+        let refused = profile(serde_json::json!({"id": "b", "backend": "openssl", "fault": "starttls-454"}));
+        let dh8192 = profile(serde_json::json!({"id": "c", "backend": "openssl", "max_tls": "1.2",
+            "ciphers": ["TLS_DHE_RSA_WITH_AES_128_GCM_SHA256"], "dh": "ffdhe8192"}));
+        let plain = profile(serde_json::json!({"id": "d", "backend": "openssl"}));
+        let mut all = [&plain, &refused, &stall, &dh8192];
+        all.sort_by_key(|p| std::cmp::Reverse(expected_wait(p)));
+        let order: Vec<&str> = all.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(order, ["c", "a", "b", "d"]);
+    }
 }

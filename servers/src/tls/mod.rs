@@ -59,10 +59,8 @@ pub fn check_suites(profile: &ServerProfile) -> Result<(), ProfileError> {
     if profile.backend == Backend::Builtin(TlsBackend::Rustls) {
         return Ok(());
     }
-    let known = ::openssl_ext::all_cipher_names().map_err(|e| ProfileError {
-        field: "ciphers",
-        message: format!("list OpenSSL's cipher suites: {e}"),
-    })?;
+    let known = ::openssl_ext::all_cipher_names()
+        .map_err(|e| ProfileError { field: "ciphers", message: format!("list OpenSSL's cipher suites: {e}") })?;
     for (field, list) in [("ciphers", &profile.ciphers), ("tls13_suites", &profile.tls13_suites)] {
         if let Some(unknown) = list.iter().flatten().find(|s| !known.contains_key(*s)) {
             let close = closest(unknown, known.keys());

@@ -2,10 +2,10 @@
 //! security callback so that the profile, not the library's security level, decides what is
 //! served (OpenSSL refuses DH under 1024 bits even at level 0 otherwise).
 
-use crate::pki::TestPki;
 use crate::dh::DhParams;
-use report_format::{ServerProfile, TlsVersion};
+use crate::pki::TestPki;
 use openssl::ssl::{Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslVersion};
+use report_format::{ServerProfile, TlsVersion};
 use std::pin::Pin;
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;

@@ -1,10 +1,10 @@
 //! The rustls backend: rustls 0.23 with the ring provider, narrowed to the profile's versions,
 //! suites and groups, plus TLS 1.2 DHE from [`super::ffdhe`] when the profile has a DH group.
 
-use crate::pki::TestPki;
 use crate::dh::DhParams;
-use report_format::{Group, ServerProfile, TlsVersion};
+use crate::pki::TestPki;
 use ffdhe::{CUSTOM_GROUP_ID, FfdheKx, dhe_suites};
+use report_format::{Group, ServerProfile, TlsVersion};
 use rustls::crypto::{CryptoProvider, SupportedKxGroup};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
