@@ -29,6 +29,10 @@ const BUILTIN: &[(&str, &str)] = &[
     ("server-sendmail", include_str!("../classify/server-sendmail.toml")),
     ("swaks", include_str!("../classify/swaks.toml")),
     ("server-rustls", include_str!("../classify/server-rustls.toml")),
+    ("sender-exim", include_str!("../classify/sender-exim.toml")),
+    ("sender-opensmtpd", include_str!("../classify/sender-opensmtpd.toml")),
+    ("sender-postfix", include_str!("../classify/sender-postfix.toml")),
+    ("sender-sendmail", include_str!("../classify/sender-sendmail.toml")),
 ];
 
 #[derive(Debug, Deserialize)]

@@ -4,12 +4,32 @@
 //! (`Evidence::blind`) the same function is the client-only view `probe` must use.
 
 use crate::classify::Tables;
+use crate::delivery::derive_delivery;
 use crate::evidence::{ClientRun, Evidence, ServerKind};
-use report_format::{Availability, Connection, ErrorClass, Outcome, Reporter, Side, Stage};
+use report_format::{Availability, Connection, ConnectionRecord, Delivery, ErrorClass, Outcome, Reporter, Side, Stage};
 use wire::ClientResult;
 
 /// The outcome a cell's evidence shows.
 pub fn derive_outcome(evidence: &Evidence, tables: &Tables) -> Outcome {
+    derive_cell(evidence, tables).0
+}
+
+/// The outcome a cell's evidence shows, and for a sender what became of its message.
+pub fn derive_cell(evidence: &Evidence, tables: &Tables) -> (Outcome, Option<Delivery>) {
+    if let Some(ClientRun::Delivery(view)) = &evidence.client
+        && evidence.stack.is_ready()
+        && evidence.server.availability.is_ready()
+    {
+        // A sender's message: its own account decides, the server's records cross-check it
+        // (the rules below are about client programs).
+        let (outcome, delivery) = derive_delivery(view, &evidence.client_table, &evidence.server, tables);
+        return (outcome, Some(delivery));
+    }
+    (client_outcome(evidence, tables), None)
+}
+
+/// A client program's outcome.
+fn client_outcome(evidence: &Evidence, tables: &Tables) -> Outcome {
     // 1. A stack that is not here is skipped; one that breaks its contract is ours to fix.
     if let Some(outcome) = unavailable(&evidence.stack, false) {
         return outcome;
@@ -60,6 +80,10 @@ pub fn derive_outcome(evidence: &Evidence, tables: &Tables) -> Outcome {
         ClientRun::Unsupported(reason) => Outcome::Unsupported { reason: reason.clone() },
         ClientRun::Timeout(after) => Outcome::Timeout { after_ms: after.as_millis() as u64 },
         ClientRun::HarnessError(detail) => Outcome::HarnessError { detail: detail.clone() },
+        // Read by `derive_delivery` before these rules.
+        ClientRun::Delivery(_) => {
+            Outcome::HarnessError { detail: "a sender's account reached the client rules".into() }
+        }
     }
 }
 
@@ -117,51 +141,76 @@ fn failed(
     let server = &evidence.server;
     // 6. The server refused at the SMTP level (banner, EHLO, STARTTLS): that is what happened,
     //    whatever words the client found for it afterwards ("wrong version number"…).
-    if let Some(refusal) = server.records.iter().find_map(|r| r.refusal.clone()) {
-        let c = tables.classify("common", refusal.stage, &refusal.reply, None, &[]);
+    if let Some(f) = refused(&server.records, tables) {
         return Outcome::Failed {
-            class: c.class,
-            side: c.side,
+            class: f.class,
+            side: f.side,
             stage,
             client_error: error.to_string(),
-            server_error: Some(refusal.reply),
+            server_error: f.server_words,
         };
     }
     // 7. A client that cannot reach our own server is our problem, not an interop failure.
     if stage == Stage::Connect && own.is_some() {
         return Outcome::HarnessError { detail: format!("the client could not reach our own server: {error}") };
     }
-    // 8. The client's words, by its stack's table; where they only say the peer aborted or the
-    //    connection closed, the server's own words (if any) say why.
-    let server_errors: Vec<String> = server.records.iter().filter_map(|r| r.error.clone()).collect();
     let server_table = own.map(|(table, _)| table);
-    let c = tables.classify(&evidence.client_table, stage, error, server_table, &server_errors);
-    let mut server_words = server_errors.join("\n");
-    // 9. A server that dropped part of its own configuration at load time (Postfix refusing a
-    //    DH file) decides a failure the client can only see as missing ciphers or a closed
-    //    connection — never an unmapped text, which stays loud.
-    if let Some(table) = server_table
-        && matches!(c.class, ErrorClass::NoSharedCipher | ErrorClass::ConnectionClosed)
-        && tables.server_words(table, &server.config_warnings).map(|w| w.class)
-            == Some(ErrorClass::ServerConfigRejected)
-    {
-        let warnings = server.config_warnings.join("\n");
-        server_words = if server_words.is_empty() { warnings } else { format!("{warnings}\n{server_words}") };
-        return Outcome::Failed {
-            class: ErrorClass::ServerConfigRejected,
-            side: Side::Server,
-            stage,
-            client_error: error.to_string(),
-            server_error: Some(server_words),
-        };
-    }
+    let f =
+        by_words(&evidence.client_table, stage, error, server_table, &server.records, &server.config_warnings, tables);
     Outcome::Failed {
-        class: c.class,
-        side: c.side,
+        class: f.class,
+        side: f.side,
         stage,
         client_error: error.to_string(),
-        server_error: (!server_words.is_empty()).then_some(server_words),
+        server_error: f.server_words,
     }
+}
+
+/// A failure, classified, with the server's words that went into it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Failure {
+    pub class: ErrorClass,
+    pub side: Side,
+    pub server_words: Option<String>,
+}
+
+/// Rule 6: a refusal at the SMTP level in the server's records decides the class.
+pub(crate) fn refused(records: &[ConnectionRecord], tables: &Tables) -> Option<Failure> {
+    let refusal = records.iter().find_map(|r| r.refusal.clone())?;
+    let c = tables.classify("common", refusal.stage, &refusal.reply, None, &[]);
+    Some(Failure { class: c.class, side: c.side, server_words: Some(refusal.reply) })
+}
+
+/// Rules 8 and 9: the stack's words by its table; where they only say the peer aborted or the
+/// connection closed, the server's own words (if any) say why; and a server that dropped part of
+/// its own configuration at load time (Postfix refusing a DH file) decides a failure the client
+/// can only see as missing ciphers or a closed connection — never an unmapped text, which stays
+/// loud.
+pub(crate) fn by_words(
+    table: &str,
+    stage: Stage,
+    error: &str,
+    server_table: Option<&str>,
+    records: &[ConnectionRecord],
+    config_warnings: &[String],
+    tables: &Tables,
+) -> Failure {
+    let server_errors: Vec<String> = records.iter().filter_map(|r| r.error.clone()).collect();
+    let c = tables.classify(table, stage, error, server_table, &server_errors);
+    let mut server_words = server_errors.join("\n");
+    if let Some(t) = server_table
+        && matches!(c.class, ErrorClass::NoSharedCipher | ErrorClass::ConnectionClosed)
+        && tables.server_words(t, config_warnings).map(|w| w.class) == Some(ErrorClass::ServerConfigRejected)
+    {
+        let warnings = config_warnings.join("\n");
+        server_words = if server_words.is_empty() { warnings } else { format!("{warnings}\n{server_words}") };
+        return Failure {
+            class: ErrorClass::ServerConfigRejected,
+            side: Side::Server,
+            server_words: Some(server_words),
+        };
+    }
+    Failure { class: c.class, side: c.side, server_words: (!server_words.is_empty()).then_some(server_words) }
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@ use wire::ClientResult;
 pub enum ClientRun {
     /// It kept the contract: its RESULT.
     Result(ClientResult),
+    /// A sender's account of its message: attempts, fate, its log and queue.
+    Delivery(mta::SenderView),
     /// It exited 89: it cannot express this cell.
     Unsupported(String),
     /// It did not finish within the cell's timeout and was killed.

@@ -4,7 +4,7 @@
 
 use crate::judge::expected_from;
 use crate::matrix::Matrix;
-use report_format::{Outcome, Report};
+use report_format::{DeliveryResult, ExpectedOutcome, Outcome, Report};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -12,7 +12,8 @@ fn toml_string(s: &str) -> String {
     serde_json::to_string(s).expect("a string serialises")
 }
 
-/// `[[expect]]` entries for every cell of a run that did not connect, each with the reason
+/// `[[expect]]` entries for every cell of a run that did not connect (or whose sender did not
+/// deliver over TLS), each with the reason
 /// "recorded from run <id>" and the stack's words as a comment, for a maintainer to edit.
 pub fn from_report(report: &Report) -> String {
     let mut out = format!(
@@ -20,10 +21,13 @@ pub fn from_report(report: &Report) -> String {
         report.run.id, report.run.started
     );
     for (id, cell) in &report.cells {
-        if matches!(cell.outcome, Outcome::Connected(_)) {
+        let delivered_over_tls =
+            cell.delivery.as_ref().is_some_and(|d| d.result == DeliveryResult::Tls && d.class.is_none());
+        if (matches!(cell.outcome, Outcome::Connected(_)) && cell.delivery.is_none()) || delivered_over_tls {
             continue;
         }
-        let Some(expected) = expected_from(&cell.outcome, format!("recorded from run {}", report.run.id)) else {
+        let reason = format!("recorded from run {}", report.run.id);
+        let Some(expected) = expected_from(&cell.outcome, cell.delivery.as_ref(), reason) else {
             let _ = writeln!(out, "\n# {id}: {} — not recorded (not an interop outcome)", cell.outcome.kind());
             continue;
         };
@@ -34,6 +38,9 @@ pub fn from_report(report: &Report) -> String {
         }
         let _ = writeln!(out, "[[expect]]\ncell = {}", toml_string(id));
         let _ = writeln!(out, "outcome = \"{}\"", expected.outcome.kind());
+        if let ExpectedOutcome::Delivery { result, .. } = expected.outcome {
+            let _ = writeln!(out, "result = \"{result}\"");
+        }
         if let Some(class) = expected.class() {
             let _ = writeln!(out, "class = \"{class}\"");
         }
@@ -79,10 +86,15 @@ pub fn check(matrix: &Matrix, report: Option<&Report>) -> Vec<Stale> {
         .iter()
         .flat_map(|s| matrix.clients.iter().map(move |c| format!("{}/{}", c.id, s.profile.id)))
         .collect();
-    let first_match = |cell: &str| matrix.expectations.iter().position(|e| e.glob.is_match(cell));
+    let first_match = |cell: &str| {
+        let decides = matrix.deciding(cell)?;
+        matrix.expectations.iter().position(|e| std::ptr::eq(e, decides))
+    };
     let mut stale = Vec::new();
     for (i, e) in matrix.expectations.iter().enumerate() {
-        let matched: Vec<&String> = cells.iter().filter(|c| e.glob.is_match(c.as_str())).collect();
+        let sender = |c: &str| matrix.client(c.split('/').next().unwrap_or_default()).is_some_and(|s| s.is_sender());
+        let matched: Vec<&String> =
+            cells.iter().filter(|c| e.glob.is_match(c.as_str()) && e.applies_to(sender(c))).collect();
         let decided: Vec<&String> = matched.iter().copied().filter(|c| first_match(c) == Some(i)).collect();
         let problem = if matched.is_empty() {
             Some(Problem::MatchesNoCell)
@@ -182,6 +194,7 @@ reason = "no such stack"
             duration_ms: 1,
             server_log: vec![],
             repeats: vec![],
+            delivery: None,
         };
         Report {
             schema_version: 1,
@@ -204,6 +217,7 @@ reason = "no such stack"
             },
             servers: BTreeMap::new(),
             server_runs: BTreeMap::new(),
+            sender_runs: Default::default(),
             clients: BTreeMap::new(),
             cells: BTreeMap::from([("openssl/dhe512".to_string(), cell)]),
         }

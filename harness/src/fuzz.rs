@@ -245,6 +245,13 @@ pub fn replay_matrix(finding: &Finding, stack: &ClientStack) -> String {
             out.push_str(&format!("program = {}\nerrors = {}\n", q(&p.display().to_string()), q(&stack.errors)))
         }
         StackKind::Adapter(a) => out.push_str(&format!("adapter = {}\n", q(a.name()))),
+        StackKind::Sender { mta, policy, attempts } => {
+            out.push_str(&format!("sender = {}\ntls = {}\n", q(mta.name()), q(policy.tls.as_str())));
+            if let Some(f) = policy.fallback_to_clear {
+                out.push_str(&format!("fallback_to_clear = {f}\n"));
+            }
+            out.push_str(&format!("attempts = {attempts}\n"));
+        }
     }
     if !stack.args.is_empty() {
         out.push_str(&format!("args = [{}]\n", stack.args.iter().map(|a| q(a)).collect::<Vec<_>>().join(", ")));

@@ -4,19 +4,31 @@
 //! (exit 3). A cell whose repeats differ is flaky, never retried into a pass.
 
 use crate::classify::Tables;
-use crate::derive::derive_outcome;
+use crate::derive::derive_cell;
 use crate::evidence::CellRun;
 use crate::matrix::Matrix;
-use report_format::{CellId, ConnectionRecord, Expected, ExpectedOutcome, Outcome, Report, Verdict};
+use report_format::{
+    CellId, ConnectionRecord, Delivery, DeliveryResult, ErrorClass, Expected, ExpectedOutcome, Outcome, Report, Verdict,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Judge one outcome.
-pub fn judge(outcome: &Outcome, expected: &Expected) -> Verdict {
+/// Judge one outcome (a sender's with its delivery).
+pub fn judge(outcome: &Outcome, delivery: Option<&Delivery>, expected: &Expected) -> Verdict {
     use ExpectedOutcome as E;
     match (outcome, expected.outcome) {
         (Outcome::HarnessError { .. }, _) => Verdict::HarnessError,
         (Outcome::Skipped { .. }, _) => Verdict::Skipped,
+        (Outcome::Unsupported { .. }, E::Delivery { .. }) => Verdict::UnexpectedFailure,
+        (_, E::Delivery { result, class }) => match delivery {
+            Some(d) => judge_delivery(d, result, class),
+            // A sender that gave no account of its message (it timed out as a whole).
+            None => Verdict::UnexpectedFailure,
+        },
+        // A sender cell with no written expectation is expected to deliver over TLS.
+        (_, E::Connected) if delivery.is_some() => {
+            judge_delivery(delivery.expect("checked"), DeliveryResult::Tls, None)
+        }
         // A stack that cannot express a cell, expected so: it is not run, as a skip.
         (Outcome::Unsupported { .. }, E::Unsupported) => Verdict::Skipped,
         // A stack that regressed to "cannot express this" did not do what it should.
@@ -35,6 +47,21 @@ pub fn judge(outcome: &Outcome, expected: &Expected) -> Verdict {
     }
 }
 
+/// A delivery against the fate expected for it: the same fate and class passes (an expected
+/// failure where the fate is not TLS); TLS where it was not expected is an unexpected success;
+/// any other change of fate — above all to a delivery in clear — is an unexpected failure; the
+/// same fate for another reason is a wrong error.
+pub fn judge_delivery(d: &Delivery, result: DeliveryResult, class: Option<ErrorClass>) -> Verdict {
+    match (d.result == result, d.class == class) {
+        (true, true) if result == DeliveryResult::Tls => Verdict::Pass,
+        (true, true) => Verdict::ExpectedFailure,
+        (true, false) if result == DeliveryResult::Tls => Verdict::UnexpectedFailure,
+        (true, false) => Verdict::WrongError,
+        (false, _) if d.result == DeliveryResult::Tls && d.class.is_none() => Verdict::UnexpectedSuccess,
+        (false, _) => Verdict::UnexpectedFailure,
+    }
+}
+
 /// What each cell is judged against: a baseline run's outcome where it has the cell, else the
 /// matrix's written expectation; with no matrix (`probe`, whose cells are not the matrix's),
 /// every cell is expected to connect.
@@ -49,8 +76,8 @@ impl Judge {
         self.baseline
             .as_ref()
             .and_then(|b| {
-                let outcome = &b.cells.get(cell)?.outcome;
-                expected_from(outcome, format!("baseline run {}", b.run.id))
+                let c = b.cells.get(cell)?;
+                expected_from(&c.outcome, c.delivery.as_ref(), format!("baseline run {}", b.run.id))
             })
             .unwrap_or_else(|| self.matrix.as_ref().map_or_else(Expected::default_connected, |m| m.expected_for(cell)))
     }
@@ -58,13 +85,16 @@ impl Judge {
     /// A cell's runs, judged.
     pub fn record(&self, run: CellRun) -> CellRecord {
         let expected = self.expected_for(&run.id.to_string());
-        let outcomes: Vec<Outcome> = run.runs.iter().map(|e| derive_outcome(e, &self.tables)).collect();
+        let derived: Vec<(Outcome, Option<Delivery>)> = run.runs.iter().map(|e| derive_cell(e, &self.tables)).collect();
         let server_log: Vec<ConnectionRecord> = run.runs.iter().flat_map(|e| e.server.records.clone()).collect();
-        let first = outcomes.first().cloned().unwrap_or(Outcome::HarnessError { detail: "the cell never ran".into() });
-        let mut verdict = judge(&first, &expected);
-        if outcomes.iter().any(|o| o.signature() != first.signature()) {
+        let (first, delivery) =
+            derived.first().cloned().unwrap_or((Outcome::HarnessError { detail: "the cell never ran".into() }, None));
+        let mut verdict = judge(&first, delivery.as_ref(), &expected);
+        let fate = |d: &Option<Delivery>| d.as_ref().map(|d| (d.result, d.class));
+        if derived.iter().any(|(o, d)| o.signature() != first.signature() || fate(d) != fate(&delivery)) {
             verdict = Verdict::Flaky;
         }
+        let outcomes: Vec<Outcome> = derived.into_iter().map(|(o, _)| o).collect();
         CellRecord {
             id: run.id,
             outcome: first,
@@ -73,18 +103,24 @@ impl Judge {
             duration: run.duration,
             server_log,
             repeats: if outcomes.len() > 1 { outcomes } else { Vec::new() },
+            delivery,
         }
     }
 }
 
-/// The expectation that an outcome meets, if it can be one (not for skipped or harness errors).
-pub fn expected_from(outcome: &Outcome, reason: String) -> Option<Expected> {
-    let kind = match outcome {
-        Outcome::Connected(_) => ExpectedOutcome::Connected,
-        Outcome::Failed { class, .. } => ExpectedOutcome::Failed { class: *class },
-        Outcome::Timeout { .. } => ExpectedOutcome::Timeout,
-        Outcome::Unsupported { .. } => ExpectedOutcome::Unsupported,
-        Outcome::Skipped { .. } | Outcome::HarnessError { .. } => return None,
+/// The expectation that an outcome (with a sender's delivery) meets, if it can be one (not for
+/// skipped or harness errors).
+pub fn expected_from(outcome: &Outcome, delivery: Option<&Delivery>, reason: String) -> Option<Expected> {
+    let kind = match (outcome, delivery) {
+        (Outcome::Skipped { .. } | Outcome::HarnessError { .. }, _) => return None,
+        (_, Some(d)) => ExpectedOutcome::Delivery { result: d.result, class: d.class },
+        (outcome, None) => match outcome {
+            Outcome::Connected(_) => ExpectedOutcome::Connected,
+            Outcome::Failed { class, .. } => ExpectedOutcome::Failed { class: *class },
+            Outcome::Timeout { .. } => ExpectedOutcome::Timeout,
+            Outcome::Unsupported { .. } => ExpectedOutcome::Unsupported,
+            Outcome::Skipped { .. } | Outcome::HarnessError { .. } => return None,
+        },
     };
     Some(Expected::new(kind, reason))
 }
@@ -101,6 +137,8 @@ pub struct CellRecord {
     pub server_log: Vec<ConnectionRecord>,
     /// Every repeat's outcome when the cell ran more than once.
     pub repeats: Vec<Outcome>,
+    /// What became of a sender's message.
+    pub delivery: Option<Delivery>,
 }
 
 #[cfg(test)]
@@ -131,15 +169,15 @@ mod tests {
         let small = expect(ExpectedOutcome::Failed { class: ErrorClass::DhTooSmall });
         let connects = expect(ExpectedOutcome::Connected);
         let timeout = expect(ExpectedOutcome::Timeout);
-        assert_eq!(judge(&connected(), &connects), Verdict::Pass);
-        assert_eq!(judge(&connected(), &small), Verdict::UnexpectedSuccess);
-        assert_eq!(judge(&failed(ErrorClass::DhTooSmall), &small), Verdict::ExpectedFailure);
-        assert_eq!(judge(&failed(ErrorClass::NoSharedCipher), &small), Verdict::WrongError);
-        assert_eq!(judge(&failed(ErrorClass::Unmapped), &connects), Verdict::UnexpectedFailure);
-        assert_eq!(judge(&Outcome::Timeout { after_ms: 1 }, &connects), Verdict::UnexpectedFailure);
-        assert_eq!(judge(&Outcome::Timeout { after_ms: 1 }, &timeout), Verdict::ExpectedFailure);
-        assert_eq!(judge(&Outcome::HarnessError { detail: "x".into() }, &small), Verdict::HarnessError);
-        assert_eq!(judge(&Outcome::Skipped { reason: "x".into() }, &connects), Verdict::Skipped);
+        assert_eq!(judge(&connected(), None, &connects), Verdict::Pass);
+        assert_eq!(judge(&connected(), None, &small), Verdict::UnexpectedSuccess);
+        assert_eq!(judge(&failed(ErrorClass::DhTooSmall), None, &small), Verdict::ExpectedFailure);
+        assert_eq!(judge(&failed(ErrorClass::NoSharedCipher), None, &small), Verdict::WrongError);
+        assert_eq!(judge(&failed(ErrorClass::Unmapped), None, &connects), Verdict::UnexpectedFailure);
+        assert_eq!(judge(&Outcome::Timeout { after_ms: 1 }, None, &connects), Verdict::UnexpectedFailure);
+        assert_eq!(judge(&Outcome::Timeout { after_ms: 1 }, None, &timeout), Verdict::ExpectedFailure);
+        assert_eq!(judge(&Outcome::HarnessError { detail: "x".into() }, None, &small), Verdict::HarnessError);
+        assert_eq!(judge(&Outcome::Skipped { reason: "x".into() }, None, &connects), Verdict::Skipped);
         assert!(!Verdict::HarnessError.is_as_expected());
     }
 
@@ -148,12 +186,12 @@ mod tests {
     #[test]
     fn an_unexpected_unsupported_is_an_unexpected_verdict() {
         let unsupported = Outcome::Unsupported { reason: "exit 89".into() };
-        let verdict = judge(&unsupported, &expect(ExpectedOutcome::Connected));
+        let verdict = judge(&unsupported, None, &expect(ExpectedOutcome::Connected));
         assert_eq!(verdict, Verdict::UnexpectedFailure);
         assert!(!verdict.is_as_expected());
         let failing = expect(ExpectedOutcome::Failed { class: ErrorClass::DhTooSmall });
-        assert!(!judge(&unsupported, &failing).is_as_expected());
-        assert_eq!(judge(&unsupported, &expect(ExpectedOutcome::Unsupported)), Verdict::Skipped);
-        assert_eq!(judge(&connected(), &expect(ExpectedOutcome::Unsupported)), Verdict::UnexpectedSuccess);
+        assert!(!judge(&unsupported, None, &failing).is_as_expected());
+        assert_eq!(judge(&unsupported, None, &expect(ExpectedOutcome::Unsupported)), Verdict::Skipped);
+        assert_eq!(judge(&connected(), None, &expect(ExpectedOutcome::Unsupported)), Verdict::UnexpectedSuccess);
     }
 }

@@ -1,10 +1,12 @@
 //! starttls-matrix: runs real TLS client stacks against SMTP STARTTLS servers with chosen TLS
-//! settings and records, cell by cell, what was negotiated or how and where it failed.
+//! settings and records, cell by cell, what was negotiated or how and where it failed — and, for
+//! real MTAs as senders, what became of a real message.
 //! matrix → plan → run (evidence) → derive (outcome) → judge (verdict) → reports.
 
 pub mod adapters;
 pub mod batch;
 pub mod classify;
+pub mod delivery;
 pub mod derive;
 pub mod diff;
 pub mod evidence;

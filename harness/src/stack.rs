@@ -2,7 +2,8 @@
 //! keep the client contract (a nonsense flag must exit 89), what version and policy does it
 //! report and which TLS library does it load — asked under the stack's own environment, the one
 //! its cells run with; then one cell's run of it, read into a RESULT or into "we could not run
-//! it" — in a process of its own, or in the stack's batch worker.
+//! it" — in a process of its own, or in the stack's batch worker. A sender is started here once
+//! for the run, and each of its cells is one message delivered through it.
 
 use crate::adapters::{Located, Target};
 use crate::batch::{self, Reply};
@@ -34,7 +35,29 @@ pub struct ResolvedStack {
     pub batch: Option<Arc<batch::Pool>>,
     /// What an adapter's program needs to run here (its environment, its private files).
     pub located: Option<Located>,
+    /// A sender, started for the run (stopped by [`stop_senders`]).
+    pub sender: Option<SenderRef>,
 }
+
+/// A running sender, shared by its cells.
+#[derive(Clone)]
+pub struct SenderRef {
+    pub sender: Arc<dyn mta::Sender>,
+    /// The loopback address its connections come from: a server's records of it carry it.
+    pub source: std::net::Ipv4Addr,
+    /// From the start of its start to ready.
+    pub ready: Duration,
+}
+
+impl std::fmt::Debug for SenderRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sender({} from {})", self.sender.info().mta.name(), self.source)
+    }
+}
+
+/// How much longer than its own bound a delivery may take before the harness gives up on it
+/// (the queue listing and clean-up after the last attempt).
+const DELIVERY_MARGIN: Duration = Duration::from_secs(5);
 
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -56,7 +79,9 @@ impl ResolvedStack {
     fn base(&self) -> (PathBuf, Vec<OsString>) {
         match &self.stack.kind {
             StackKind::Builtin(name) => (self.program.clone(), vec!["client".into(), name.into()]),
-            StackKind::Program { .. } | StackKind::Adapter(_) => (self.program.clone(), Vec::new()),
+            StackKind::Program { .. } | StackKind::Adapter(_) | StackKind::Sender { .. } => {
+                (self.program.clone(), Vec::new())
+            }
         }
     }
 
@@ -73,8 +98,12 @@ impl ResolvedStack {
             .collect()
     }
 
-    /// Find, probe and describe a stack.
-    pub async fn resolve(stack: &ClientStack, builtin_exe: &Path) -> ResolvedStack {
+    /// Find, probe and describe a stack; a sender is started (with `senders`' options).
+    pub async fn resolve(
+        stack: &ClientStack,
+        builtin_exe: &Path,
+        senders: Option<mta::SenderOptions>,
+    ) -> ResolvedStack {
         let mut resolved = ResolvedStack {
             stack: stack.clone(),
             availability: Availability::Ready,
@@ -83,6 +112,7 @@ impl ResolvedStack {
             policy: serde_json::Value::Null,
             batch: None,
             located: None,
+            sender: None,
         };
         if let Some(missing) = stack.requires.iter().find(|p| procs::which(p).is_none()) {
             resolved.availability =
@@ -90,6 +120,14 @@ impl ResolvedStack {
             return resolved;
         }
         match &stack.kind {
+            StackKind::Sender { mta, policy, .. } => {
+                let Some(opts) = senders else {
+                    resolved.availability = Availability::Broken("no place was given to start senders".into());
+                    return resolved;
+                };
+                resolved.start_sender(*mta, *policy, opts).await;
+                return resolved;
+            }
             StackKind::Adapter(adapter) => {
                 let located = match adapter.locate(stack) {
                     Ok(located) => located,
@@ -174,9 +212,39 @@ impl ResolvedStack {
         resolved
     }
 
-    /// Run this stack's client for one cell.
+    /// Start the sender of a sender stack: what it is and the settings its policy became go
+    /// into its policy; what it cannot express makes it unsupported, a missing MTA skipped.
+    async fn start_sender(&mut self, m: report_format::Mta, policy: mta::SenderPolicy, opts: mta::SenderOptions) {
+        self.program = opts.roots.join(m.name());
+        let started = std::time::Instant::now();
+        let source = opts.source;
+        match mta::sender::start(m, policy, &opts).await {
+            Ok(sender) => {
+                let info = sender.info().clone();
+                self.version = Some(format!("{} {}", m.name(), info.version));
+                self.policy = serde_json::json!({
+                    "sender": m.name(),
+                    "tls": policy.tls.as_str(),
+                    "fallback_to_clear": policy.fallback_to_clear,
+                    "settings": info.settings.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>(),
+                    "tls_library_loaded": [info.tls_library],
+                    "source_address": source.to_string(),
+                });
+                self.sender = Some(SenderRef { sender: Arc::from(sender), source, ready: started.elapsed() });
+            }
+            Err(mta::StartError::NotInstalled(why)) => self.availability = Availability::Skipped(why),
+            Err(mta::StartError::Unsupported(why)) => self.availability = Availability::Unsupported(why),
+            Err(e) => self.availability = Availability::Broken(format!("start {} as a sender: {e}", m.name())),
+        }
+    }
+
+    /// Run this stack's client for one cell; a sender delivers one message to the target.
     pub async fn run(&self, target: &Target, timeout: Duration) -> ClientRun {
+        if let (Some(s), StackKind::Sender { attempts, .. }) = (&self.sender, &self.stack.kind) {
+            return deliver(s, &self.stack.id, target, *attempts, timeout).await;
+        }
         let (program, args, stdin) = match &self.stack.kind {
+            StackKind::Sender { .. } => return ClientRun::HarnessError("the sender was not started".into()),
             StackKind::Adapter(adapter) => {
                 let (args, stdin) = adapter.command(target, &self.stack.args);
                 (self.program.clone(), args, Some(stdin))
@@ -213,7 +281,7 @@ impl ResolvedStack {
         }
         let stdin_then = match &self.stack.kind {
             StackKind::Adapter(a) => a.paced_quit().map(|(marker, then)| (marker.to_string(), then.to_vec())),
-            StackKind::Builtin(_) | StackKind::Program { .. } => None,
+            StackKind::Builtin(_) | StackKind::Program { .. } | StackKind::Sender { .. } => None,
         };
         let spec = Spec { program, args, env: self.env(), stdin, stdin_then, timeout };
         let exit = match procs::run(&spec).await {
@@ -229,10 +297,42 @@ impl ResolvedStack {
                         ClientRun::HarnessError(format!("{}: {why}; stderr: {}", adapter.name(), tail(&stderr)))
                     }
                 },
-                StackKind::Builtin(_) | StackKind::Program { .. } => contract_exit(status, &stdout, &stderr),
+                StackKind::Builtin(_) | StackKind::Program { .. } | StackKind::Sender { .. } => {
+                    contract_exit(status, &stdout, &stderr)
+                }
             },
         }
     }
+}
+
+/// One cell of a sender: its message for the target's port, at most `attempts` attempts within
+/// `bound`. A sender that does not answer within the bound and a margin is a timeout.
+async fn deliver(s: &SenderRef, stack: &str, target: &Target, attempts: u32, bound: Duration) -> ClientRun {
+    let (host, port) = target.host_port();
+    let Ok(port) = port.parse::<u16>() else {
+        return ClientRun::HarnessError(format!("no port in {:?}", target.connect));
+    };
+    let to = mta::Destination { host: host.to_string(), port };
+    let cell = format!("{stack}/{}", to.domain());
+    match tokio::time::timeout(bound + DELIVERY_MARGIN, s.sender.deliver(&cell, &to, attempts, bound)).await {
+        Ok(Ok(view)) => ClientRun::Delivery(view),
+        Ok(Err(why)) => ClientRun::HarnessError(format!("{} as a sender: {why}", s.sender.info().mta.name())),
+        Err(_) => ClientRun::Timeout(bound + DELIVERY_MARGIN),
+    }
+}
+
+/// Stop the senders of these stacks (the end of a run), each with how its stop went.
+pub async fn stop_senders<'a>(
+    stacks: impl IntoIterator<Item = &'a ResolvedStack>,
+) -> Vec<(String, mta::SenderInfo, Duration, report_format::StopReport)> {
+    let mut out = Vec::new();
+    for stack in stacks {
+        if let Some(s) = &stack.sender {
+            let report = s.sender.stop().await;
+            out.push((stack.stack.id.clone(), s.sender.info().clone(), s.ready, report));
+        }
+    }
+    out
 }
 
 /// Read a contract program's exit: 0 with one RESULT line, 89 unsupported, else a crash.
@@ -279,8 +379,8 @@ mod tests {
             return;
         }
         let exe = std::env::current_exe().unwrap();
-        let base = ResolvedStack::resolve(&stack(MATRIX, "s_client"), &exe).await;
-        let variant = ResolvedStack::resolve(&stack(MATRIX, "s_client@conf"), &exe).await;
+        let base = ResolvedStack::resolve(&stack(MATRIX, "s_client"), &exe, None).await;
+        let variant = ResolvedStack::resolve(&stack(MATRIX, "s_client@conf"), &exe, None).await;
         assert_eq!(base.policy["openssl_conf"], serde_json::Value::Null, "{:?}", base.policy);
         assert_eq!(variant.policy["openssl_conf"], "/policy/a.cnf", "{:?}", variant.policy);
         assert!(variant.env().contains(&("LD_LIBRARY_PATH".into(), "/nonexistent/candidate".into())));

@@ -25,7 +25,7 @@ fn matrix_at(path: &Path) -> Matrix {
 fn resolve(matrix: &Matrix, id: &str) -> ResolvedStack {
     let stack = matrix.client(id).unwrap_or_else(|| panic!("matrix.toml has no client {id}"));
     let exe = Path::new(env!("CARGO_BIN_EXE_starttls-matrix"));
-    tokio::runtime::Runtime::new().unwrap().block_on(ResolvedStack::resolve(stack, exe))
+    tokio::runtime::Runtime::new().unwrap().block_on(ResolvedStack::resolve(stack, exe, None))
 }
 
 #[test]

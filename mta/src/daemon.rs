@@ -107,13 +107,19 @@ impl Daemon {
             .env("LANG", "C")
             .envs(prepared.env.iter().cloned())
             .current_dir(work)
-            .stdin(Stdio::null())
             .stdout(out)
             .process_group(0);
+        match &prepared.stdin {
+            Some(path) => cmd.stdin(std::fs::File::open(path).map_err(|e| harness("open the message", e))?),
+            None => cmd.stdin(Stdio::null()),
+        };
         if matches!(prepared.log, LogPlan::Stderr) {
             cmd.stderr(Stdio::piped());
         } else {
             cmd.stderr(err);
+        }
+        if let Some(gid) = prepared.gid {
+            cmd.gid(gid);
         }
         let hook = prepared.ns.hook().map_err(|e| harness("prepare the namespaces", e))?;
         // SAFETY: the hook makes only syscalls on memory prepared before fork.
@@ -168,6 +174,21 @@ impl Daemon {
         );
         self.child = None;
         Some((status.to_string(), tail(&said, 6)))
+    }
+
+    /// Wait for it to exit by itself, at most `bound` (then it is killed): its status, or `None`.
+    pub async fn wait(&mut self, bound: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let status = tokio::time::timeout(bound, child.wait()).await.ok().and_then(Result::ok);
+        if status.is_some() {
+            self.child = None;
+        }
+        status
+    }
+
+    /// The whole of what it printed on stdout (and stderr, unless that is its log).
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.out_path).unwrap_or_default()
     }
 
     /// The end of what it printed on stdout.

@@ -20,6 +20,9 @@ pub trait MtaKind: Sync {
     fn prepare_server(&self, profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared>;
     /// A log line's message, without time stamp, host and `program[pid]:` prefix.
     fn message<'a>(&self, line: &'a str) -> &'a str;
+    /// Which connection a log line belongs to (a process, a session, a peer's address and
+    /// port), where the line says.
+    fn connection<'a>(&self, line: &'a str) -> Option<&'a str>;
     /// What a log message tells of a connection, if anything.
     fn event(&self, msg: &str) -> Option<LogEvent>;
 }

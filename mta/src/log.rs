@@ -1,7 +1,9 @@
 //! An MTA's own log, read back line by line (Postfix's `maillog_file`, Exim's `mainlog`,
 //! sendmail's syslog through our socket, OpenSMTPD's stderr), and assembled into one
 //! [`ConnectionRecord`] per connection holding only what the log said: a field the MTA does not
-//! log stays `None`. Each MTA's module turns its messages into [`LogEvent`]s.
+//! log stays `None`. Each MTA's module turns its messages into [`LogEvent`]s and names the
+//! connection a line belongs to (a process id, a session id, the peer's address and port), so
+//! connections logged at the same time — senders delivering concurrently — stay apart.
 
 use report_format::{ConnectionRecord, End, Negotiated, Stage};
 use std::io::{Read, Seek, SeekFrom};
@@ -22,8 +24,8 @@ pub struct EndCounts {
 /// What one log message tells of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogEvent {
-    /// A connection began.
-    Connect,
+    /// A connection began, from this peer (`127.0.0.5`, or with its port where logged).
+    Connect { peer: Option<String> },
     /// The TLS handshake completed, with what the MTA says was negotiated.
     Tls(Negotiated),
     /// A message was accepted, over TLS or not (`None`: the line does not say), with what the
@@ -48,11 +50,14 @@ impl LogEvent {
     }
 }
 
-/// Connections assembled from events, in order.
+/// Connections assembled from events, in the order they began.
 #[derive(Debug, Default)]
 pub struct Assembler {
-    current: Option<Building>,
-    done: Vec<ConnectionRecord>,
+    /// Connections still open, by the key of their lines (`""` for lines that name none).
+    open: Vec<(String, Building)>,
+    done: Vec<(u64, ConnectionRecord)>,
+    /// Connections begun so far (orders the records).
+    seq: u64,
     /// Configuration warnings, each once.
     pub warnings: Vec<String>,
     /// The last event was a configuration warning (its detail may follow).
@@ -61,6 +66,7 @@ pub struct Assembler {
 
 #[derive(Debug, Default)]
 struct Building {
+    seq: u64,
     record: ConnectionRecord,
     /// Messages counted from per-message lines.
     messages: usize,
@@ -69,8 +75,9 @@ struct Building {
 }
 
 impl Assembler {
-    /// Feed one event.
-    pub fn push(&mut self, event: LogEvent) {
+    /// Feed one event of the connection whose lines carry `key` (`None`: the line names none).
+    pub fn push(&mut self, key: Option<&str>, event: LogEvent) {
+        let key = key.unwrap_or_default();
         let after_warning = std::mem::take(&mut self.after_warning);
         match event {
             LogEvent::ConfigWarning(w) => {
@@ -91,19 +98,19 @@ impl Assembler {
                 self.after_warning = true;
             }
             // Not after a warning: it is a server error like any other.
-            LogEvent::WarningDetail(d) => self.push(LogEvent::Error(d)),
-            LogEvent::Connect => {
-                self.flush();
-                self.building();
+            LogEvent::WarningDetail(d) => self.push(Some(key), LogEvent::Error(d)),
+            LogEvent::Connect { peer } => {
+                self.flush(key);
+                self.building(key).record.peer = peer;
             }
             LogEvent::Tls(n) => {
-                let b = self.building();
+                let b = self.building(key);
                 b.record.tls = Some(n);
                 b.record.starttls = Some(true);
                 b.record.stage = Some(Stage::PostTls);
             }
             LogEvent::Message { over_tls, tls } => {
-                let b = self.building();
+                let b = self.building(key);
                 b.messages += 1;
                 b.counted = true;
                 if b.record.tls.is_none() {
@@ -117,7 +124,7 @@ impl Assembler {
                 }
             }
             LogEvent::Error(e) => {
-                let b = self.building();
+                let b = self.building(key);
                 match &mut b.record.error {
                     Some(words) => {
                         words.push('\n');
@@ -131,37 +138,58 @@ impl Assembler {
                 }
             }
             LogEvent::End(counts) => {
-                let b = self.building();
+                let b = self.building(key);
                 let r = &mut b.record;
                 r.starttls = counts.starttls.or(r.starttls);
                 r.commands = counts.commands.or(r.commands);
                 r.end = counts.end.or(r.end);
                 r.messages = counts.messages.or(b.counted.then_some(b.messages));
-                self.flush();
+                self.flush(key);
             }
         }
     }
 
-    fn building(&mut self) -> &mut Building {
-        self.current.get_or_insert_with(Building::default)
+    /// The open connection of `key`, begun now if there is none (its first lines were missed).
+    fn building(&mut self, key: &str) -> &mut Building {
+        let i = match self.open.iter().position(|(k, _)| k == key) {
+            Some(i) => i,
+            None => {
+                self.seq += 1;
+                self.open.push((key.to_string(), Building { seq: self.seq, ..Building::default() }));
+                self.open.len() - 1
+            }
+        };
+        &mut self.open[i].1
     }
 
-    fn flush(&mut self) {
-        if let Some(b) = self.current.take() {
+    fn flush(&mut self, key: &str) {
+        if let Some(i) = self.open.iter().position(|(k, _)| k == key) {
+            let (_, b) = self.open.remove(i);
             let mut record = b.record;
             if record.messages.is_none() && b.counted {
                 record.messages = Some(b.messages);
             }
-            self.done.push(record);
+            self.done.push((b.seq, record));
         }
     }
 
-    /// The connections that ended, and (with `include_open`) the one still open.
+    /// How many connections are open (begun, not yet ended in the log).
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    /// The connections that ended, and (with `include_open`) those still open, in the order
+    /// they began.
     pub fn take(&mut self, include_open: bool) -> Vec<ConnectionRecord> {
         if include_open {
-            self.flush();
+            let keys: Vec<String> = self.open.iter().map(|(k, _)| k.clone()).collect();
+            for key in keys {
+                self.flush(&key);
+            }
         }
-        std::mem::take(&mut self.done)
+        let mut done = std::mem::take(&mut self.done);
+        done.sort_by_key(|(seq, _)| *seq);
+        done.into_iter().map(|(_, r)| r).collect()
     }
 }
 
@@ -205,6 +233,17 @@ impl LogReader {
     }
 }
 
+/// The first `[address]` of a log message, with the `:port` right after it where there is one:
+/// `localhost[127.0.0.1]:41234` → `127.0.0.1:41234`, `relay=localhost [127.0.0.5]` → `127.0.0.5`.
+pub fn bracketed_peer(msg: &str) -> Option<String> {
+    let (_, rest) = msg.split_once('[')?;
+    let (addr, after) = rest.split_once(']')?;
+    addr.parse::<std::net::IpAddr>().ok()?;
+    let port: String =
+        after.strip_prefix(':').map(|p| p.chars().take_while(char::is_ascii_digit).collect()).unwrap_or_default();
+    Some(if port.is_empty() { addr.to_string() } else { format!("{addr}:{port}") })
+}
+
 /// `key=value` counts of a log message (`ehlo=2 starttls=1 data=1 commands=7`).
 pub fn count(msg: &str, key: &str) -> Option<usize> {
     msg.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.split('/').next()?.parse().ok())
@@ -227,30 +266,56 @@ mod tests {
     #[test]
     fn one_record_per_connection_with_only_what_was_logged() {
         let mut a = Assembler::default();
-        a.push(LogEvent::Connect);
-        a.push(LogEvent::Tls(Negotiated::tls(Protocol::Tls13, "TLS_AES_256_GCM_SHA384", None, None)));
-        a.push(LogEvent::Message { over_tls: Some(true), tls: None });
-        a.push(LogEvent::End(EndCounts { end: Some(End::Quit), ..EndCounts::default() }));
-        a.push(LogEvent::Connect);
-        a.push(LogEvent::Error("no shared cipher".into()));
+        a.push(None, LogEvent::Connect { peer: Some("127.0.0.1".into()) });
+        a.push(None, LogEvent::Tls(Negotiated::tls(Protocol::Tls13, "TLS_AES_256_GCM_SHA384", None, None)));
+        a.push(None, LogEvent::Message { over_tls: Some(true), tls: None });
+        a.push(None, LogEvent::End(EndCounts { end: Some(End::Quit), ..EndCounts::default() }));
+        a.push(None, LogEvent::Connect { peer: None });
+        a.push(None, LogEvent::Error("no shared cipher".into()));
         let done = a.take(false);
         assert_eq!(done.len(), 1, "the second connection is still open");
         assert_eq!((done[0].messages, done[0].starttls, done[0].end), (Some(1), Some(true), Some(End::Quit)));
         assert_eq!(done[0].commands, None, "not logged: not known");
+        assert_eq!(done[0].peer.as_deref(), Some("127.0.0.1"));
         let open = a.take(true);
         assert_eq!(open[0].error.as_deref(), Some("no shared cipher"));
         assert_eq!(open[0].messages, None, "no message line and no count: not known");
         assert_eq!(open[0].stage, Some(Stage::Handshake));
     }
 
+    /// Two senders' connections logged at the same time stay two records, in the order they
+    /// began, each with its own peer.
+    #[test]
+    fn interleaved_connections_stay_apart() {
+        let mut a = Assembler::default();
+        a.push(Some("smtpd[1]"), LogEvent::Connect { peer: Some("127.0.0.2".into()) });
+        a.push(Some("smtpd[2]"), LogEvent::Connect { peer: Some("127.0.0.3".into()) });
+        a.push(Some("smtpd[2]"), LogEvent::Error("dh key too small".into()));
+        a.push(Some("smtpd[1]"), LogEvent::Tls(Negotiated::tls(Protocol::Tls12, "X", None, None)));
+        a.push(Some("smtpd[2]"), LogEvent::End(EndCounts { messages: Some(0), ..EndCounts::default() }));
+        a.push(Some("smtpd[1]"), LogEvent::End(EndCounts { messages: Some(1), ..EndCounts::default() }));
+        let r = a.take(true);
+        assert_eq!(r.len(), 2);
+        assert_eq!((r[0].peer.as_deref(), r[0].tls.is_some(), r[0].messages), (Some("127.0.0.2"), true, Some(1)));
+        assert_eq!((r[1].peer.as_deref(), r[1].error.is_some(), r[1].messages), (Some("127.0.0.3"), true, Some(0)));
+    }
+
     #[test]
     fn a_warning_keeps_its_detail_once() {
         let mut a = Assembler::default();
         for _ in 0..2 {
-            a.push(LogEvent::ConfigWarning("error configuring explicit DH parameters".into()));
-            a.push(LogEvent::WarningDetail("dh key too small".into()));
+            a.push(None, LogEvent::ConfigWarning("error configuring explicit DH parameters".into()));
+            a.push(None, LogEvent::WarningDetail("dh key too small".into()));
         }
         assert_eq!(a.warnings, vec!["error configuring explicit DH parameters: dh key too small".to_string()]);
+    }
+
+    #[test]
+    fn peers() {
+        assert_eq!(bracketed_peer("connect from localhost[127.0.0.1]:41234").as_deref(), Some("127.0.0.1:41234"));
+        assert_eq!(bracketed_peer("NOQUEUE: connect from localhost [127.0.0.5]").as_deref(), Some("127.0.0.5"));
+        assert_eq!(bracketed_peer("SMTP connection from (x) [127.0.0.1]:9 closed").as_deref(), Some("127.0.0.1:9"));
+        assert_eq!(bracketed_peer("warning: [not an address]"), None);
     }
 
     #[test]

@@ -164,7 +164,7 @@ impl MtaServer {
             }
             if let Some(event) = self.kind.event(self.kind.message(&line)) {
                 settled |= event.settles();
-                self.log.push(event);
+                self.log.push(self.kind.connection(&line), event);
             }
         }
         settled
@@ -182,6 +182,20 @@ impl MtaServer {
             }
             if started.elapsed() >= bound {
                 return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Wait until every connection the log began has ended in it (some MTAs never log the end
+    /// of a normal one), at most `bound`: after concurrent senders, before their records are
+    /// taken.
+    pub async fn settle(&mut self, bound: Duration) {
+        let started = Instant::now();
+        loop {
+            self.read();
+            if self.log.open_count() == 0 || started.elapsed() >= bound {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -212,7 +226,7 @@ pub fn records_from(mta: Mta, lines: &[&str]) -> (Vec<ConnectionRecord>, Vec<Str
     let mut a = Assembler::default();
     for line in lines {
         if let Some(e) = kind.event(kind.message(line)) {
-            a.push(e);
+            a.push(kind.connection(line), e);
         }
     }
     let records = a.take(true);

@@ -29,6 +29,10 @@ pub struct Prepared {
     pub log: LogPlan,
     /// The MTA's settings as written, for the report (`key`, `value`).
     pub settings: Vec<(String, String)>,
+    /// A file its standard input is read from (a message handed to a one-shot sender).
+    pub stdin: Option<PathBuf>,
+    /// The group it runs as, when it checks it is "setgid" to one (smtpctl).
+    pub gid: Option<u32>,
 }
 
 /// Why a profile did not become a daemon.

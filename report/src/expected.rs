@@ -1,6 +1,7 @@
 //! Expectations: what we believe a cell does, always with a reason. A failure is expected with
 //! its class; there is no class without a failure.
 
+use crate::delivery::DeliveryResult;
 use crate::outcome::ErrorClass;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -16,6 +17,13 @@ pub enum ExpectedOutcome {
     Timeout,
     /// The stack cannot express the cell (its program exits 89): expected, with a reason.
     Unsupported,
+    /// A sender's message meets this fate (with the class of the TLS failure behind a
+    /// fallback, a deferral or a bounce).
+    Delivery {
+        result: DeliveryResult,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        class: Option<ErrorClass>,
+    },
 }
 
 impl ExpectedOutcome {
@@ -26,6 +34,7 @@ impl ExpectedOutcome {
             ExpectedOutcome::Failed { .. } => "failed",
             ExpectedOutcome::Timeout => "timeout",
             ExpectedOutcome::Unsupported => "unsupported",
+            ExpectedOutcome::Delivery { .. } => "delivery",
         }
     }
 }
@@ -34,6 +43,8 @@ impl fmt::Display for ExpectedOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ExpectedOutcome::Failed { class } => write!(f, "failed: {class}"),
+            ExpectedOutcome::Delivery { result, class: Some(class) } => write!(f, "delivery {result}: {class}"),
+            ExpectedOutcome::Delivery { result, class: None } => write!(f, "delivery {result}"),
             other => f.write_str(other.kind()),
         }
     }
@@ -62,8 +73,11 @@ impl Expected {
     /// The class of an expected failure.
     pub fn class(&self) -> Option<ErrorClass> {
         match self.outcome {
-            ExpectedOutcome::Failed { class } => Some(class),
-            ExpectedOutcome::Connected | ExpectedOutcome::Timeout | ExpectedOutcome::Unsupported => None,
+            ExpectedOutcome::Failed { class } | ExpectedOutcome::Delivery { class: Some(class), .. } => Some(class),
+            ExpectedOutcome::Connected
+            | ExpectedOutcome::Timeout
+            | ExpectedOutcome::Unsupported
+            | ExpectedOutcome::Delivery { class: None, .. } => None,
         }
     }
 }
@@ -81,5 +95,12 @@ mod tests {
         let c: Expected = serde_json::from_str(r#"{"outcome":"connected","reason":"r"}"#).unwrap();
         assert_eq!(c.outcome, ExpectedOutcome::Connected);
         assert!(serde_json::from_str::<Expected>(r#"{"outcome":"failed","reason":"no class"}"#).is_err());
+        let d = Expected::new(
+            ExpectedOutcome::Delivery { result: DeliveryResult::Deferred, class: Some(ErrorClass::DhTooSmall) },
+            "2015",
+        );
+        let json = r#"{"outcome":"delivery","result":"deferred","class":"dh_too_small","reason":"2015"}"#;
+        assert_eq!(serde_json::to_string(&d).unwrap(), json);
+        assert_eq!(serde_json::from_str::<Expected>(json).unwrap(), d);
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod availability;
 pub mod cell;
+pub mod delivery;
 pub mod dh;
 pub mod exit;
 pub mod expected;
@@ -20,6 +21,7 @@ pub mod verdict;
 
 pub use availability::Availability;
 pub use cell::{BadCellId, CellId};
+pub use delivery::{Delivery, DeliveryAttempt, DeliveryResult, Fate};
 pub use dh::{DhGroup, DhKind};
 pub use expected::{Expected, ExpectedOutcome};
 pub use fault::Fault;

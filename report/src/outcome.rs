@@ -25,6 +25,7 @@ pub enum ErrorClass {
     NoSharedGroup,
     ProtocolVersion,
     ServerConfigRejected,
+    ServerTimeout,
     SmtpRejected,
     StarttlsNotOffered,
     StarttlsRefused,
@@ -33,7 +34,7 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 20] = [
+    pub const ALL: [ErrorClass; 21] = [
         ErrorClass::CertExpired,
         ErrorClass::CertNameMismatch,
         ErrorClass::CertUntrusted,
@@ -49,6 +50,7 @@ impl ErrorClass {
         ErrorClass::NoSharedGroup,
         ErrorClass::ProtocolVersion,
         ErrorClass::ServerConfigRejected,
+        ErrorClass::ServerTimeout,
         ErrorClass::SmtpRejected,
         ErrorClass::StarttlsNotOffered,
         ErrorClass::StarttlsRefused,
@@ -73,6 +75,7 @@ impl ErrorClass {
             ErrorClass::NoSharedGroup => "no_shared_group",
             ErrorClass::ProtocolVersion => "protocol_version",
             ErrorClass::ServerConfigRejected => "server_config_rejected",
+            ErrorClass::ServerTimeout => "server_timeout",
             ErrorClass::SmtpRejected => "smtp_rejected",
             ErrorClass::StarttlsNotOffered => "starttls_not_offered",
             ErrorClass::StarttlsRefused => "starttls_refused",
@@ -105,6 +108,9 @@ impl ErrorClass {
             ErrorClass::NoSharedGroup => "client and server have no key-exchange group in common",
             ErrorClass::ProtocolVersion => "client and server have no TLS protocol version in common",
             ErrorClass::ServerConfigRejected => "the server refused or silently dropped its own TLS configuration",
+            ErrorClass::ServerTimeout => {
+                "the server stopped answering and the stack gave up waiting, on its own timer (a sender defers)"
+            }
             ErrorClass::SmtpRejected => "the server answered 4xx/5xx for a reason that is not about TLS",
             ErrorClass::StarttlsNotOffered => "the server did not advertise STARTTLS",
             ErrorClass::StarttlsRefused => "the server refused the STARTTLS command (e.g. 454)",
@@ -133,6 +139,9 @@ impl ErrorClass {
             ErrorClass::NoSharedGroup => "offer x25519 and secp256r1 (and ffdhe2048 for TLS 1.3 FFDHE)",
             ErrorClass::ProtocolVersion => "enable TLS 1.2 and 1.3 on the server",
             ErrorClass::ServerConfigRejected => "use parameters the server's TLS library accepts (e.g. DH ≥ 2048 bits)",
+            ErrorClass::ServerTimeout => {
+                "find what stalls the server: an unfinished banner or reply, a firewall dropping packets, an overloaded daemon"
+            }
             ErrorClass::SmtpRejected => "read the SMTP reply; it is not a TLS problem",
             ErrorClass::StarttlsNotOffered => "enable STARTTLS on the server",
             ErrorClass::StarttlsRefused => "check the server's TLS setup; it refused to start TLS",
@@ -208,7 +217,7 @@ impl ErrorClass {
             | ErrorClass::StarttlsNotOffered
             | ErrorClass::StarttlsRefused => Family::Starttls,
             ErrorClass::ServerConfigRejected => Family::ServerConfig,
-            ErrorClass::ConnectionClosed | ErrorClass::Unmapped => Family::Other,
+            ErrorClass::ConnectionClosed | ErrorClass::ServerTimeout | ErrorClass::Unmapped => Family::Other,
         }
     }
 }

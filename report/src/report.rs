@@ -2,6 +2,7 @@
 //! sorted by cell id; every outcome is recorded as it happened, with its expectation and verdict.
 
 use crate::availability::Availability;
+use crate::delivery::Delivery;
 use crate::exit;
 use crate::expected::Expected;
 use crate::outcome::Outcome;
@@ -25,6 +26,10 @@ pub struct Report {
     /// written into their configuration, warnings about it, start and stop times.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub server_runs: BTreeMap<String, MtaRun>,
+    /// The real MTAs that ran as senders, by client stack id: the same facts, and how long each
+    /// took to be ready and to stop.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sender_runs: BTreeMap<String, MtaRun>,
     /// The client stacks, by id: what ran, its version and effective policy.
     pub clients: BTreeMap<String, ClientInfo>,
     /// Every cell, keyed `client/server`.
@@ -69,7 +74,7 @@ fn one() -> u32 {
 /// One client stack as it was on this machine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientInfo {
-    /// `builtin`, `program` or `adapter`.
+    /// `builtin`, `program`, `adapter` or `sender`.
     pub kind: String,
     /// The built-in's name, the program's path or the adapter's name.
     pub program: String,
@@ -99,6 +104,9 @@ pub struct CellReport {
     /// Every repeat's outcome, when the cell ran more than once (`--repeat`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repeats: Vec<Outcome>,
+    /// What became of the message, for a sender (a real MTA given one message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
 }
 
 impl Report {
@@ -203,6 +211,7 @@ mod tests {
                 duration_ms: ms,
                 server_log: Vec::new(),
                 repeats: Vec::new(),
+                delivery: None,
             },
         )
     }
@@ -219,6 +228,7 @@ mod tests {
                 },
                 servers: BTreeMap::new(),
                 server_runs: BTreeMap::new(),
+                sender_runs: BTreeMap::new(),
                 clients: BTreeMap::new(),
                 cells: cells.into_iter().map(|c| (format!("{}/{}", c.client, c.server), c)).collect(),
             };

@@ -46,6 +46,13 @@ pub struct StopReport {
     pub leftovers: Vec<i32>,
 }
 
+impl StopReport {
+    /// The stop of something that was not running (a sender whose processes end with each cell).
+    pub fn nothing_to_stop() -> StopReport {
+        StopReport { stop_ms: 0, killed: false, port_free: true, leftovers: Vec::new() }
+    }
+}
+
 /// An MTA's whole run: what it was and how it stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MtaRun {

@@ -1,6 +1,7 @@
 //! Client stacks (`[[client]]`): how each is run — a built-in client, a contract program (one
-//! process per cell or a batch worker), or an external program behind an adapter — with its
-//! policy, environment and classification table, all resolved when the matrix is loaded.
+//! process per cell or a batch worker), an external program behind an adapter, or a real MTA as
+//! a sender — with its policy, environment and classification table, all resolved when the
+//! matrix is loaded.
 
 use super::MatrixError;
 use super::raw::{RawClient, key_line, line_of};
@@ -54,7 +55,16 @@ pub enum StackKind {
     Program { path: PathBuf, batch: bool },
     /// An external program wrapped by an adapter of ours.
     Adapter(AdapterRef),
+    /// A real MTA as a sender: each cell gives it one message for the cell's server, forces at
+    /// most `attempts` delivery attempts and reads what became of the message.
+    Sender { mta: report_format::Mta, policy: mta::SenderPolicy, attempts: u32 },
 }
+
+/// Delivery attempts a sender's cell forces unless its stack says otherwise: enough for
+/// Postfix's fallback, which comes on the second.
+pub const DEFAULT_ATTEMPTS: u32 = 2;
+/// At most this many, so that a cell stays bounded in time.
+pub const MAX_ATTEMPTS: u32 = 5;
 
 /// One client stack (`[[client]]`).
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +103,72 @@ impl ClientStack {
     pub fn batch(&self) -> bool {
         matches!(self.kind, StackKind::Program { batch: true, .. })
     }
+
+    /// Whether it is a sender (its cells are deliveries).
+    pub fn is_sender(&self) -> bool {
+        matches!(self.kind, StackKind::Sender { .. })
+    }
+}
+
+/// The keys that make a sender, as written.
+#[derive(Clone, Copy)]
+struct SenderKeys {
+    sender: Option<report_format::Mta>,
+    tls: Option<mta::TlsPolicy>,
+    fallback_to_clear: Option<bool>,
+    attempts: Option<u32>,
+}
+
+/// A sender's kind from its `[[client]]` keys, over its base's where it is a variant.
+fn sender_kind(
+    id: &str,
+    c: SenderKeys,
+    base: Option<(report_format::Mta, mta::SenderPolicy, u32)>,
+    invalid: &dyn Fn(&str, String) -> MatrixError,
+) -> Result<StackKind, MatrixError> {
+    let (mta, mut policy, mut attempts) = match (c.sender, base) {
+        (Some(m), _) => (m, mta::SenderPolicy::default(), DEFAULT_ATTEMPTS),
+        (None, Some(b)) => b,
+        (None, None) => unreachable!("called for senders only"),
+    };
+    if let Some(tls) = c.tls {
+        policy.tls = tls;
+    }
+    if c.fallback_to_clear.is_some() {
+        policy.fallback_to_clear = c.fallback_to_clear;
+    }
+    if let Some(n) = c.attempts {
+        if !(1..=MAX_ATTEMPTS).contains(&n) {
+            return Err(invalid(
+                "attempts",
+                format!("client {id:?}: attempts = {n}: a sender's cell forces 1 to {MAX_ATTEMPTS} attempts"),
+            ));
+        }
+        attempts = n;
+    }
+    Ok(StackKind::Sender { mta, policy, attempts })
+}
+
+/// What a sender cannot take: a program's arguments, environment, batch mode or fuzzing policy.
+fn refuse_program_keys(c: &RawClient, invalid: &dyn Fn(&str, String) -> MatrixError) -> Result<(), MatrixError> {
+    let refused = [
+        ("args", !c.args.is_empty()),
+        ("env", !c.env.is_empty()),
+        ("batch", c.batch.is_some()),
+        ("policy", c.policy.is_some()),
+        ("requires", !c.requires.is_empty()),
+        ("build", c.build.is_some()),
+    ];
+    match refused.iter().find(|(_, set)| *set) {
+        Some((key, _)) => Err(invalid(
+            key,
+            format!(
+                "client {:?}: `{key}` is for client programs; a sender is a real MTA configured by `tls`, `fallback_to_clear` and `attempts` (remove it)",
+                c.id
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Validate one `[[client]]` written at `span`, given the stacks declared before it.
@@ -106,6 +182,11 @@ pub fn parse(
 ) -> Result<ClientStack, MatrixError> {
     let invalid = |line: usize, message: String| MatrixError::Invalid { path: path.to_path_buf(), line, message };
     let at = |key: &str| key_line(source, &span, key);
+    let at_key = |key: &str, message: String| invalid(at(key), message);
+    // Said now, used if it turns out to be a sender (the keys are taken apart below).
+    let program_keys = refuse_program_keys(&c, &at_key);
+    let keys =
+        SenderKeys { sender: c.sender, tls: c.tls, fallback_to_clear: c.fallback_to_clear, attempts: c.attempts };
     if c.id.is_empty() || c.id.contains('/') || c.id.chars().any(char::is_whitespace) {
         return Err(invalid(at("id"), format!("client id {:?} must be non-empty, without '/' or spaces", c.id)));
     }
@@ -119,7 +200,7 @@ pub fn parse(
     let matrix_dir = std::fs::canonicalize(matrix_dir).unwrap_or_else(|_| matrix_dir.to_path_buf());
     let mut env: BTreeMap<String, String> =
         c.env.into_iter().map(|(k, v)| (k, v.replace("${MATRIX_DIR}", &matrix_dir.display().to_string()))).collect();
-    let mut description = c.description;
+    let mut description = c.description.clone();
     // A variant inherits from a stack declared before it: program, table, args, env, policy,
     // cell timeout, requirements and batch mode, each unless it sets its own.
     let base: Option<ClientStack> = match &c.variant_of {
@@ -132,6 +213,81 @@ pub fn parse(
         },
         None => None,
     };
+    let base_sender = base.as_ref().and_then(|b| match b.kind {
+        StackKind::Sender { mta, policy, attempts } => Some((mta, policy, attempts)),
+        _ => None,
+    });
+    if c.sender.is_some() || base_sender.is_some() {
+        if c.sender.is_some() && (c.builtin.is_some() || c.program.is_some() || c.adapter.is_some() || base.is_some()) {
+            return Err(invalid(
+                at("sender"),
+                format!(
+                    "client {:?}: set exactly one of `builtin`, `program`, `adapter`, `sender` or `variant_of`",
+                    c.id
+                ),
+            ));
+        }
+        if base_sender.is_some() && (c.builtin.is_some() || c.program.is_some() || c.adapter.is_some()) {
+            let message = format!(
+                "client {:?}: a variant takes its program from `variant_of`; remove builtin/program/adapter",
+                c.id
+            );
+            return Err(invalid(at("variant_of"), message));
+        }
+        program_keys?;
+        let kind = sender_kind(&c.id, keys, base_sender, &at_key)?;
+        let StackKind::Sender { mta, policy, attempts } = &kind else { unreachable!() };
+        let errors = match c.errors.clone().or_else(|| base.as_ref().map(|b| b.errors.clone())) {
+            Some(t) if tables.contains(&t) => t,
+            Some(t) => return Err(invalid(at("errors"), format!("client {:?}: unknown error table {t:?}", c.id))),
+            None => format!("sender-{}", mta.name()),
+        };
+        if !tables.contains(&errors) {
+            return Err(invalid(at("sender"), format!("client {:?}: no error table {errors:?} for this sender", c.id)));
+        }
+        let description = match (description.is_empty(), &base) {
+            (false, _) => description,
+            (true, Some(b)) => format!("{} with {policy}", b.id),
+            (true, None) => format!("{} as a sender ({policy}, {attempts} attempts)", mta.name()),
+        };
+        let cell_timeout = match &c.cell_timeout {
+            Some(t) => Some(humantime::parse_duration(t).map_err(|e| {
+                invalid(at("cell_timeout"), format!("client {:?}: cell_timeout {t:?}: {e} (write e.g. \"3s\")", c.id))
+            })?),
+            None => base.as_ref().and_then(|b| b.cell_timeout),
+        };
+        return Ok(ClientStack {
+            cell_timeout,
+            requires: Vec::new(),
+            build: None,
+            id: c.id,
+            description,
+            kind,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            errors,
+            policy: None,
+            variant_of: c.variant_of,
+            matrix_dir,
+            line: line_of(source, span.start),
+        });
+    }
+    if let Some(key) = [
+        ("tls", c.tls.is_some()),
+        ("fallback_to_clear", c.fallback_to_clear.is_some()),
+        ("attempts", c.attempts.is_some()),
+    ]
+    .iter()
+    .find_map(|(k, set)| set.then_some(*k))
+    {
+        return Err(invalid(
+            at(key),
+            format!(
+                "client {:?}: `{key}` is a sender's setting; add `sender = \"postfix\"` (or exim, sendmail, opensmtpd) or remove it",
+                c.id
+            ),
+        ));
+    }
     let (kind, default_table) = match (c.builtin, c.program, c.adapter, &base) {
         (None, None, None, Some(base)) => {
             args = base.args.iter().cloned().chain(args).collect();
@@ -178,7 +334,10 @@ pub fn parse(
         _ => {
             return Err(invalid(
                 line_of(source, span.start),
-                format!("client {:?}: set exactly one of `builtin`, `program`, `adapter` or `variant_of`", c.id),
+                format!(
+                    "client {:?}: set exactly one of `builtin`, `program`, `adapter`, `sender` or `variant_of`",
+                    c.id
+                ),
             ));
         }
     };

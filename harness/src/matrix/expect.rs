@@ -1,5 +1,6 @@
 //! `[[expect]]` entries: a glob over cell ids, what the cells do, and why. Parsed into
-//! [`Expected`] values that cannot hold a class without a failure.
+//! [`Expected`] values that cannot hold a class without a failure, nor a delivery's fate
+//! without `outcome = "delivery"`.
 
 use super::MatrixError;
 use super::raw::{RawExpect, RawOutcome, key_line, line_of};
@@ -18,6 +19,17 @@ pub struct Expectation {
     pub at: String,
 }
 
+impl Expectation {
+    /// Whether it speaks of a sender's cell (`sender`) or a client program's.
+    pub fn applies_to(&self, sender: bool) -> bool {
+        match self.expected.outcome {
+            ExpectedOutcome::Delivery { .. } => sender,
+            ExpectedOutcome::Unsupported => true,
+            ExpectedOutcome::Connected | ExpectedOutcome::Failed { .. } | ExpectedOutcome::Timeout => !sender,
+        }
+    }
+}
+
 /// Validate `[[expect]]` entries written in `path`.
 pub fn parse(path: &Path, source: &str, raw: Vec<Spanned<RawExpect>>) -> Result<Vec<Expectation>, MatrixError> {
     let invalid = |line: usize, message: String| MatrixError::Invalid { path: path.to_path_buf(), line, message };
@@ -29,7 +41,27 @@ pub fn parse(path: &Path, source: &str, raw: Vec<Spanned<RawExpect>>) -> Result<
         let glob = Glob::new(&e.cell)
             .map_err(|err| invalid(at("cell"), format!("expect {:?}: {err}", e.cell)))?
             .compile_matcher();
+        if e.result.is_some() && e.outcome != RawOutcome::Delivery {
+            return Err(invalid(
+                at("result"),
+                format!("expect {:?}: `result` goes only with outcome \"delivery\" (a sender's cell)", e.cell),
+            ));
+        }
         let outcome = match (e.outcome, e.class) {
+            (RawOutcome::Delivery, class) => match e.result {
+                Some(result) => ExpectedOutcome::Delivery { result, class },
+                None => {
+                    let known: Vec<&str> = report_format::DeliveryResult::ALL.iter().map(|r| r.as_str()).collect();
+                    return Err(invalid(
+                        at("outcome"),
+                        format!(
+                            "expect {:?}: outcome \"delivery\" needs the message's fate: result = one of {}",
+                            e.cell,
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            },
             (RawOutcome::Failed, Some(class)) => ExpectedOutcome::Failed { class },
             (RawOutcome::Failed, None) => {
                 let message = format!(

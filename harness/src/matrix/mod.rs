@@ -131,12 +131,20 @@ impl Matrix {
         Ok(Matrix { path: path.to_path_buf(), digest: digest.hex(), run, servers, clients, expectations })
     }
 
-    /// The expectation for a cell: the first `[[expect]]` whose glob matches, else "connects".
+    /// The expectation for a cell: the first `[[expect]]` whose glob matches and that speaks of
+    /// its kind of cell, else "connects" (for a sender: "delivers over TLS").
     pub fn expected_for(&self, cell: &str) -> Expected {
-        self.expectations
-            .iter()
-            .find(|e| e.glob.is_match(cell))
-            .map_or_else(Expected::default_connected, |e| e.expected.clone())
+        self.deciding(cell).map_or_else(Expected::default_connected, |e| e.expected.clone())
+    }
+
+    /// The entry that decides a cell: the first whose glob matches it and which applies to it —
+    /// `outcome = "delivery"` to senders' cells only, `connected`, `failed` and `timeout` to
+    /// client programs' cells only, `unsupported` to both. So `*/dhe512` written for clients
+    /// never decides what a sender's message does.
+    pub fn deciding(&self, cell: &str) -> Option<&Expectation> {
+        let client = cell.split_once('/').map_or(cell, |(c, _)| c);
+        let sender = self.client(client).is_some_and(ClientStack::is_sender);
+        self.expectations.iter().find(|e| e.glob.is_match(cell) && e.applies_to(sender))
     }
 
     pub fn server(&self, id: &str) -> Option<&ServerEntry> {

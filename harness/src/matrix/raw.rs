@@ -52,6 +52,15 @@ pub struct RawClient {
     pub batch: Option<bool>,
     /// The script that builds the program, named when it is missing.
     pub build: Option<String>,
+    /// A real MTA as a sender (`postfix`, `exim`, `sendmail`, `opensmtpd`): each cell gives it
+    /// one message for the cell's server and follows the message to its fate.
+    pub sender: Option<report_format::Mta>,
+    /// A sender's TLS policy: `may` (STARTTLS when offered) or `encrypt` (never in clear).
+    pub tls: Option<mta::TlsPolicy>,
+    /// A sender delivers in clear on a new connection after a failed handshake.
+    pub fallback_to_clear: Option<bool>,
+    /// Delivery attempts a sender's cell forces before it says the message is stuck (1–5).
+    pub attempts: Option<u32>,
 }
 
 /// What an `[[expect]]` says a cell does, as written (`class` goes with `failed` only).
@@ -62,6 +71,8 @@ pub enum RawOutcome {
     Failed,
     Timeout,
     Unsupported,
+    /// A sender's message meets the fate `result` (with `class` where a TLS failure is behind it).
+    Delivery,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,6 +81,8 @@ pub struct RawExpect {
     pub cell: String,
     pub outcome: RawOutcome,
     pub class: Option<ErrorClass>,
+    /// A sender's fate: `tls`, `plaintext`, `plaintext_fallback`, `deferred`, `bounced`.
+    pub result: Option<report_format::DeliveryResult>,
     pub reason: String,
     pub link: Option<String>,
 }

@@ -52,6 +52,7 @@ pub fn build(s: RunSummary<'_>) -> Report {
                 StackKind::Builtin(name) => ("builtin", name.clone()),
                 StackKind::Program { .. } => ("program", r.program.display().to_string()),
                 StackKind::Adapter(a) => ("adapter", format!("{} ({})", a.name(), r.program.display())),
+                StackKind::Sender { mta, .. } => ("sender", format!("{} ({})", mta.name(), r.program.display())),
             };
             let info = ClientInfo {
                 kind: kind.into(),
@@ -79,6 +80,7 @@ pub fn build(s: RunSummary<'_>) -> Report {
                 duration_ms: r.duration.as_millis() as u64,
                 server_log: r.server_log.clone(),
                 repeats: r.repeats.clone(),
+                delivery: r.delivery.clone(),
             };
             (r.id.to_string(), cell)
         })
@@ -104,6 +106,7 @@ pub fn build(s: RunSummary<'_>) -> Report {
         },
         servers,
         server_runs: s.ctx.mta_runs.lock().map(|m| m.clone()).unwrap_or_default(),
+        sender_runs: s.ctx.sender_runs.lock().map(|m| m.clone()).unwrap_or_default(),
         clients,
         cells,
     }

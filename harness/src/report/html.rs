@@ -398,6 +398,7 @@ mod tests {
             duration_ms: 1,
             server_log: vec![],
             repeats: vec![],
+            delivery: None,
         };
         let info = ClientInfo {
             kind: "program".into(),
@@ -444,6 +445,7 @@ mod tests {
                     stop: report_format::StopReport { stop_ms: 1, killed: false, port_free: true, leftovers: vec![] },
                 },
             )]),
+            sender_runs: BTreeMap::new(),
             clients: BTreeMap::from([(BAD.to_string(), info)]),
             cells: BTreeMap::from([(format!("{BAD}/s"), cell)]),
         };

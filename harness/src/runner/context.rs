@@ -21,9 +21,9 @@ use tokio::sync::mpsc;
 pub const CLIENT_EHLO: &str = "client.test";
 
 /// How long to wait for the built-in server's record of a cell's connections.
-const BUILTIN_SETTLE: Duration = Duration::from_secs(2);
+pub(super) const BUILTIN_SETTLE: Duration = Duration::from_secs(2);
 /// How long to wait for an MTA's log to show the end of a cell's connection.
-const MTA_SETTLE: Duration = Duration::from_millis(800);
+pub(super) const MTA_SETTLE: Duration = Duration::from_millis(800);
 
 /// Why a run could not start at all.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +93,16 @@ pub struct Context {
     pub mta_root: PathBuf,
     /// What each MTA profile ran as (version, TLS library, settings, start and stop times).
     pub mta_runs: std::sync::Mutex<BTreeMap<String, MtaRun>>,
+    /// What each sender ran as, and how its start and stop went, by stack id.
+    pub sender_runs: std::sync::Mutex<BTreeMap<String, MtaRun>>,
     work: tempfile::TempDir,
+}
+
+/// The loopback address of the run's `n`th sender (from 1): `127.0.0.2`, `127.0.0.3`, … —
+/// never `127.0.0.1`, where client programs connect from.
+pub fn sender_source(n: usize) -> std::net::Ipv4Addr {
+    let m = n.saturating_sub(1);
+    std::net::Ipv4Addr::new(127, 0, (m / 250) as u8, (m % 250) as u8 + 2)
 }
 
 impl Context {
@@ -107,17 +116,35 @@ impl Context {
     ) -> Result<Context, RunError> {
         let work = tempfile::Builder::new().prefix("starttls-matrix-").tempdir().map_err(RunError::WorkDir)?;
         let pki = TestPki::generate(work.path())?;
+        let mta_root = mta::extracted_roots(matrix.path.parent().unwrap_or(Path::new(".")));
         let mut set = tokio::task::JoinSet::new();
+        let mut senders = 0;
         for stack in matrix.clients.iter().filter(|c| clients.contains(&c.id)) {
             let (stack, exe) = (stack.clone(), builtin_exe.to_path_buf());
-            set.spawn(async move { ResolvedStack::resolve(&stack, &exe).await });
+            // Each sender has its own directory and loopback address (127.0.0.2, .3, …):
+            // servers' records of it carry that address.
+            let options = stack.is_sender().then(|| {
+                senders += 1;
+                mta::SenderOptions {
+                    roots: mta_root.clone(),
+                    work: work.path().join("senders").join(&stack.id),
+                    base: work.path().to_path_buf(),
+                    ca_cert: pki.ca_cert.clone(),
+                    source: sender_source(senders),
+                }
+            });
+            set.spawn(async move { ResolvedStack::resolve(&stack, &exe, options).await });
         }
         let mut stacks = BTreeMap::new();
-        while let Some(Ok(r)) = set.join_next().await {
+        while let Some(joined) = set.join_next().await {
+            let r = match joined {
+                Ok(r) => r,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => continue,
+            };
             let _ = events.send(Event::StackResolved { id: r.stack.id.clone(), availability: r.availability.clone() });
             stacks.insert(r.stack.id.clone(), r);
         }
-        let mta_root = mta::extracted_roots(matrix.path.parent().unwrap_or(Path::new(".")));
         Ok(Context {
             tables,
             pki,
@@ -125,8 +152,14 @@ impl Context {
             stacks,
             mta_root,
             mta_runs: std::sync::Mutex::new(BTreeMap::new()),
+            sender_runs: std::sync::Mutex::new(BTreeMap::new()),
             work,
         })
+    }
+
+    /// Whether a cell's client is a sender (its cell is a delivery).
+    pub fn is_sender(&self, id: &CellId) -> bool {
+        self.stacks.get(&id.client).is_some_and(|s| s.stack.is_sender())
     }
 
     /// The run's own work directory.
@@ -189,6 +222,24 @@ impl Context {
         }
     }
 
+    /// Stop the run's senders; how each ran and stopped is kept for the report.
+    pub async fn stop_senders(&self) {
+        for (id, info, ready, stop) in crate::stack::stop_senders(self.stacks.values()).await {
+            let mta_info = report_format::MtaInfo {
+                mta: info.mta,
+                version: info.version,
+                tls_library: info.tls_library,
+                loaded: None,
+                settings: info.settings,
+                config_warnings: Vec::new(),
+                ready_ms: ready.as_millis() as u64,
+            };
+            if let Ok(mut runs) = self.sender_runs.lock() {
+                runs.insert(id, MtaRun { info: mta_info, stop });
+            }
+        }
+    }
+
     /// Stop a profile's server; an MTA's stop is measured and kept for the report.
     pub async fn stop_server(&self, id: &str, state: ServerState) {
         match state {
@@ -205,7 +256,7 @@ impl Context {
     }
 
     /// Where a client finds one of our servers, and what it trusts.
-    fn target(&self, addr: std::net::SocketAddr) -> Target {
+    pub(super) fn target(&self, addr: std::net::SocketAddr) -> Target {
         Target {
             connect: addr.to_string(),
             servername: servers::SERVER_NAME.into(),
@@ -214,25 +265,32 @@ impl Context {
         }
     }
 
-    /// Run one cell's client against a server and gather what both sides say.
-    pub async fn run_cell(&self, id: &CellId, profile: Option<&ServerProfile>, server: &mut ServerState) -> Evidence {
+    /// A cell's evidence before it runs, with its stack when both sides are ready to run it
+    /// (`None`: the evidence is all there is — a stack or server that is not here).
+    pub(super) fn skeleton(&self, id: &CellId, server: &ServerState) -> (Evidence, Option<&ResolvedStack>) {
         let Some(stack) = self.stacks.get(&id.client) else {
-            return Evidence {
+            let evidence = Evidence {
                 stack: Availability::Broken(format!("client stack {} was not prepared", id.client)),
                 client_table: String::new(),
                 client: None,
                 server: ServerEvidence::external(),
             };
+            return (evidence, None);
         };
-        let mut evidence = Evidence {
+        let evidence = Evidence {
             stack: stack.availability.clone(),
             client_table: stack.stack.errors.clone(),
             client: None,
             server: ServerEvidence { availability: server.availability(), ..ServerEvidence::external() },
         };
-        if !evidence.stack.is_ready() || !evidence.server.availability.is_ready() {
-            return evidence;
-        }
+        let ready = evidence.stack.is_ready() && evidence.server.availability.is_ready();
+        (evidence, ready.then_some(stack))
+    }
+
+    /// Run one cell's client against a server and gather what both sides say.
+    pub async fn run_cell(&self, id: &CellId, profile: Option<&ServerProfile>, server: &mut ServerState) -> Evidence {
+        let (mut evidence, stack) = self.skeleton(id, server);
+        let Some(stack) = stack else { return evidence };
         let stack_bound = stack.stack.cell_timeout.unwrap_or(self.cell_timeout);
         let (run, kind, records, warnings) = match server {
             ServerState::Builtin { server, backend, invalid_dh } => {

@@ -4,6 +4,7 @@
 //! which emits [`Event::CellFinished`] for the reporters. It never prints.
 
 pub mod context;
+pub mod deliveries;
 pub mod schedule;
 
 pub use context::{CLIENT_EHLO, Context, RunError, ServerState, builtin_table, server_table};

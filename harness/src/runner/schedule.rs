@@ -1,5 +1,6 @@
-//! Which cells run when: each server profile starts once and serves its cells one after
-//! another (every connection its log shows then belongs to the running cell); profiles run in
+//! Which cells run when: each server profile starts once and serves its client cells one after
+//! another (every connection its log shows then belongs to the running cell), then its delivery
+//! cells all at once (each sender's connections come from its own address); profiles run in
 //! parallel, `jobs` at a time, those whose cells wait longest first. `probe` runs every stack
 //! against one server someone else runs.
 
@@ -68,6 +69,10 @@ pub async fn run(
     let RunOptions { jobs, repeat } = options;
     let _ = events.send(Event::RunStarted { cells: plan.cells.len() });
     let permits = Arc::new(Semaphore::new(jobs.max(1)));
+    // A profile's delivery cells mostly wait (for a sender's retry timer, for a server that
+    // says nothing): while they do, the profile gives its place to the next one, and at most
+    // this many profiles are in their delivery phase at once.
+    let delivering = Arc::new(Semaphore::new(2 * jobs.max(1)));
     let mut set = tokio::task::JoinSet::new();
     // Profiles whose cells wait longest start first, so they overlap the rest instead of
     // trailing at the end (a fair semaphore hands out permits in this order).
@@ -76,19 +81,30 @@ pub async fn run(
     for server_id in order {
         let Some(entry) = matrix.server(server_id).cloned() else { continue };
         let cells: Vec<CellId> = plan.cells.iter().filter(|c| &c.server == server_id).cloned().collect();
-        let (ctx, permits, events) = (ctx.clone(), permits.clone(), events.clone());
+        let (ctx, permits, delivering, events) = (ctx.clone(), permits.clone(), delivering.clone(), events.clone());
         set.spawn(async move {
-            let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+            let permit = permits.acquire_owned().await.expect("the semaphore is never closed");
             let mut state = ctx.start_server(&entry.profile).await;
             let id = entry.profile.id.clone();
             let _ = events.send(match (state.addr(), state.availability()) {
                 (Some(addr), _) => Event::ServerStarted { id, addr },
                 (None, why) => Event::ServerNotStarted { id, why },
             });
+            let (deliveries, cells): (Vec<CellId>, Vec<CellId>) = cells.into_iter().partition(|c| ctx.is_sender(c));
             for id in cells {
                 let _ = events.send(Event::CellStarted { id: id.clone() });
                 let run = run_repeated(&ctx, &id, &entry.profile, &mut state, repeat).await;
                 let _ = events.send(Event::CellRan(Box::new(run)));
+            }
+            if !deliveries.is_empty() {
+                let _delivering = delivering.acquire_owned().await.expect("the semaphore is never closed");
+                drop(permit);
+                for id in &deliveries {
+                    let _ = events.send(Event::CellStarted { id: id.clone() });
+                }
+                for run in ctx.run_deliveries(&deliveries, &mut state, repeat).await {
+                    let _ = events.send(Event::CellRan(Box::new(run)));
+                }
             }
             ctx.stop_server(&entry.profile.id, state).await;
         });
@@ -101,6 +117,7 @@ pub async fn run(
         }
     }
     crate::stack::stop_batch_workers(ctx.stacks.values()).await;
+    ctx.stop_senders().await;
 }
 
 /// Run every given client stack against a server that is already running (`probe`).
@@ -113,15 +130,23 @@ pub async fn probe(
     let server_id = target.connect.clone();
     let _ = events.send(Event::RunStarted { cells: clients.len() });
     let mut state = ServerState::External(target);
-    for client in clients {
-        let id = CellId::new(client.clone(), server_id.clone());
+    let ids: Vec<CellId> = clients.iter().map(|c| CellId::new(c.clone(), server_id.clone())).collect();
+    let (deliveries, cells): (Vec<CellId>, Vec<CellId>) = ids.into_iter().partition(|c| ctx.is_sender(c));
+    for id in cells {
         let _ = events.send(Event::CellStarted { id: id.clone() });
         let started = Instant::now();
         let evidence = ctx.run_cell(&id, None, &mut state).await;
         let _ =
             events.send(Event::CellRan(Box::new(CellRun { id, runs: vec![evidence], duration: started.elapsed() })));
     }
+    for id in &deliveries {
+        let _ = events.send(Event::CellStarted { id: id.clone() });
+    }
+    for run in ctx.run_deliveries(&deliveries, &mut state, 1).await {
+        let _ = events.send(Event::CellRan(Box::new(run)));
+    }
     crate::stack::stop_batch_workers(ctx.stacks.values()).await;
+    ctx.stop_senders().await;
 }
 
 #[cfg(test)]

@@ -3,8 +3,10 @@
 //! `Debian-exim` user that nss_wrapper provides (no account is created). GnuTLS ≥ 3.6 ignores
 //! `tls_dhparam`, so a DH file is expressible only as an RFC 7919 group of the priority string.
 
+pub mod sender;
+
 use crate::kind::MtaKind;
-use crate::log::{EndCounts, LogEvent};
+use crate::log::{EndCounts, LogEvent, bracketed_peer};
 use crate::namespace::NsPlan;
 use crate::translate::{
     Dirs, LogPlan, Prepared, Result, gnutls_group, gnutls_suite, gnutls_version, push_unique, unsupported, versions,
@@ -43,6 +45,16 @@ impl MtaKind for Exim {
         if b.len() > 20 && b[4] == b'-' && b[10] == b' ' && b[13] == b':' { &line[20..] } else { line }
     }
 
+    /// `[127.0.0.1]:41234` (`+incoming_port`): the daemon logs the connection, a child of it the
+    /// rest, so the peer's address and port name it, not a process.
+    fn connection<'a>(&self, line: &'a str) -> Option<&'a str> {
+        let start = line.find(" [")? + 1;
+        let rest = &line[start..];
+        let close = rest.find("]:")?;
+        let digits = rest[close + 2..].chars().take_while(char::is_ascii_digit).count();
+        (digits > 0).then(|| &rest[..close + 2 + digits])
+    }
+
     fn event(&self, msg: &str) -> Option<LogEvent> {
         let has = |s: &str| msg.contains(s);
         if has("cert/key setup") || has("tls_dhparam") || has("error in tls_") {
@@ -50,7 +62,7 @@ impl MtaKind for Exim {
         } else if has("TLS error") {
             Some(LogEvent::Error(msg.to_string()))
         } else if msg.starts_with("SMTP connection from") && has("connection count") {
-            Some(LogEvent::Connect)
+            Some(LogEvent::Connect { peer: bracketed_peer(msg) })
         } else if has(" <= ") {
             // A received message: `P=esmtps X=TLS1.3:…` over TLS, `P=esmtp` in clear.
             let tls = negotiated(msg);
@@ -187,6 +199,8 @@ fn prepare(profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
         ns: NsPlan::default(),
         log: LogPlan::File(logs.join("mainlog")),
         settings,
+        stdin: None,
+        gid: None,
     })
 }
 
@@ -221,7 +235,7 @@ fn conf_text(id: &str, name: &str, f: &Files<'_>, port: u16, priority: &str) -> 
          tls_certificate = {cert}\n\
          tls_privatekey = {key}\n\
          tls_require_ciphers = {priority}\n\
-         log_selector = +tls_cipher +tls_peerdn +smtp_connection +smtp_protocol_error +smtp_syntax_error\n\
+         log_selector = +tls_cipher +tls_peerdn +smtp_connection +incoming_port +smtp_protocol_error +smtp_syntax_error\n\
          acl_smtp_rcpt = acl_rcpt\n\
          begin acl\n\
          acl_rcpt:\n  accept\n\
@@ -241,24 +255,27 @@ mod tests {
     use super::*;
     use crate::server::records_from;
 
-    /// Lines as Exim 4.96 logged them (a message over TLS, one in clear, a failed handshake).
+    /// Lines as Exim 4.96 logged them with `+incoming_port` (a message over TLS, then one in
+    /// clear and a failed handshake at the same time, from two peers).
     #[test]
     fn connections_from_its_log() {
         let (r, _) = records_from(
             Mta::Exim,
             &[
-                "2026-11-29 18:41:30 SMTP connection from [127.0.0.1] (TCP/IP connection count = 1)",
-                "2026-11-29 18:41:30 1xXjq6-0003Ki-24 <= a@client.test H=(client.test) [127.0.0.1] P=esmtps X=TLS1.3:ECDHE_X25519__RSA_PSS_RSAE_SHA256__AES_256_GCM:256 CV=no S=255",
-                "2026-11-29 18:41:30 SMTP connection from (client.test) [127.0.0.1] closed by QUIT",
+                "2026-11-29 18:41:30 SMTP connection from [127.0.0.1]:40001 (TCP/IP connection count = 1)",
+                "2026-11-29 18:41:30 1xXjq6-0003Ki-24 <= a@client.test H=(client.test) [127.0.0.1]:40001 P=esmtps X=TLS1.3:ECDHE_X25519__RSA_PSS_RSAE_SHA256__AES_256_GCM:256 CV=no S=255",
+                "2026-11-29 18:41:30 SMTP connection from (client.test) [127.0.0.1]:40001 closed by QUIT",
                 "2026-11-29 18:41:30 1xXjq6-0003Ki-24 => :blackhole: <b@mx.test> R=blackhole",
-                "2026-11-29 18:41:30 SMTP connection from [127.0.0.1] (TCP/IP connection count = 1)",
-                "2026-11-29 18:41:30 1xXjq6-0003Km-27 <= a@client.test H=(client.test) [127.0.0.1] P=esmtp S=201",
-                "2026-11-29 18:41:30 SMTP connection from (client.test) [127.0.0.1] closed by QUIT",
-                "2026-11-29 18:41:30 SMTP connection from [127.0.0.1] (TCP/IP connection count = 1)",
-                "2026-11-28 18:40:01 TLS error on connection from (client.test) [127.0.0.1] (gnutls_handshake): No supported cipher suites have been found.",
+                "2026-11-29 18:41:30 SMTP connection from [127.0.0.2]:40002 (TCP/IP connection count = 1)",
+                "2026-11-29 18:41:30 SMTP connection from [127.0.0.3]:40003 (TCP/IP connection count = 2)",
+                "2026-11-29 18:41:30 1xXjq6-0003Km-27 <= a@client.test H=(client.test) [127.0.0.2]:40002 P=esmtp S=201",
+                "2026-11-28 18:40:01 TLS error on connection from (client.test) [127.0.0.3]:40003 (gnutls_handshake): No supported cipher suites have been found.",
+                "2026-11-29 18:41:30 SMTP connection from (client.test) [127.0.0.2]:40002 closed by QUIT",
             ],
         );
         assert_eq!(r.len(), 3);
+        assert_eq!(r[0].peer.as_deref(), Some("127.0.0.1:40001"));
+        assert_eq!((r[1].peer.as_deref(), r[2].peer.as_deref()), (Some("127.0.0.2:40002"), Some("127.0.0.3:40003")));
         assert_eq!(r[0].tls.as_ref().and_then(|n| n.protocol), Some(Protocol::Tls13));
         assert_eq!((r[0].messages, r[0].messages_in_clear()), (Some(1), Some(0)));
         assert_eq!((r[1].tls.is_some(), r[1].messages_in_clear()), (false, Some(1)));

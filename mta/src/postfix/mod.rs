@@ -3,8 +3,10 @@
 //! log: `connect from`, `TLS connection established from …`, warnings, and `disconnect from …
 //! ehlo=2 starttls=1 data=1 commands=7` with the connection's counts.
 
+pub mod sender;
+
 use crate::kind::MtaKind;
-use crate::log::{EndCounts, LogEvent, count, iana_group};
+use crate::log::{EndCounts, LogEvent, bracketed_peer, count, iana_group};
 use crate::namespace::NsPlan;
 use crate::translate::{Dirs, LogPlan, Prepared, Result, openssl_ciphers, openssl_group, unsupported};
 use crate::users::{gid_of, uid_gid};
@@ -43,18 +45,26 @@ impl MtaKind for Postfix {
         line.find("]: ").map_or(line, |i| &line[i + 3..])
     }
 
+    /// `postfix/smtpd[12]`: an smtpd process serves one connection at a time.
+    fn connection<'a>(&self, line: &'a str) -> Option<&'a str> {
+        let head = &line[..line.find("]: ")? + 1];
+        Some(head.rsplit(' ').next().unwrap_or(head))
+    }
+
     fn event(&self, msg: &str) -> Option<LogEvent> {
         let has = |s: &str| msg.contains(s);
         if has("error configuring") || has("cannot load") || has("cannot get RSA") || has("disabling TLS") {
             Some(LogEvent::ConfigWarning(msg.to_string()))
         } else if msg.starts_with("connect from ") {
-            Some(LogEvent::Connect)
+            Some(LogEvent::Connect { peer: bracketed_peer(msg) })
         } else if has("TLS connection established from ") {
             negotiated(msg).map(LogEvent::Tls)
         } else if msg.starts_with("disconnect from ") {
             Some(LogEvent::End(EndCounts {
                 starttls: Some(count(msg, "starttls").is_some_and(|n| n > 0)),
-                messages: Some(count(msg, "data").unwrap_or(0)),
+                // A message sent with BDAT (CHUNKING: Exim does) is counted in chunks, not
+                // messages: then the count is not known.
+                messages: count(msg, "bdat").is_none().then(|| count(msg, "data").unwrap_or(0)),
                 commands: count(msg, "commands"),
                 end: Some(if count(msg, "quit").is_some_and(|n| n > 0) { End::Quit } else { End::ClientClosed }),
             }))
@@ -85,7 +95,7 @@ fn negotiated(msg: &str) -> Option<Negotiated> {
 }
 
 /// The stock services of Debian's master.cf, none chrooted.
-const SERVICES: &str = "\
+pub(crate) const SERVICES: &str = "\
 pickup    unix n - n 60 1 pickup
 cleanup   unix n - n - 0 cleanup
 qmgr      unix n - n 300 1 qmgr
@@ -155,6 +165,40 @@ fn prepare(profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
             g.name()
         ));
     }
+    let settings = settings(profile, d.work, d.dh_file()?)?;
+    d.tls_files(None)?;
+    let role: Vec<(String, String)> = [
+        ("myhostname", d.creds.server_name.clone()),
+        ("mynetworks", "127.0.0.0/8".to_string()),
+        ("inet_interfaces", "127.0.0.1".to_string()),
+        ("smtpd_tls_loglevel", "1".to_string()),
+        // The peer's port too, so each connection's record names it.
+        ("smtpd_client_port_logging", "yes".to_string()),
+        ("smtpd_relay_restrictions", "permit_mynetworks, reject_unauth_destination".to_string()),
+        // Accepted mail is thrown away: never delivered anywhere.
+        ("default_transport", "discard".to_string()),
+        ("relay_transport", "discard".to_string()),
+        ("local_transport", "discard".to_string()),
+        ("virtual_transport", "discard".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .chain(settings.iter().cloned())
+    .collect();
+    let inet = format!("127.0.0.1:{} inet n - n - - smtpd", d.port);
+    instance(d, &format!("Postfix for server profile {}", profile.id), &role, Some(&inet), settings)
+}
+
+/// A Postfix instance of its own under `d.work`: its queue, a `main.cf` with what every instance
+/// needs then `role`'s settings, a `master.cf` with the stock services (after `inet`, a listener,
+/// if any), its log in `maillog_file`. `report` is what the report shows of its settings.
+pub(crate) fn instance(
+    d: &Dirs<'_>,
+    heading: &str,
+    role: &[(String, String)],
+    inet: Option<&str>,
+    report: Vec<(String, String)>,
+) -> Result<Prepared> {
     // The users Postfix runs as: existing system accounts, none created.
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let (mail_owner, setgid_group) = match accounts(&read("/etc/passwd"), &read("/etc/group")) {
@@ -176,13 +220,11 @@ fn prepare(profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
     d.dir("spool/public", 0o710, Some((mail_uid, daemon_gid)))?;
     d.dir("spool/pid", 0o755, None)?;
     let data = d.dir("data", 0o700, Some((mail_uid, 0)))?;
-    let settings = settings(profile, d.work, d.dh_file()?)?;
-    d.tls_files(None)?;
     let log = d.work.join("postfix.log");
     let mut main = String::new();
     let w = &mut main;
-    let _ = writeln!(w, "# starttls-matrix: Postfix for server profile {}", profile.id);
-    for (k, v) in [
+    let _ = writeln!(w, "# starttls-matrix: {heading}");
+    let base = [
         ("compatibility_level", "3.6".to_string()),
         ("config_directory", etc.display().to_string()),
         ("meta_directory", etc.display().to_string()),
@@ -200,29 +242,23 @@ fn prepare(profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
         ),
         ("maillog_file", log.display().to_string()),
         ("maillog_file_prefixes", d.work.display().to_string()),
-        ("myhostname", d.creds.server_name.clone()),
         ("mydestination", String::new()),
-        ("mynetworks", "127.0.0.0/8".into()),
-        ("inet_interfaces", "127.0.0.1".into()),
         ("inet_protocols", "ipv4".into()),
+        // No name service off the machine: clients are not looked up, destinations are numeric.
+        ("smtpd_peername_lookup", "no".into()),
+        ("smtp_dns_support_level", "disabled".into()),
         ("alias_maps", String::new()),
         ("alias_database", String::new()),
         ("biff", "no".into()),
-        ("smtpd_tls_loglevel", "1".into()),
-        ("smtpd_relay_restrictions", "permit_mynetworks, reject_unauth_destination".into()),
-        // Accepted mail is thrown away: never delivered anywhere.
-        ("default_transport", "discard".into()),
-        ("relay_transport", "discard".into()),
-        ("local_transport", "discard".into()),
-        ("virtual_transport", "discard".into()),
-    ] {
-        let _ = writeln!(w, "{k} = {v}");
-    }
-    for (k, v) in &settings {
+    ];
+    for (k, v) in base.iter().map(|(k, v)| (k.to_string(), v.clone())).chain(role.iter().cloned()) {
         let _ = writeln!(w, "{k} = {v}");
     }
     let main_cf = d.file("etc/main.cf", &main, 0o644)?;
-    let master = format!("127.0.0.1:{} inet n - n - - smtpd\n{SERVICES}", d.port);
+    let master = match inet {
+        Some(line) => format!("{line}\n{SERVICES}"),
+        None => SERVICES.to_string(),
+    };
     let master_cf = d.file("etc/master.cf", &master, 0o644)?;
     let maps = std::fs::read_to_string(d.root.join("usr/share/postfix/dynamicmaps.cf")).unwrap_or_default();
     let maps_cf = d.file("etc/dynamicmaps.cf", &maps, 0o644)?;
@@ -235,16 +271,22 @@ fn prepare(profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
     }
     Ok(Prepared {
         program: d.root.join("usr/lib/postfix/sbin/master"),
-        args: vec!["-c".into(), etc.into_os_string(), "-d".into()],
-        env: vec![("LD_LIBRARY_PATH".into(), format!("{root}/usr/lib/postfix")), ("MAIL_CONFIG".into(), etc_str(d))],
+        args: vec!["-c".into(), etc.clone().into_os_string(), "-d".into()],
+        env: environment(d.root, &etc),
         ns: NsPlan::default(),
         log: LogPlan::File(log),
-        settings,
+        settings: report,
+        stdin: None,
+        gid: None,
     })
 }
 
-fn etc_str(d: &Dirs<'_>) -> String {
-    d.work.join("etc").display().to_string()
+/// What every Postfix program of an instance needs: its libraries and its configuration.
+pub(crate) fn environment(root: &Path, etc: &Path) -> Vec<(String, String)> {
+    vec![
+        ("LD_LIBRARY_PATH".into(), root.join("usr/lib/postfix").display().to_string()),
+        ("MAIL_CONFIG".into(), etc.display().to_string()),
+    ]
 }
 
 /// A `main.cf` for Postfix's command-line tools (posttls-finger), in a new temporary directory
@@ -366,11 +408,21 @@ mod tests {
         assert!(warnings.is_empty());
         assert_eq!(r.len(), 3);
         assert_eq!(r[0].tls.as_ref().unwrap().label(), "TLSv1.3 x25519");
+        assert_eq!(r[0].peer.as_deref(), Some("127.0.0.1"));
         assert_eq!((r[0].starttls, r[0].messages, r[0].commands), (Some(true), Some(1), Some(7)));
         assert_eq!((r[1].tls.is_some(), r[1].starttls, r[1].messages), (false, Some(false), Some(1)));
         assert_eq!(r[1].messages_in_clear(), Some(1), "mail in clear is seen from the server's side");
         assert!(r[2].error.as_deref().unwrap().contains("no shared cipher"));
         assert_eq!((r[2].starttls, r[2].messages), (Some(false), Some(0)));
+        let (r, _) = records_from(
+            Mta::Postfix,
+            &[
+                "Nov 29 19:42:22 mx postfix/smtpd[7]: connect from unknown[127.0.0.4]:48471",
+                "Nov 29 19:42:22 mx postfix/smtpd[7]: disconnect from unknown[127.0.0.4]:48471 ehlo=2 starttls=1 mail=1 rcpt=1 bdat=1 quit=1 commands=7",
+            ],
+        );
+        assert_eq!(r[0].messages, None, "BDAT chunks are not messages: not known");
+        assert_eq!(r[0].peer.as_deref(), Some("127.0.0.4:48471"));
     }
 
     #[test]

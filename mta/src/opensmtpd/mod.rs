@@ -3,6 +3,8 @@
 //! `/var/lib/opensmtpd/empty`, `/run`) are directories of ours, with users from nss_wrapper.
 //! It takes no DH file (`dhe none|auto|legacy`) and no curve list.
 
+pub mod sender;
+
 use crate::kind::MtaKind;
 use crate::log::{EndCounts, LogEvent};
 use crate::namespace::NsPlan;
@@ -39,12 +41,19 @@ impl MtaKind for Opensmtpd {
         line.trim_end()
     }
 
+    /// `3a1c0f… smtp …`: the session id.
+    fn connection<'a>(&self, line: &'a str) -> Option<&'a str> {
+        let id = line.split(' ').next()?;
+        (!id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit())).then_some(id)
+    }
+
     fn event(&self, msg: &str) -> Option<LogEvent> {
         let has = |s: &str| msg.contains(s);
         if has("pki") && (has("error") || has("failed")) {
             Some(LogEvent::ConfigWarning(msg.to_string()))
         } else if has(" smtp connected ") {
-            Some(LogEvent::Connect)
+            let peer = msg.split_whitespace().find_map(|f| f.strip_prefix("address=")).map(str::to_string);
+            Some(LogEvent::Connect { peer })
         } else if has(" smtp tls ciphers=") {
             negotiated(msg).map(LogEvent::Tls)
         } else if has(" smtp message ") {
@@ -70,7 +79,7 @@ fn negotiated(msg: &str) -> Option<Negotiated> {
 }
 
 const SMTPD_ID: u32 = 60104;
-const SMTPQ_ID: u32 = 60105;
+pub(crate) const SMTPQ_ID: u32 = 60105;
 
 fn protocol(v: TlsVersion) -> &'static str {
     match v {
@@ -94,22 +103,8 @@ fn prepare(profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
     if profile.tls13_suites.is_some() {
         return unsupported("OpenSMTPD 7.4 has no setting for TLS 1.3 cipher suites");
     }
-    let Some(nss) = nss_wrapper(d.libs) else {
-        return unsupported("libnss_wrapper is not extracted (scripts/install-stacks): OpenSMTPD needs its users");
-    };
-    let var_spool = d.dir("var-spool", 0o755, None)?;
-    let var_lib = d.dir("var-lib", 0o755, None)?;
-    d.dir("var-lib/opensmtpd/empty", 0o755, None)?;
-    let run = d.dir("run", 0o755, None)?;
+    let Instance { mut env, ns } = instance(d)?;
     let (cert, key) = d.tls_files(None)?;
-    let (passwd, group) = nss_files(
-        d,
-        &[
-            format!("opensmtpd:x:{SMTPD_ID}:{SMTPD_ID}::/var/lib/opensmtpd/empty:/usr/sbin/nologin"),
-            format!("opensmtpq:x:{SMTPQ_ID}:{SMTPQ_ID}::/var/lib/opensmtpd/empty:/usr/sbin/nologin"),
-        ],
-        &[format!("opensmtpd:x:{SMTPD_ID}:"), format!("opensmtpq:x:{SMTPQ_ID}:")],
-    )?;
     let dhe = profile.dhe.unwrap_or(DheMode::None);
     let protocols: Vec<&str> = versions(profile).into_iter().map(protocol).collect();
     let mut listen = format!(
@@ -128,11 +123,6 @@ fn prepare(profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
         listen.push_str(&format!(" ciphers \"{list}\""));
         settings.push(("ciphers".into(), list));
     }
-    let mut env = vec![
-        ("LD_PRELOAD".into(), nss.display().to_string()),
-        ("NSS_WRAPPER_PASSWD".into(), passwd.display().to_string()),
-        ("NSS_WRAPPER_GROUP".into(), group.display().to_string()),
-    ];
     if let Some(level) = profile.security_level {
         let cnf = d.openssl_cnf(level)?;
         settings.push(("OPENSSL_CONF".into(), cnf.display().to_string()));
@@ -144,20 +134,61 @@ fn prepare(profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
         program: d.root.join("usr/sbin/smtpd"),
         args: vec!["-d".into(), "-f".into(), conf_path.into_os_string()],
         env,
+        ns,
+        log: LogPlan::Stderr,
+        settings,
+        stdin: None,
+        gid: None,
+    })
+}
+
+/// What every OpenSMTPD of ours runs with: its users from nss_wrapper, and a mount namespace
+/// where its compiled-in directories are ours.
+pub(crate) struct Instance {
+    pub env: Vec<(String, String)>,
+    pub ns: NsPlan,
+}
+
+/// Make an instance's directories under `d.work` (its spool, state, `/run` with the control
+/// socket smtpctl talks to) and its users.
+pub(crate) fn instance(d: &Dirs<'_>) -> Result<Instance> {
+    let Some(nss) = nss_wrapper(d.libs) else {
+        return unsupported("libnss_wrapper is not extracted (scripts/install-stacks): OpenSMTPD needs its users");
+    };
+    let var_spool = d.dir("var-spool", 0o755, None)?;
+    let var_lib = d.dir("var-lib", 0o755, None)?;
+    d.dir("var-lib/opensmtpd/empty", 0o755, None)?;
+    let run = d.dir("run", 0o755, None)?;
+    let resolver = crate::namespace::local_resolver(&d.work.join("ns-etc"), &[&d.creds.server_name])?;
+    let (passwd, group) = nss_files(
+        d,
+        &[
+            format!("opensmtpd:x:{SMTPD_ID}:{SMTPD_ID}::/var/lib/opensmtpd/empty:/usr/sbin/nologin"),
+            format!("opensmtpq:x:{SMTPQ_ID}:{SMTPQ_ID}::/var/lib/opensmtpd/empty:/usr/sbin/nologin"),
+        ],
+        &[format!("opensmtpd:x:{SMTPD_ID}:"), format!("opensmtpq:x:{SMTPQ_ID}:")],
+    )?;
+    Ok(Instance {
+        env: vec![
+            ("LD_PRELOAD".into(), nss.display().to_string()),
+            ("NSS_WRAPPER_PASSWD".into(), passwd.display().to_string()),
+            ("NSS_WRAPPER_GROUP".into(), group.display().to_string()),
+        ],
         ns: NsPlan {
             hostname: None,
             // Its delivery helpers (mail.mda) are compiled in under /usr/libexec/opensmtpd: the
             // extracted ones, or every accepted message bounces back through a local session.
-            binds: vec![
+            binds: [
                 (var_spool, "/var/spool".into()),
                 (var_lib, "/var/lib".into()),
                 (run, "/run".into()),
                 (d.root.join("usr/libexec"), "/usr/libexec".into()),
-            ],
+            ]
+            .into_iter()
+            .chain(resolver)
+            .collect(),
             private_dev: None,
         },
-        log: LogPlan::Stderr,
-        settings,
     })
 }
 
@@ -195,6 +226,8 @@ mod tests {
         let (r, _) = records_from(
             Mta::Opensmtpd,
             &[
+                "3a1c smtp connected address=127.0.0.5 host=localhost",
+                "7ae4 smtp connected address=127.0.0.6 host=localhost",
                 "3a1c smtp tls ciphers=TLSv1.3:TLS_AES_256_GCM_SHA384:256",
                 "3a1c smtp disconnected reason=quit",
                 "7ae4 smtp disconnected reason=\"io-error: handshake failed: error:0A0000C1:SSL routines::no shared cipher\"",
@@ -202,6 +235,7 @@ mod tests {
         );
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].tls.as_ref().and_then(|n| n.protocol), Some(Protocol::Tls13));
+        assert_eq!((r[0].peer.as_deref(), r[1].peer.as_deref()), (Some("127.0.0.5"), Some("127.0.0.6")));
         assert_eq!(r[0].messages, None, "no message line, no count: not known");
         assert!(r[1].error.as_deref().unwrap().contains("no shared cipher"));
     }

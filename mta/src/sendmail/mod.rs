@@ -4,8 +4,10 @@
 //! syslog — and, for a `security_level`, its own `openssl.cnf` bound over the system's:
 //! sendmail wipes its environment, so `OPENSSL_CONF` cannot reach it). Its curve is fixed.
 
+pub mod sender;
+
 use crate::kind::MtaKind;
-use crate::log::{EndCounts, LogEvent};
+use crate::log::{EndCounts, LogEvent, bracketed_peer};
 use crate::namespace::{NsPlan, PrivateDev};
 use crate::translate::{Dirs, LogPlan, Prepare, Prepared, Result, openssl_ciphers, unsupported};
 use report_format::{End, Group, Mta, Negotiated, Protocol, ServerProfile, TlsVersion};
@@ -42,6 +44,12 @@ impl MtaKind for Sendmail {
         line.find("]: ").map_or(line, |i| &line[i + 3..])
     }
 
+    /// `sm-matrix[12]`: one sendmail process per connection.
+    fn connection<'a>(&self, line: &'a str) -> Option<&'a str> {
+        let head = &line[..line.find("]: ")? + 1];
+        Some(head.rsplit(' ').next().unwrap_or(head))
+    }
+
     fn event(&self, msg: &str) -> Option<LogEvent> {
         let has = |s: &str| msg.contains(s);
         if has("STARTTLS") && (has("CERTFILE") || has("KEYFILE") || has("unsafe") || has("init failed")) {
@@ -50,7 +58,7 @@ impl MtaKind for Sendmail {
             Some(LogEvent::Error(msg.to_string()))
         } else if msg.contains(": connect from ") {
             // `NOQUEUE: connect from localhost [127.0.0.1]`: one sendmail process per connection.
-            Some(LogEvent::Connect)
+            Some(LogEvent::Connect { peer: bracketed_peer(msg) })
         } else if has("STARTTLS=server, relay=") {
             negotiated(msg).map(LogEvent::Tls)
         } else if has("from=<") && has("proto=") {
@@ -88,7 +96,7 @@ fn version_options(profile: &ServerProfile) -> Vec<&'static str> {
     .collect()
 }
 
-fn m4(root: &Path, mc: &Path) -> Result<String> {
+pub(crate) fn m4(root: &Path, mc: &Path) -> Result<String> {
     let mut child = std::process::Command::new(root.join("usr/bin/m4"))
         .arg(mc)
         .stdin(std::process::Stdio::null())
@@ -163,6 +171,7 @@ fn prepare(profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
     // Its STATUS_FILE: without one, every connection logs "poststats: … No such file".
     d.file("statistics", "", 0o644)?;
     d.file("hosts", &format!("127.0.0.1 {0} localhost\n", d.creds.server_name), 0o644)?;
+    binds.extend(crate::namespace::local_resolver(&d.work.join("ns/etc"), &[&d.creds.server_name])?);
     let host_dev = d.dir("ns/dev", 0o755, None)?;
     let socket = d.work.join("syslog.sock");
     Ok(Prepared {
@@ -176,6 +185,8 @@ fn prepare(profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
         },
         log: LogPlan::Syslog(socket),
         settings,
+        stdin: None,
+        gid: None,
     })
 }
 
@@ -250,6 +261,7 @@ mod tests {
         );
         assert_eq!(r.len(), 2);
         assert_eq!((r[0].messages, r[0].messages_in_clear()), (Some(1), Some(0)));
+        assert_eq!(r[0].peer.as_deref(), Some("127.0.0.1"));
         assert!(r[1].error.as_deref().unwrap().contains("no shared cipher"));
         let s = "STARTTLS=server, relay=localhost [127.0.0.1], version=TLSv1.2, verify=NOT, cipher=DHE-RSA-AES128-SHA, bits=128/128";
         assert_eq!(negotiated(s).unwrap().cipher.as_deref(), Some("DHE-RSA-AES128-SHA"));
