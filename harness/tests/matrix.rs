@@ -1,6 +1,9 @@
-//! The default matrix as a test target: one trial per cell of `matrix.toml`, judged against its
-//! expectation. `--list` and `--exact` are cheap: nothing starts until a trial runs; each server
-//! profile then starts once and serves its cells one at a time, and is stopped at the end.
+//! The default matrix as a test target: one trial per cell of `matrix.toml` — client programs'
+//! cells and senders' delivery cells alike — judged against its expectation. `--list` and
+//! `--exact` are cheap: nothing starts until a trial runs; each server profile then starts once
+//! and serves its cells one at a time, and is stopped at the end, as are the senders. As in a
+//! run, the first delivery trial of a profile delivers every sender's message to it at once;
+//! the profile's other delivery trials judge their share.
 
 use harness::classify::Tables;
 use harness::evidence::CellRun;
@@ -20,6 +23,10 @@ struct Shared {
     clients: Vec<String>,
     ctx: OnceLock<Result<Context, String>>,
     servers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<ServerState>>>>>,
+    /// Per profile, the delivery cells' evidence not yet judged.
+    deliveries: Mutex<HashMap<String, HashMap<CellId, CellRun>>>,
+    /// Every cell of the plan, to find a profile's delivery cells.
+    cells: Vec<CellId>,
 }
 
 impl Shared {
@@ -38,16 +45,33 @@ impl Shared {
         let entry = self.matrix.server(&id.server).ok_or("no such server profile")?;
         let slot = self.servers.lock().map_err(|_| "poisoned")?.entry(id.server.clone()).or_default().clone();
         let started = std::time::Instant::now();
-        let evidence = self.rt.block_on(async {
+        let run = self.rt.block_on(async {
             let mut state = slot.lock().await;
             if state.is_none() {
                 *state = Some(ctx.start_server(&entry.profile).await);
             }
             let server = state.as_mut().expect("set above");
-            ctx.run_cell(id, Some(&entry.profile), server).await
-        });
+            if !ctx.is_sender(id) {
+                let evidence = ctx.run_cell(id, Some(&entry.profile), server).await;
+                return Ok(CellRun { id: id.clone(), runs: vec![evidence], duration: started.elapsed() });
+            }
+            let ran = self.deliveries.lock().map_err(|_| "poisoned")?.get(&id.server).is_some();
+            if !ran {
+                let ids: Vec<CellId> =
+                    self.cells.iter().filter(|c| c.server == id.server && ctx.is_sender(c)).cloned().collect();
+                let runs = ctx.run_deliveries(&ids, server, 1).await;
+                let runs = runs.into_iter().map(|r| (r.id.clone(), r)).collect();
+                self.deliveries.lock().map_err(|_| "poisoned")?.insert(id.server.clone(), runs);
+            }
+            self.deliveries
+                .lock()
+                .map_err(|_| "poisoned")?
+                .get_mut(&id.server)
+                .and_then(|runs| runs.remove(id))
+                .ok_or_else(|| Failed::from("the profile's deliveries did not include this cell"))
+        })?;
         let judge = Judge { matrix: Some(self.matrix.clone()), baseline: None, tables: self.tables.clone() };
-        let record = judge.record(CellRun { id: id.clone(), runs: vec![evidence], duration: started.elapsed() });
+        let record = judge.record(run);
         if record.verdict.is_as_expected() {
             Ok(())
         } else {
@@ -77,6 +101,8 @@ fn main() {
         clients: plan.clients.clone(),
         ctx: OnceLock::new(),
         servers: Mutex::new(HashMap::new()),
+        deliveries: Mutex::new(HashMap::new()),
+        cells: plan.cells.clone(),
     });
     let trials = plan
         .cells
@@ -99,6 +125,7 @@ fn main() {
                 }
             }
             harness::stack::stop_batch_workers(ctx.stacks.values()).await;
+            ctx.stop_senders().await;
         });
     }
     // And remove the run's work directory (the PKI, the MTAs' files): exit() runs no destructor.

@@ -137,6 +137,9 @@ impl Assembler {
                     b.record.end.get_or_insert(End::HandshakeFailed);
                 }
             }
+            // The end of a connection whose beginning we never saw (a queue run's status line):
+            // nothing to record.
+            LogEvent::End(_) if !self.open.iter().any(|(k, _)| k == key) => {}
             LogEvent::End(counts) => {
                 let b = self.building(key);
                 let r = &mut b.record;

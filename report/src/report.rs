@@ -160,6 +160,31 @@ impl Report {
     pub fn cell(&self, server: &str, client: &str) -> Option<&CellReport> {
         self.cells.get(&format!("{client}/{server}"))
     }
+
+    /// Whether a client stack is a sender (a real MTA delivering a message).
+    pub fn is_sender(&self, client: &str) -> bool {
+        self.clients.get(client).is_some_and(|c| c.kind == "sender")
+    }
+
+    /// The client programs' columns, in matrix order (senders have a table of their own).
+    pub fn program_columns(&self) -> Vec<&String> {
+        self.run.client_order.iter().filter(|c| !self.is_sender(c)).collect()
+    }
+
+    /// The senders' columns, in matrix order: the "Mail delivery" table.
+    pub fn sender_columns(&self) -> Vec<&String> {
+        self.run.client_order.iter().filter(|c| self.is_sender(c)).collect()
+    }
+}
+
+impl CellReport {
+    /// What a table shows: a sender's delivery (`deferred: dh_too_small`), else the outcome.
+    pub fn label(&self) -> String {
+        match &self.delivery {
+            Some(d) => d.label(),
+            None => self.outcome.label(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -41,7 +41,11 @@ td.cell summary{cursor:pointer;list-style:none}
 td.cell details[open]{min-width:24rem}
 dl{margin:.3rem 0 0;display:grid;grid-template-columns:max-content 1fr;gap:.1rem .5rem;font-family:system-ui,sans-serif;font-size:12.5px}
 dt{color:#555}dd{margin:0;white-space:pre-wrap;word-break:break-word}
-.o-connected{background:#d9f2dc}
+.o-connected,.d-tls{background:#d9f2dc}
+.d-plaintext{background:#fff0a8}
+.d-plaintext_fallback{background:#ffb3a8}
+.d-deferred{background:#c9ddff}
+.d-bounced{background:#e6a8ff}
 .f-key-exchange{background:#ffd9b3}
 .f-protocol{background:#fff0a8}
 .f-certificate{background:#f4c7e8}
@@ -94,16 +98,16 @@ const SCRIPT: &str = r#"
 })();
 "#;
 
-fn family_of_client(id: &str) -> String {
+pub(super) fn family_of_client(id: &str) -> String {
     id.split(['-', '@']).next().unwrap_or(id).to_string()
 }
 
 /// `TLSv1.2 DHE-2048` → `1.2 DHE-2048`; `TLSv1 …` → `1.0 …`.
-fn compact(label: &str) -> String {
+pub(super) fn compact(label: &str) -> String {
     label.strip_prefix("TLSv1 ").map(|r| format!("1.0 {r}")).unwrap_or_else(|| label.replacen("TLSv", "", 1))
 }
 
-fn cell_classes(cell: &CellReport) -> String {
+pub(super) fn cell_classes(cell: &CellReport) -> String {
     let mut c = format!("cell o-{}", cell.outcome.kind());
     if let Outcome::Failed { class, .. } = &cell.outcome {
         let _ = write!(c, " f-{}", class.family().as_str());
@@ -114,7 +118,7 @@ fn cell_classes(cell: &CellReport) -> String {
     c
 }
 
-fn dl_row(out: &mut String, term: &str, value: &str) {
+pub(super) fn dl_row(out: &mut String, term: &str, value: &str) {
     let _ = write!(out, "<dt>{}</dt><dd>{}</dd>", esc(term), esc(value));
 }
 
@@ -153,7 +157,7 @@ fn details(out: &mut String, cell: &CellReport, change: Option<(&Outcome, Change
     out.push_str("</dl>");
 }
 
-fn policy_text(v: &serde_json::Value) -> String {
+pub(super) fn policy_text(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::Object(map) => map.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("\n"),
         serde_json::Value::Null => "unknown".into(),
@@ -238,9 +242,10 @@ pub fn render(report: &Report, since: Option<&Diff>) -> String {
     select(&mut out, "outcome", "outcome", &outcomes);
     out.push_str("</form>\n");
 
+    let programs = report.program_columns();
     out.push_str("<table id=\"grid\"><thead><tr><th>server \\ client</th>");
-    for c in &r.client_order {
-        let info = report.clients.get(c);
+    for c in &programs {
+        let info = report.clients.get(c.as_str());
         let version = info.and_then(|i| i.version.clone()).unwrap_or_else(|| "version unknown".into());
         let policy = info.map(|i| policy_text(&i.policy)).unwrap_or_default();
         let _ = write!(
@@ -257,19 +262,15 @@ pub fn render(report: &Report, since: Option<&Diff>) -> String {
     let titled = sections.len() > 1;
     for (title, rows) in sections {
         if titled {
-            let _ = write!(
-                out,
-                "<tr class=\"section\"><th colspan=\"{}\">{}</th></tr>",
-                r.client_order.len() + 2,
-                esc(title)
-            );
+            let _ =
+                write!(out, "<tr class=\"section\"><th colspan=\"{}\">{}</th></tr>", programs.len() + 2, esc(title));
         }
         for s in rows {
             server_row(&mut out, report, since, s);
         }
     }
     out.push_str("</tbody>\n<tfoot><tr><th>accepted by the stack</th>");
-    for c in &r.client_order {
+    for c in &programs {
         let _ = write!(
             out,
             "<td data-client-family=\"{}\">{}</td>",
@@ -278,6 +279,7 @@ pub fn render(report: &Report, since: Option<&Diff>) -> String {
         );
     }
     out.push_str("<td></td></tr></tfoot></table>\n");
+    super::html_delivery::section(&mut out, report, since);
 
     out.push_str("<section class=\"legend\"><h2>Legend</h2><p><span class=\"o-connected\">connected: protocol and key exchange</span>");
     for f in [
@@ -316,7 +318,6 @@ pub fn render(report: &Report, since: Option<&Diff>) -> String {
 
 /// One row of the grid: the profile's header, its cells, and who reaches it.
 fn server_row(out: &mut String, report: &Report, since: Option<&Diff>, s: &String) {
-    let r = &report.run;
     let profile = report.servers.get(s);
     let family = profile.map_or("external", |p| p.backend.as_str());
     let mut settings =
@@ -333,7 +334,7 @@ fn server_row(out: &mut String, report: &Report, since: Option<&Diff>, s: &Strin
         esc(description),
         esc(&settings)
     );
-    for c in &r.client_order {
+    for c in report.program_columns() {
         let id = format!("{c}/{s}");
         let Some(cell) = report.cells.get(&id) else {
             let _ =

@@ -1,5 +1,6 @@
-//! `results/README.md`: the table a mail admin reads (server profiles as rows, client stacks as
-//! columns), the stacks and profiles that ran, and what each failure class means.
+//! `results/README.md`: the tables a mail admin reads (server profiles as rows, client stacks as
+//! columns; then "Mail delivery", real MTAs as senders as columns), the stacks and profiles that
+//! ran, and what each failure class means.
 
 use report_format::Report;
 use report_format::{ErrorClass, Outcome};
@@ -19,8 +20,8 @@ pub fn escape(text: &str) -> String {
 /// The label of a cell in the table, marked when the verdict is not as expected.
 pub fn cell_label(report: &Report, server: &str, client: &str) -> String {
     match report.cell(server, client) {
-        Some(c) if c.verdict.is_as_expected() => escape(&c.outcome.label()),
-        Some(c) => format!("**{}** ❗", escape(&c.outcome.label())),
+        Some(c) if c.verdict.is_as_expected() => escape(&c.label()),
+        Some(c) => format!("**{}** ❗", escape(&c.label())),
         None => "–".into(),
     }
 }
@@ -51,6 +52,68 @@ pub fn profile_summary(p: &servers::ServerProfile) -> String {
     parts.join("; ")
 }
 
+/// A table's header and separator lines.
+fn header(out: &mut String, corner: &str, columns: &[&String], last: &str) {
+    let _ = write!(out, "| {corner} |");
+    for c in columns {
+        let _ = write!(out, " {} |", escape(c));
+    }
+    let _ = write!(out, " {last} |\n|---|");
+    for _ in columns {
+        out.push_str("---|");
+    }
+    out.push_str("---|\n");
+}
+
+/// "Mail delivery": what became of a real message each sender was given for each profile.
+fn mail_delivery(out: &mut String, report: &Report) {
+    let senders = report.sender_columns();
+    if senders.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n## Mail delivery\n\nEach cell is what became of one real message a real MTA (column) was given for the server profile (row), read from the MTA's own log and queue and checked against the server's records: `TLSv1.2 DHE-2048` delivered over TLS; `plaintext` delivered in clear because STARTTLS was not offered; `plaintext after dh_too_small` delivered in clear after a failed handshake — a silent downgrade; `deferred: dh_too_small` still in the sender's queue after its attempts; `bounced` returned to its sender.\n"
+    );
+    header(out, "server \\ sender", &senders, "mail arrives");
+    for s in &report.run.server_order {
+        let _ = write!(out, "| **{}** |", escape(s));
+        for c in &senders {
+            let _ = write!(out, " {} |", cell_label(report, s, c));
+        }
+        let _ = writeln!(out, " {} |", escape(&super::summary::deliveries_to(report, s).line("senders")));
+    }
+    let _ = write!(out, "| *the sender's mail* |");
+    for c in &senders {
+        let _ = write!(out, " {} |", escape(&super::summary::deliveries_from(report, c).counts("profiles")));
+    }
+    out.push_str(" |\n\n");
+    let _ = writeln!(out, "| sender | what it is | policy |\n|---|---|---|");
+    for c in &senders {
+        if let Some(info) = report.clients.get(c.as_str()) {
+            let settings = info.policy["settings"]
+                .as_array()
+                .map(|s| s.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join("; "))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "| **{}** | {} | {} |",
+                escape(c),
+                escape(&format!(
+                    "{} on {}",
+                    info.version.as_deref().unwrap_or("unknown"),
+                    info.policy["tls_library_loaded"][0].as_str().unwrap_or("an unknown TLS library")
+                )),
+                escape(&if settings.is_empty() {
+                    info.description.clone()
+                } else {
+                    format!("{} — {settings}", info.description)
+                })
+            );
+        }
+    }
+}
+
 /// Render the whole page.
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
@@ -70,38 +133,34 @@ pub fn render(report: &Report) -> String {
         out,
         "Each cell is what a real client stack (column) did against a server profile (row): the negotiated protocol and key exchange (`TLSv1.2 DHE-2048`, `TLSv1.3 x25519`), or the error class of the failure. **Bold ❗** marks a cell that did not do what its expectation says.\n"
     );
-    let sections = report.sections();
-    let titled = sections.len() > 1;
-    for (i, (title, rows)) in sections.into_iter().enumerate() {
-        if titled {
-            let _ = writeln!(out, "{}### {title}\n", if i > 0 { "\n" } else { "" });
-        }
-        let _ = write!(out, "| server \\ client |");
-        for c in &r.client_order {
-            let _ = write!(out, " {} |", escape(c));
-        }
-        let _ = write!(out, " reached by |\n|---|");
-        for _ in &r.client_order {
-            let _ = write!(out, "---|");
-        }
-        out.push_str("---|\n");
-        for s in rows {
-            let _ = write!(out, "| **{}** |", escape(s));
-            for c in &r.client_order {
-                let _ = write!(out, " {} |", cell_label(report, s, c));
+    let programs = report.program_columns();
+    if !programs.is_empty() {
+        let sections = report.sections();
+        let titled = sections.len() > 1;
+        for (i, (title, rows)) in sections.into_iter().enumerate() {
+            if titled {
+                let _ = writeln!(out, "{}### {title}\n", if i > 0 { "\n" } else { "" });
             }
-            let _ = writeln!(out, " {} |", escape(&super::summary::server(report, s).line()));
+            header(&mut out, "server \\ client", &programs, "reached by");
+            for s in rows {
+                let _ = write!(out, "| **{}** |", escape(s));
+                for c in &programs {
+                    let _ = write!(out, " {} |", cell_label(report, s, c));
+                }
+                let _ = writeln!(out, " {} |", escape(&super::summary::server(report, s).line()));
+            }
         }
+        let _ = write!(out, "| *accepted by the stack* |");
+        for c in &programs {
+            let _ = write!(out, " {} |", escape(&super::summary::client(report, c).line()));
+        }
+        out.push_str(" |\n\n");
+        let _ = writeln!(
+            out,
+            "Legend: `TLSv1.2 DHE-2048` connected with that protocol and key exchange; a class name (`dh_too_small`) failed, explained below; `unsupported` the stack cannot express the cell; `skipped` the stack is not installed; `HARNESS ERROR` we could not run the cell; **bold ❗** not as expected. The page `index.html` beside this file has every cell's details."
+        );
     }
-    let _ = write!(out, "| *accepted by the stack* |");
-    for c in &r.client_order {
-        let _ = write!(out, " {} |", escape(&super::summary::client(report, c).line()));
-    }
-    out.push_str(" |\n\n");
-    let _ = writeln!(
-        out,
-        "Legend: `TLSv1.2 DHE-2048` connected with that protocol and key exchange; a class name (`dh_too_small`) failed, explained below; `unsupported` the stack cannot express the cell; `skipped` the stack is not installed; `HARNESS ERROR` we could not run the cell; **bold ❗** not as expected. The page `index.html` beside this file has every cell's details."
-    );
+    mail_delivery(&mut out, report);
 
     let _ = writeln!(out, "\n## Verdicts\n");
     for (v, n) in report.verdict_counts() {

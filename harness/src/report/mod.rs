@@ -5,6 +5,7 @@ pub mod build;
 pub mod diff_view;
 pub mod history;
 pub mod html;
+pub mod html_delivery;
 pub mod junit;
 pub mod markdown;
 pub mod merge;

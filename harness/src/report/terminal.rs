@@ -1,11 +1,10 @@
-//! The terminal table (server profiles as rows, client stacks as columns) and the summary that
-//! follows it: verdict counts, wall time, the slowest cells, and every cell that is not as
-//! expected — harness errors and unmapped errors loudest.
+//! The terminal tables (server profiles as rows, client stacks as columns; then "Mail delivery",
+//! the senders as columns) and the summary that follows them: verdict counts, wall time, the
+//! slowest cells, and every cell that is not as expected — harness errors and unmapped errors
+//! loudest.
 
 use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
-use report_format::Report;
-use report_format::Verdict;
-use report_format::{ErrorClass, Outcome};
+use report_format::{CellReport, DeliveryResult, ErrorClass, Outcome, Report, Verdict};
 use std::io::IsTerminal;
 
 /// Colour only on a terminal, and never when `NO_COLOR` is set (no-color.org).
@@ -24,38 +23,56 @@ fn colour_of(verdict: Verdict, connected: bool) -> Color {
 }
 use std::fmt::Write;
 
-/// The tables (one per section), coloured by verdict when `colour`.
+/// The tables (one per section, then "Mail delivery"), coloured by verdict when `colour`.
 pub fn table(report: &Report, colour: bool) -> String {
     let sections = report.sections();
-    let titled = sections.len() > 1;
+    let programs = report.program_columns();
+    let senders = report.sender_columns();
+    let titled = sections.len() > 1 || !senders.is_empty();
     let mut out = String::new();
-    for (title, rows) in sections {
-        let mut t = Table::new();
-        t.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
-        let mut header = vec![if titled { title.to_string() } else { "server \\ client".to_string() }];
-        header.extend(report.run.client_order.iter().cloned());
-        t.set_header(header);
-        for s in rows {
-            let mut row = vec![Cell::new(s)];
-            for c in &report.run.client_order {
-                row.push(match report.cell(s, c) {
-                    Some(cell) => {
-                        let text = if cell.verdict.is_as_expected() {
-                            cell.outcome.label()
-                        } else {
-                            format!("{} (!)", cell.outcome.label())
-                        };
-                        let connected = matches!(cell.outcome, Outcome::Connected(_));
-                        if colour { Cell::new(text).fg(colour_of(cell.verdict, connected)) } else { Cell::new(text) }
-                    }
-                    None => Cell::new("-"),
-                });
-            }
-            t.add_row(row);
+    if !programs.is_empty() {
+        for (title, rows) in &sections {
+            let corner = if titled { title.to_string() } else { "server \\ client".to_string() };
+            let _ = writeln!(out, "{}", grid(report, &corner, rows, &programs, colour));
         }
-        let _ = writeln!(out, "{t}");
+    }
+    if !senders.is_empty() {
+        let rows: Vec<&String> = report.run.server_order.iter().collect();
+        let _ = writeln!(out, "{}", grid(report, "Mail delivery: server \\ sender", &rows, &senders, colour));
     }
     out.trim_end().to_string()
+}
+
+/// One table: `rows` (server profiles) × `columns` (stacks).
+fn grid(report: &Report, corner: &str, rows: &[&String], columns: &[&String], colour: bool) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
+    let mut header = vec![corner.to_string()];
+    header.extend(columns.iter().map(|c| c.to_string()));
+    t.set_header(header);
+    for s in rows {
+        let mut row = vec![Cell::new(s)];
+        for c in columns {
+            row.push(match report.cell(s, c) {
+                Some(cell) => {
+                    let text =
+                        if cell.verdict.is_as_expected() { cell.label() } else { format!("{} (!)", cell.label()) };
+                    if colour { Cell::new(text).fg(colour_of(cell.verdict, secure(cell))) } else { Cell::new(text) }
+                }
+                None => Cell::new("-"),
+            });
+        }
+        t.add_row(row);
+    }
+    t
+}
+
+/// Whether the cell ended well: connected, or the message delivered over TLS.
+fn secure(cell: &CellReport) -> bool {
+    match &cell.delivery {
+        Some(d) => d.result == DeliveryResult::Tls && d.class.is_none(),
+        None => matches!(cell.outcome, Outcome::Connected(_)),
+    }
 }
 
 /// The summary after the table.
@@ -79,11 +96,18 @@ pub fn summary(report: &Report) -> String {
                 "UNMAPPED error text — add it to harness/classify/: client: {client_error}{}",
                 server_error.as_ref().map(|s| format!(" | server: {s}")).unwrap_or_default()
             ),
-            Outcome::Failed { class, stage, client_error, .. } => format!("{class} at {stage}: {client_error}"),
             Outcome::HarnessError { detail } => format!("HARNESS ERROR (we could not run it): {detail}"),
+            _ if let Some(d) = &c.delivery => {
+                let words = d.attempts.iter().filter_map(|a| a.error.as_deref()).next_back().unwrap_or(&d.queue);
+                format!("{} — {}", d.label(), words.replace('\n', " | "))
+            }
+            Outcome::Failed { class, stage, client_error, .. } => format!("{class} at {stage}: {client_error}"),
             other => other.label(),
         };
-        let expected = c.expected.class().map_or_else(|| c.expected.outcome.kind().to_string(), |k| k.to_string());
+        let expected = match c.expected.outcome {
+            report_format::ExpectedOutcome::Delivery { .. } => c.expected.outcome.to_string(),
+            _ => c.expected.class().map_or_else(|| c.expected.outcome.kind().to_string(), |k| k.to_string()),
+        };
         let _ = writeln!(
             out,
             "  {} {id}: {what} (expected {expected}: {})",

@@ -287,8 +287,16 @@ impl Context {
         (evidence, ready.then_some(stack))
     }
 
-    /// Run one cell's client against a server and gather what both sides say.
+    /// Run one cell's client against a server and gather what both sides say (a sender's
+    /// cell as a delivery of its own).
     pub async fn run_cell(&self, id: &CellId, profile: Option<&ServerProfile>, server: &mut ServerState) -> Evidence {
+        if self.is_sender(id) {
+            let run = self.run_deliveries(std::slice::from_ref(id), server, 1).await;
+            return run.into_iter().next().and_then(|r| r.runs.into_iter().next()).unwrap_or_else(|| Evidence {
+                client: Some(ClientRun::HarnessError("the delivery did not run".into())),
+                ..self.skeleton(id, server).0
+            });
+        }
         let (mut evidence, stack) = self.skeleton(id, server);
         let Some(stack) = stack else { return evidence };
         let stack_bound = stack.stack.cell_timeout.unwrap_or(self.cell_timeout);

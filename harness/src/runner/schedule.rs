@@ -23,8 +23,8 @@ pub struct RunOptions {
 }
 
 /// How long one cell of a profile takes beyond the usual, for scheduling: faults that make
-/// clients wait, and large finite-field groups (a DHE-8192 handshake costs about half a second
-/// of the server's CPU, more for the client's key).
+/// clients wait, and large finite-field groups (measured on 2 cores, the default matrix's
+/// ffdhe8192 row takes about 0.4 s a cell, ffdhe4096 0.14 s: some clients refuse at once).
 pub fn expected_wait(profile: &ServerProfile) -> Duration {
     let dh_bits = profile.dh.map_or(0, |d| d.bits());
     match profile.fault {
@@ -34,11 +34,24 @@ pub fn expected_wait(profile: &ServerProfile) -> Duration {
             servers::Fault::SlowBanner => servers::fault::SLOW_BANNER_DELAY,
             _ => Duration::ZERO,
         }),
-        None if dh_bits >= 8192 => Duration::from_millis(1500),
-        None if dh_bits >= 6144 => Duration::from_millis(600),
-        None if dh_bits >= 4096 => Duration::from_millis(300),
+        None if dh_bits >= 8192 => Duration::from_millis(450),
+        None if dh_bits >= 6144 => Duration::from_millis(250),
+        None if dh_bits >= 4096 => Duration::from_millis(150),
         None => Duration::ZERO,
     }
+}
+
+/// How long a profile's cells take beyond the usual, for scheduling: its client cells one after
+/// another, then its deliveries at once (a stalled server keeps them for the whole cell bound, a
+/// sender's retry about a second).
+pub fn expected_time(profile: &ServerProfile, client_cells: usize, deliveries: bool, bound: Duration) -> Duration {
+    let clients = expected_wait(profile) * client_cells as u32;
+    let delivering = match (deliveries, profile.fault) {
+        (false, _) => Duration::ZERO,
+        (true, Some(servers::Fault::Stall)) => bound,
+        (true, _) => Duration::from_millis(1200),
+    };
+    clients + delivering
 }
 
 /// Run a cell `repeat` times against the same server.
@@ -74,16 +87,27 @@ pub async fn run(
     // this many profiles are in their delivery phase at once.
     let delivering = Arc::new(Semaphore::new(2 * jobs.max(1)));
     let mut set = tokio::task::JoinSet::new();
-    // Profiles whose cells wait longest start first, so they overlap the rest instead of
-    // trailing at the end (a fair semaphore hands out permits in this order).
-    let mut order: Vec<&String> = plan.servers.iter().collect();
-    order.sort_by_key(|id| std::cmp::Reverse(matrix.server(id).map_or(Duration::ZERO, |e| expected_wait(&e.profile))));
-    for server_id in order {
+    // Profiles that take longest start first, so they overlap the rest instead of trailing at
+    // the end; each takes its place here, in this order, before its task starts.
+    let cells_of =
+        |server: &String| -> Vec<CellId> { plan.cells.iter().filter(|c| &c.server == server).cloned().collect() };
+    let mut order: Vec<(Duration, &String)> = plan
+        .servers
+        .iter()
+        .filter_map(|id| {
+            let entry = matrix.server(id)?;
+            let (deliveries, cells): (Vec<CellId>, Vec<CellId>) =
+                cells_of(id).into_iter().partition(|c| ctx.is_sender(c));
+            Some((expected_time(&entry.profile, cells.len(), !deliveries.is_empty(), ctx.cell_timeout), id))
+        })
+        .collect();
+    order.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
+    for (_, server_id) in order {
         let Some(entry) = matrix.server(server_id).cloned() else { continue };
-        let cells: Vec<CellId> = plan.cells.iter().filter(|c| &c.server == server_id).cloned().collect();
-        let (ctx, permits, delivering, events) = (ctx.clone(), permits.clone(), delivering.clone(), events.clone());
+        let cells = cells_of(server_id);
+        let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let (ctx, delivering, events) = (ctx.clone(), delivering.clone(), events.clone());
         set.spawn(async move {
-            let permit = permits.acquire_owned().await.expect("the semaphore is never closed");
             let mut state = ctx.start_server(&entry.profile).await;
             let id = entry.profile.id.clone();
             let _ = events.send(match (state.addr(), state.availability()) {
@@ -157,7 +181,8 @@ mod tests {
         serde_json::from_value(json).unwrap()
     }
 
-    /// Profiles whose cells wait by design start first, large DH groups next.
+    /// Profiles whose cells wait by design start first, large DH groups next, then refusals
+    /// (most clients give up on those at once).
     #[test]
     fn waiting_profiles_are_scheduled_first() {
         let stall = profile(serde_json::json!({"id": "a", "backend": "openssl", "fault": "stall"}));
@@ -168,6 +193,20 @@ mod tests {
         let mut all = [&plain, &refused, &stall, &dh8192];
         all.sort_by_key(|p| std::cmp::Reverse(expected_wait(p)));
         let order: Vec<&str> = all.iter().map(|p| p.id.as_str()).collect();
-        assert_eq!(order, ["c", "a", "b", "d"]);
+        assert_eq!(order, ["a", "c", "b", "d"]);
+    }
+
+    /// A whole profile's time decides when it starts: 18 stalled client cells and senders that
+    /// wait out the cell bound come before one slow DHE-8192 profile.
+    #[test]
+    fn a_profile_is_scheduled_by_its_whole_time() {
+        let stall = profile(serde_json::json!({"id": "a", "backend": "openssl", "fault": "stall"}));
+        let dh8192 = profile(serde_json::json!({"id": "c", "backend": "openssl", "max_tls": "1.2",
+            "ciphers": ["TLS_DHE_RSA_WITH_AES_128_GCM_SHA256"], "dh": "ffdhe8192"}));
+        let bound = Duration::from_secs(10);
+        let with_senders = expected_time(&stall, 18, true, bound);
+        assert_eq!(with_senders, Duration::from_millis(500) * 18 + bound);
+        assert!(with_senders > expected_time(&dh8192, 18, true, bound));
+        assert_eq!(expected_time(&stall, 0, false, bound), Duration::ZERO);
     }
 }

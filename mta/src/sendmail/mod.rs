@@ -65,7 +65,14 @@ impl MtaKind for Sendmail {
             // `proto=ESMTPS` over TLS, `proto=ESMTP` or `SMTP` in clear.
             let proto = msg.split(", ").find_map(|f| f.strip_prefix("proto="));
             Some(LogEvent::Message { over_tls: proto.map(|p| p.ends_with('S')), tls: None })
-        } else if has("did not issue") || has("lost input channel") || has("ruleset=") {
+        } else if has("did not issue")
+            || has("lost input channel")
+            || has("ruleset=check_relay")
+            || (has(": to=") && has(", stat="))
+        {
+            // A session's last words: without MAIL, cut off, refused at connect, or the status of
+            // the message it accepted (a normal QUIT logs nothing after it). Other rulesets
+            // (`trust_auth` refusing a client's AUTH) do not end the session.
             Some(LogEvent::End(EndCounts { end: Some(End::ClientClosed), ..EndCounts::default() }))
         } else {
             None
@@ -255,14 +262,21 @@ mod tests {
                 "<22>Nov 29 19:00:27 sm-matrix[29419]: STARTTLS=server, relay=localhost [127.0.0.1], version=TLSv1.3, verify=NOT, cipher=TLS_AES_256_GCM_SHA384, bits=256/256",
                 "<22>Nov 29 19:00:27 sm-matrix[29419]: 6ATJ0RYD029419: from=<probe@client.test>, size=214, class=0, nrcpts=1, msgid=<202611291900.6ATJ0RYD029419@mx.test>, proto=ESMTPS, daemon=MTA-matrix, relay=localhost [127.0.0.1]",
                 "<22>Nov 29 19:00:27 sm-matrix[29419]: 6ATJ0RYD029419: to=<postmaster@mx.test>, delay=00:00:00, mailer=local, pri=30214, stat=queued",
+                "<22>Nov 29 19:59:29 sm-matrix[11869]: NOQUEUE: connect from [127.0.0.2]",
+                "<22>Nov 29 19:59:29 sm-matrix[11869]: STARTTLS=server, relay=[127.0.0.2], version=TLSv1.3, verify=NOT, cipher=TLS_AES_256_GCM_SHA384, bits=256/256",
+                "<21>Nov 29 19:59:29 sm-matrix[11869]: ruleset=trust_auth, arg1=probe@sender.test, relay=[127.0.0.2], reject=550 5.7.1 <probe@sender.test>... not authenticated",
+                "<22>Nov 29 19:59:29 sm-matrix[11869]: 6ATJxT9W011869: from=<probe@sender.test>, size=438, class=0, nrcpts=1, msgid=<x@sender.test>, proto=ESMTPS, daemon=MTA-matrix, relay=[127.0.0.2]",
+                "<22>Nov 29 19:59:29 sm-matrix[11869]: 6ATJxT9W011869: to=<postmaster@p36879.test>, delay=00:00:00, mailer=esmtp, pri=30438, stat=queued",
+                "<22>Nov 29 19:59:40 sm-matrix[11901]: 6ATJxT9W011869: to=<postmaster@p36879.test>, delay=00:00:11, mailer=esmtp, pri=30438, stat=Deferred",
                 "<22>Nov 29 19:00:28 sm-matrix[29423]: NOQUEUE: connect from localhost [127.0.0.1]",
                 "<22>Nov 28 18:40:01 sm-matrix[29423]: 5ASIe1: STARTTLS=server, error: accept failed=-1, reason=no shared cipher, SSL_error=1, errno=0, retry=-1, relay=localhost [127.0.0.1]",
             ],
         );
-        assert_eq!(r.len(), 2);
+        assert_eq!(r.len(), 3, "a refused AUTH does not end a session, a later queue run is none: {r:#?}");
         assert_eq!((r[0].messages, r[0].messages_in_clear()), (Some(1), Some(0)));
         assert_eq!(r[0].peer.as_deref(), Some("127.0.0.1"));
-        assert!(r[1].error.as_deref().unwrap().contains("no shared cipher"));
+        assert_eq!((r[1].peer.as_deref(), r[1].messages, r[1].tls.is_some()), (Some("127.0.0.2"), Some(1), true));
+        assert!(r[2].error.as_deref().unwrap().contains("no shared cipher"));
         let s = "STARTTLS=server, relay=localhost [127.0.0.1], version=TLSv1.2, verify=NOT, cipher=DHE-RSA-AES128-SHA, bits=128/128";
         assert_eq!(negotiated(s).unwrap().cipher.as_deref(), Some("DHE-RSA-AES128-SHA"));
         let m = "5ATA1: from=<a@client.test>, size=255, class=0, nrcpts=1, msgid=<x@y>, proto=ESMTPS, daemon=MTA-matrix, relay=localhost [127.0.0.1]";
