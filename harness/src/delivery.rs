@@ -231,3 +231,145 @@ fn outcome_of(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::ServerKind;
+    use report_format::{Availability, DhGroup, End, Protocol, Refusal};
+
+    fn tables() -> Tables {
+        Tables::builtin().unwrap()
+    }
+
+    fn record(peer: &str, tls: bool, messages: Option<usize>) -> ConnectionRecord {
+        ConnectionRecord {
+            peer: Some(peer.into()),
+            starttls: Some(tls),
+            tls: tls.then(|| Negotiated::tls(Protocol::Tls12, "DHE-RSA-AES128-GCM-SHA256", None, Some(2048))),
+            messages,
+            end: Some(End::Quit),
+            ..ConnectionRecord::default()
+        }
+    }
+
+    fn own(records: Vec<ConnectionRecord>) -> ServerEvidence {
+        ServerEvidence {
+            kind: ServerKind::Own { table: "server-openssl".into(), invalid_dh: None },
+            availability: Availability::Ready,
+            records,
+            config_warnings: vec![],
+        }
+    }
+
+    fn failed_tls(words: &str) -> DeliveryAttempt {
+        DeliveryAttempt { tls_tried: Some(true), error: Some(words.into()), ..DeliveryAttempt::default() }
+    }
+
+    fn clear(status: &str) -> DeliveryAttempt {
+        DeliveryAttempt { tls_tried: Some(false), status: status.into(), ..DeliveryAttempt::default() }
+    }
+
+    fn view(attempts: Vec<DeliveryAttempt>, fate: Fate) -> SenderView {
+        SenderView {
+            queue_id: Some("Q1".into()),
+            attempts,
+            fate,
+            settled: true,
+            log: vec!["a line".into()],
+            queue: "Q1: not in the queue".into(),
+            took: std::time::Duration::from_millis(100),
+        }
+    }
+
+    const DH_SMALL: &str = "STARTTLS=client, error: connect failed=-1, reason=dh key too small";
+
+    /// The sender's own account decides, the server's records are attached to each connection.
+    #[test]
+    fn a_fallback_is_a_failed_handshake_then_a_delivery_in_clear() {
+        let v = view(vec![failed_tls(DH_SMALL), clear("stat=Sent")], Fate::Sent);
+        let server = own(vec![record("127.0.0.2:1", false, Some(0)), record("127.0.0.2:2", false, Some(1))]);
+        let (outcome, d) = derive_delivery(&v, "sender-sendmail", &server, &tables());
+        assert_eq!((d.result, d.class), (DeliveryResult::PlaintextFallback, Some(ErrorClass::DhTooSmall)));
+        assert_eq!(d.label(), "plaintext after dh_too_small");
+        assert!(d.attempts.iter().all(|a| a.server.is_some()));
+        assert!(matches!(outcome, Outcome::Failed { class: ErrorClass::DhTooSmall, .. }), "{outcome:?}");
+        // The same account, blind (no server of ours): the same result.
+        let (_, blind) = derive_delivery(&v, "sender-sendmail", &ServerEvidence::external(), &tables());
+        assert_eq!((blind.result, blind.class), (DeliveryResult::PlaintextFallback, Some(ErrorClass::DhTooSmall)));
+    }
+
+    #[test]
+    fn a_message_left_queued_is_deferred_with_the_class_of_its_failure() {
+        let v = view(vec![failed_tls(DH_SMALL), failed_tls(DH_SMALL)], Fate::Queued);
+        let server = own(vec![record("127.0.0.2:1", false, Some(0)), record("127.0.0.2:2", false, Some(0))]);
+        let (outcome, d) = derive_delivery(&v, "sender-sendmail", &server, &tables());
+        assert_eq!(d.label(), "deferred: dh_too_small");
+        assert!(matches!(outcome, Outcome::Failed { class: ErrorClass::DhTooSmall, stage: Stage::Handshake, .. }));
+    }
+
+    /// At `may`, Postfix, Exim and sendmail say nothing of a 454 to STARTTLS: our server's record
+    /// names the refusal; blind, the delivery is plaintext.
+    #[test]
+    fn a_refused_starttls_the_sender_is_silent_about_is_named_by_the_server() {
+        let v = view(vec![clear("status=sent (250 2.0.0 Ok)")], Fate::Sent);
+        let mut r = record("127.0.0.2:1", false, Some(1));
+        r.refusal = Some(Refusal { stage: Stage::Starttls, reply: "454 4.7.0 TLS not available".into() });
+        let (_, d) = derive_delivery(&v, "sender-postfix", &own(vec![r]), &tables());
+        assert_eq!((d.result, d.class), (DeliveryResult::PlaintextFallback, Some(ErrorClass::StarttlsRefused)));
+        assert_eq!(d.attempts[0].error, None, "the sender's words stay the sender's");
+        let (_, blind) = derive_delivery(&v, "sender-postfix", &ServerEvidence::external(), &tables());
+        assert_eq!((blind.result, blind.class), (DeliveryResult::Plaintext, None));
+    }
+
+    #[test]
+    fn when_the_two_sides_disagree_it_is_a_harness_error_with_both_views() {
+        let tls = DeliveryAttempt {
+            tls_tried: Some(true),
+            tls: Some(Negotiated::tls(Protocol::Tls13, "TLS_AES_256_GCM_SHA384", None, None)),
+            ..DeliveryAttempt::default()
+        };
+        // The sender says delivered, the server accepted nothing.
+        let v = view(vec![tls.clone()], Fate::Sent);
+        let (outcome, d) =
+            derive_delivery(&v, "sender-postfix", &own(vec![record("127.0.0.2:1", true, Some(0))]), &tables());
+        let Outcome::HarnessError { detail } = outcome else { panic!("{outcome:?}") };
+        assert!(detail.contains("accepted no message") && detail.contains("a line"), "{detail}");
+        assert_eq!(d.result, DeliveryResult::Tls, "the sender's view is kept for the page");
+        // One connection the sender does not account for.
+        let two = own(vec![record("127.0.0.2:1", true, Some(1)), record("127.0.0.2:2", false, Some(0))]);
+        let (outcome, _) = derive_delivery(&v, "sender-postfix", &two, &tables());
+        assert!(matches!(outcome, Outcome::HarnessError { .. }), "{outcome:?}");
+        // Unless the sender was still trying: its last connection is in flight.
+        let mut unsettled =
+            view(vec![failed_tls("timed out while receiving the initial server greeting")], Fate::Queued);
+        unsettled.settled = false;
+        let stalled = own(vec![record("127.0.0.2:1", false, Some(0)), record("127.0.0.2:2", false, None)]);
+        let (outcome, d) = derive_delivery(&unsettled, "sender-postfix", &stalled, &tables());
+        assert!(matches!(outcome, Outcome::Failed { class: ErrorClass::ServerTimeout, .. }), "{outcome:?}");
+        assert_eq!(d.label(), "deferred: server_timeout, still trying");
+        assert!(d.attempts[0].server.is_some());
+        // Fields the server did not log are not compared.
+        let unknown = own(vec![record("127.0.0.2:1", true, None)]);
+        assert!(matches!(derive_delivery(&v, "sender-postfix", &unknown, &tables()).0, Outcome::Connected(_)));
+    }
+
+    #[test]
+    fn a_delivery_over_an_invalid_prime_is_a_finding_and_unknown_words_stay_loud() {
+        let dhe = DeliveryAttempt {
+            tls_tried: Some(true),
+            tls: Some(Negotiated::tls(Protocol::Tls12, "DHE-RSA-AES128-GCM-SHA256", None, None)),
+            ..DeliveryAttempt::default()
+        };
+        let mut server = own(vec![record("127.0.0.2:1", true, Some(1))]);
+        server.kind = ServerKind::Own { table: "server-openssl".into(), invalid_dh: Some(DhGroup::Composite2048) };
+        let (outcome, d) = derive_delivery(&view(vec![dhe], Fate::Sent), "sender-postfix", &server, &tables());
+        assert_eq!((d.result, d.class), (DeliveryResult::Tls, Some(ErrorClass::DhInvalidAccepted)));
+        assert!(d.label().ends_with("(dh_invalid_accepted)"), "{}", d.label());
+        assert!(matches!(outcome, Outcome::Failed { class: ErrorClass::DhInvalidAccepted, .. }));
+        let v = view(vec![failed_tls("a sentence no table has")], Fate::Queued);
+        let (outcome, d) = derive_delivery(&v, "sender-postfix", &ServerEvidence::external(), &tables());
+        assert_eq!(d.class, Some(ErrorClass::Unmapped));
+        assert!(matches!(outcome, Outcome::Failed { class: ErrorClass::Unmapped, .. }));
+    }
+}

@@ -144,7 +144,7 @@ pub struct CellRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use report_format::{ErrorClass, Negotiated, Protocol, Side, Stage};
+    use report_format::{Negotiated, Protocol, Side, Stage};
 
     fn expect(outcome: ExpectedOutcome) -> Expected {
         Expected::new(outcome, "r")
@@ -193,5 +193,54 @@ mod tests {
         assert!(!judge(&unsupported, None, &failing).is_as_expected());
         assert_eq!(judge(&unsupported, None, &expect(ExpectedOutcome::Unsupported)), Verdict::Skipped);
         assert_eq!(judge(&connected(), None, &expect(ExpectedOutcome::Unsupported)), Verdict::UnexpectedSuccess);
+    }
+
+    fn delivered(result: DeliveryResult, class: Option<ErrorClass>) -> Delivery {
+        Delivery {
+            result,
+            negotiated: None,
+            class,
+            attempts: vec![],
+            sender_log: vec![],
+            queue: String::new(),
+            settled: true,
+        }
+    }
+
+    fn fate(result: DeliveryResult, class: Option<ErrorClass>) -> Expected {
+        expect(ExpectedOutcome::Delivery { result, class })
+    }
+
+    /// A change of fate is what a mail admin must see: above all a delivery in clear where the
+    /// message used to wait, or to go over TLS.
+    #[test]
+    fn deliveries_are_judged_by_their_fate() {
+        use DeliveryResult as R;
+        let small = Some(ErrorClass::DhTooSmall);
+        let out = failed(ErrorClass::DhTooSmall);
+        let deferred = delivered(R::Deferred, small);
+        assert_eq!(judge(&out, Some(&deferred), &fate(R::Deferred, small)), Verdict::ExpectedFailure);
+        assert_eq!(
+            judge(&out, Some(&delivered(R::PlaintextFallback, small)), &fate(R::Deferred, small)),
+            Verdict::UnexpectedFailure
+        );
+        assert_eq!(
+            judge(&out, Some(&delivered(R::Deferred, Some(ErrorClass::NoSharedCipher))), &fate(R::Deferred, small)),
+            Verdict::WrongError
+        );
+        let tls = delivered(R::Tls, None);
+        assert_eq!(judge(&connected(), Some(&tls), &fate(R::Deferred, small)), Verdict::UnexpectedSuccess);
+        // No written expectation: a sender's message is expected over TLS.
+        assert_eq!(judge(&connected(), Some(&tls), &expect(ExpectedOutcome::Connected)), Verdict::Pass);
+        assert_eq!(judge(&out, Some(&deferred), &expect(ExpectedOutcome::Connected)), Verdict::UnexpectedFailure);
+        // Over TLS with a finding is not the plain success it was expected to be.
+        let finding = delivered(R::Tls, Some(ErrorClass::DhInvalidAccepted));
+        assert_eq!(judge(&connected(), Some(&finding), &fate(R::Tls, None)), Verdict::UnexpectedFailure);
+        // A sender that regressed to "cannot express this" fails a delivery expectation.
+        let unsupported = Outcome::Unsupported { reason: "x".into() };
+        assert_eq!(judge(&unsupported, None, &fate(R::Tls, None)), Verdict::UnexpectedFailure);
+        // What a baseline run's delivery becomes as an expectation.
+        let e = expected_from(&out, Some(&deferred), "baseline".into()).unwrap();
+        assert_eq!(e.outcome, ExpectedOutcome::Delivery { result: R::Deferred, class: small });
     }
 }

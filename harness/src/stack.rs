@@ -47,6 +47,9 @@ pub struct SenderRef {
     pub source: std::net::Ipv4Addr,
     /// From the start of its start to ready.
     pub ready: Duration,
+    /// The run's work directory, written `$WORK` in what the sender says (it means nothing after
+    /// the run).
+    pub work: PathBuf,
 }
 
 impl std::fmt::Debug for SenderRef {
@@ -217,7 +220,7 @@ impl ResolvedStack {
     async fn start_sender(&mut self, m: report_format::Mta, policy: mta::SenderPolicy, opts: mta::SenderOptions) {
         self.program = opts.roots.join(m.name());
         let started = std::time::Instant::now();
-        let source = opts.source;
+        let (source, work) = (opts.source, opts.base.clone());
         match mta::sender::start(m, policy, &opts).await {
             Ok(sender) => {
                 let info = sender.info().clone();
@@ -230,7 +233,7 @@ impl ResolvedStack {
                     "tls_library_loaded": [info.tls_library],
                     "source_address": source.to_string(),
                 });
-                self.sender = Some(SenderRef { sender: Arc::from(sender), source, ready: started.elapsed() });
+                self.sender = Some(SenderRef { sender: Arc::from(sender), source, ready: started.elapsed(), work });
             }
             Err(mta::StartError::NotInstalled(why)) => self.availability = Availability::Skipped(why),
             Err(mta::StartError::Unsupported(why)) => self.availability = Availability::Unsupported(why),
@@ -315,7 +318,16 @@ async fn deliver(s: &SenderRef, stack: &str, target: &Target, attempts: u32, bou
     let to = mta::Destination { host: host.to_string(), port };
     let cell = format!("{stack}/{}", to.domain());
     match tokio::time::timeout(bound + DELIVERY_MARGIN, s.sender.deliver(&cell, &to, attempts, bound)).await {
-        Ok(Ok(view)) => ClientRun::Delivery(view),
+        Ok(Ok(mut view)) => {
+            let work = s.work.to_string_lossy().to_string();
+            if !work.is_empty() {
+                view.queue = view.queue.replace(&work, "$WORK");
+                for line in &mut view.log {
+                    *line = line.replace(&work, "$WORK");
+                }
+            }
+            ClientRun::Delivery(view)
+        }
         Ok(Err(why)) => ClientRun::HarnessError(format!("{} as a sender: {why}", s.sender.info().mta.name())),
         Err(_) => ClientRun::Timeout(bound + DELIVERY_MARGIN),
     }

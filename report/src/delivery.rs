@@ -162,7 +162,8 @@ impl Delivery {
             DeliveryResult::Plaintext => "plaintext".to_string(),
             DeliveryResult::PlaintextFallback if class.is_empty() => "plaintext after a TLS failure".to_string(),
             DeliveryResult::PlaintextFallback => format!("plaintext after {class}"),
-            DeliveryResult::Deferred if !self.settled => "deferred: still trying".to_string(),
+            DeliveryResult::Deferred if !self.settled && class.is_empty() => "deferred: still trying".to_string(),
+            DeliveryResult::Deferred if !self.settled => format!("deferred: {class}, still trying"),
             DeliveryResult::Deferred | DeliveryResult::Bounced if class.is_empty() => self.result.to_string(),
             DeliveryResult::Deferred | DeliveryResult::Bounced => format!("{}: {class}", self.result),
         }

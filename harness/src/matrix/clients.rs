@@ -409,3 +409,99 @@ pub fn parse(
         line: line_of(source, span.start),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::classify::Tables;
+    use crate::matrix::{Matrix, MatrixError, StackKind};
+    use report_format::{DeliveryResult, ExpectedOutcome, Mta};
+    use std::path::Path;
+
+    const SENDERS: &str = r#"[[server]]
+id = "dhe512"
+backend = "openssl"
+
+[[client]]
+id = "openssl"
+builtin = "openssl-client"
+
+[[client]]
+id = "sendmail-smtp"
+sender = "sendmail"
+tls = "may"
+
+[[client]]
+id = "sendmail-smtp@fallback"
+variant_of = "sendmail-smtp"
+fallback_to_clear = true
+attempts = 3
+
+[[expect]]
+cell = "*/dhe512"
+outcome = "failed"
+class = "dh_too_small"
+reason = "for client programs"
+
+[[expect]]
+cell = "sendmail-smtp/dhe512"
+outcome = "delivery"
+result = "deferred"
+class = "dh_too_small"
+reason = "2015"
+"#;
+
+    fn parse(text: &str) -> Result<Matrix, MatrixError> {
+        Matrix::parse(Path::new("m.toml"), text, &Tables::builtin().unwrap())
+    }
+
+    fn error(text: &str) -> (usize, String) {
+        match parse(text) {
+            Err(MatrixError::Invalid { line, message, .. }) => (line, message),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_sender_and_its_variant_with_their_own_expectations() {
+        let m = parse(SENDERS).unwrap();
+        let base = m.client("sendmail-smtp").unwrap();
+        assert_eq!(base.errors, "sender-sendmail");
+        let StackKind::Sender { mta, policy, attempts } = &m.client("sendmail-smtp@fallback").unwrap().kind else {
+            panic!("a variant of a sender is a sender")
+        };
+        assert_eq!((*mta, policy.fallback_to_clear, *attempts), (Mta::Sendmail, Some(true), 3));
+        // `*/dhe512` speaks for the client program only; the delivery entry for the sender.
+        assert_eq!(m.expected_for("openssl/dhe512").outcome.kind(), "failed");
+        assert_eq!(
+            m.expected_for("sendmail-smtp/dhe512").outcome,
+            ExpectedOutcome::Delivery {
+                result: DeliveryResult::Deferred,
+                class: Some(report_format::ErrorClass::DhTooSmall)
+            }
+        );
+        // No entry for the variant: it is expected to deliver over TLS.
+        assert_eq!(m.expected_for("sendmail-smtp@fallback/dhe512").outcome, ExpectedOutcome::Connected);
+    }
+
+    #[test]
+    fn what_a_sender_cannot_take_is_refused_on_its_line() {
+        let (line, m) = error(&SENDERS.replace("tls = \"may\"", "tls = \"may\"\nargs = [\"-v\"]"));
+        assert_eq!(line, 13, "{m}");
+        assert!(m.contains("`args` is for client programs"), "{m}");
+        let (line, m) = error(&SENDERS.replace("attempts = 3", "attempts = 9"));
+        assert_eq!(line, 18, "{m}");
+        assert!(m.contains("1 to 5"), "{m}");
+        let (_, m) =
+            error(&SENDERS.replace("builtin = \"openssl-client\"", "builtin = \"openssl-client\"\ntls = \"encrypt\""));
+        assert!(m.contains("`tls` is a sender's setting"), "{m}");
+        let (_, m) = error(&SENDERS.replace("sender = \"sendmail\"", "sender = \"qmail\""));
+        assert!(m.contains("qmail"), "{m}");
+        let (_, m) = error(&SENDERS.replace("result = \"deferred\"\n", ""));
+        assert!(m.contains("needs the message's fate"), "{m}");
+        let (_, m) = error(&SENDERS.replace(
+            "class = \"dh_too_small\"\nreason = \"for",
+            "result = \"tls\"\nclass = \"dh_too_small\"\nreason = \"for",
+        ));
+        assert!(m.contains("`result` goes only with outcome \"delivery\""), "{m}");
+    }
+}

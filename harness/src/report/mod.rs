@@ -2,6 +2,7 @@
 //! the terminal table and summary, and live progress. Each consumes the run's records or events.
 
 pub mod build;
+pub mod cell_text;
 pub mod diff_view;
 pub mod history;
 pub mod html;

@@ -115,5 +115,14 @@ pub fn summary(report: &Report) -> String {
             c.expected.reason
         );
     }
+    // A handful of cells (a run narrowed to a question): each one's whole story.
+    if report.cells.len() <= DETAILED {
+        for (id, c) in &report.cells {
+            let _ = write!(out, "\n{}", super::cell_text::render(id, c));
+        }
+    }
     out
 }
+
+/// Up to this many cells, the summary tells each one's story.
+const DETAILED: usize = 8;
