@@ -1,9 +1,9 @@
-//! Run-to-run diff: which cells broke (connected → failed), which were fixed, which changed
-//! error class or negotiated parameters, and which exist in one run only. Compared by outcome
-//! signature, never by error text (it holds ports and thread ids).
+//! Run-to-run diff: which cells broke (connected → failed; a sender's message no longer over
+//! TLS), which were fixed, which changed error class, negotiated parameters or the message's
+//! fate, and which exist in one run only. Compared by outcome signature and delivery fate, never
+//! by error text (it holds ports and thread ids).
 
-use report_format::Outcome;
-use report_format::Report;
+use report_format::{CellReport, DeliveryResult, ErrorClass, Outcome, Report};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -19,13 +19,58 @@ pub enum ChangeKind {
     Changed,
 }
 
+/// What is compared of a cell: its outcome and, for a sender, what became of its message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Seen {
+    /// The outcome's own fields (`kind`, `class`, …), as in a report.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// A sender's delivery: its result and the class behind it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fate: Option<(DeliveryResult, Option<ErrorClass>)>,
+    /// What a table shows of it (`deferred: dh_too_small`).
+    pub label: String,
+}
+
+impl Seen {
+    /// A client program's cell.
+    pub fn outcome(outcome: Outcome) -> Seen {
+        Seen { label: outcome.label(), outcome, fate: None }
+    }
+
+    /// A cell of a report, a sender's with its delivery.
+    pub fn cell(cell: &CellReport) -> Seen {
+        Seen {
+            outcome: cell.outcome.clone(),
+            fate: cell.delivery.as_ref().map(|d| (d.result, d.class)),
+            label: cell.label(),
+        }
+    }
+
+    /// Whether it ended well: connected, or the message delivered over TLS.
+    fn good(&self) -> bool {
+        match self.fate {
+            Some((result, class)) => result == DeliveryResult::Tls && class.is_none(),
+            None => matches!(self.outcome, Outcome::Connected(_)),
+        }
+    }
+
+    /// Whether it ended badly (not a skip, an unsupported cell or a harness error).
+    fn bad(&self) -> bool {
+        match self.fate {
+            Some(_) => !self.good(),
+            None => matches!(self.outcome, Outcome::Failed { .. } | Outcome::Timeout { .. }),
+        }
+    }
+}
+
 /// One changed cell.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Change {
     pub cell: String,
     pub kind: ChangeKind,
-    pub old: Outcome,
-    pub new: Outcome,
+    pub old: Seen,
+    pub new: Seen,
 }
 
 /// Two runs compared.
@@ -47,15 +92,16 @@ pub struct Diff {
     pub labels: BTreeMap<String, String>,
 }
 
-fn kind_of(old: &Outcome, new: &Outcome) -> Option<ChangeKind> {
-    if old.signature() == new.signature() {
+fn kind_of(old: &Seen, new: &Seen) -> Option<ChangeKind> {
+    if old.outcome.signature() == new.outcome.signature() && old.fate == new.fate {
         return None;
     }
-    let broken = |o: &Outcome| matches!(o, Outcome::Failed { .. } | Outcome::Timeout { .. });
-    Some(match (old, new) {
-        (Outcome::Connected(_), n) if broken(n) => ChangeKind::Broken,
-        (o, Outcome::Connected(_)) if broken(o) => ChangeKind::Fixed,
-        _ => ChangeKind::Changed,
+    Some(if old.good() && new.bad() {
+        ChangeKind::Broken
+    } else if old.bad() && new.good() {
+        ChangeKind::Fixed
+    } else {
+        ChangeKind::Changed
     })
 }
 
@@ -66,10 +112,10 @@ fn union(a: &[String], b: &[String]) -> Vec<String> {
 }
 
 impl Diff {
-    /// Compare two sets of outcomes keyed by cell id.
+    /// Compare two sets of cells keyed by cell id.
     pub fn between(
-        (old_run, old): (&str, &BTreeMap<String, Outcome>),
-        (new_run, new): (&str, &BTreeMap<String, Outcome>),
+        (old_run, old): (&str, &BTreeMap<String, Seen>),
+        (new_run, new): (&str, &BTreeMap<String, Seen>),
         server_order: Vec<String>,
         client_order: Vec<String>,
     ) -> Diff {
@@ -84,7 +130,7 @@ impl Diff {
             unchanged: 0,
             server_order,
             client_order,
-            labels: new.iter().map(|(k, v)| (k.clone(), v.label())).collect(),
+            labels: new.iter().map(|(k, v)| (k.clone(), v.label.clone())).collect(),
         };
         for (cell, o) in old {
             let Some(n) = new.get(cell) else { continue };
@@ -101,8 +147,7 @@ impl Diff {
 
     /// Compare two reports cell by cell.
     pub fn reports(old: &Report, new: &Report) -> Diff {
-        let outcomes =
-            |r: &Report| r.cells.iter().map(|(k, c)| (k.clone(), c.outcome.clone())).collect::<BTreeMap<_, _>>();
+        let outcomes = |r: &Report| r.cells.iter().map(|(k, c)| (k.clone(), Seen::cell(c))).collect::<BTreeMap<_, _>>();
         Diff::between(
             (&old.run.id, &outcomes(old)),
             (&new.run.id, &outcomes(new)),
@@ -125,26 +170,64 @@ impl Diff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use report_format::{ErrorClass, Side};
+    use report_format::Side;
     use wire::{Negotiated, Stage};
 
-    fn ok(bits: u32) -> Outcome {
-        Outcome::Connected(Negotiated::tls(report_format::Protocol::Tls12, "c", None, Some(bits)).into())
+    fn ok(bits: u32) -> Seen {
+        Seen::outcome(Outcome::Connected(Negotiated::tls(report_format::Protocol::Tls12, "c", None, Some(bits)).into()))
     }
 
-    fn failed(class: ErrorClass, text: &str) -> Outcome {
-        Outcome::Failed {
+    fn failed(class: ErrorClass, text: &str) -> Seen {
+        Seen::outcome(Outcome::Failed {
             class,
             side: Side::Client,
             stage: Stage::Handshake,
             client_error: text.into(),
             server_error: None,
-        }
+        })
+    }
+
+    fn delivered(result: DeliveryResult, class: Option<ErrorClass>) -> Seen {
+        let mut s = failed(class.unwrap_or(ErrorClass::StarttlsNotOffered), "x");
+        s.fate = Some((result, class));
+        s
+    }
+
+    /// A sender's message that waited before and now goes in clear has the same outcome class
+    /// (`dh_too_small`): the fate tells them apart; losing TLS is a break.
+    #[test]
+    fn a_change_of_fate_is_a_change() {
+        use DeliveryResult as R;
+        let small = Some(ErrorClass::DhTooSmall);
+        let old: BTreeMap<String, Seen> = [
+            ("s/downgraded", delivered(R::Deferred, small)),
+            ("s/lost-tls", {
+                let mut s = ok(2048);
+                s.fate = Some((R::Tls, None));
+                s
+            }),
+            ("s/same", delivered(R::Deferred, small)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let new: BTreeMap<String, Seen> = [
+            ("s/downgraded", delivered(R::PlaintextFallback, small)),
+            ("s/lost-tls", delivered(R::Deferred, small)),
+            ("s/same", delivered(R::Deferred, small)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let d = Diff::between(("o", &old), ("n", &new), vec![], vec![]);
+        assert_eq!(d.newly_broken.iter().map(|c| c.cell.as_str()).collect::<Vec<_>>(), ["s/lost-tls"]);
+        assert_eq!(d.changed.iter().map(|c| c.cell.as_str()).collect::<Vec<_>>(), ["s/downgraded"]);
+        assert_eq!(d.unchanged, 1);
     }
 
     #[test]
     fn sorts_changes_into_kinds() {
-        let old: BTreeMap<String, Outcome> = [
+        let old: BTreeMap<String, Seen> = [
             ("a/broken", ok(1024)),
             ("a/fixed", failed(ErrorClass::DhTooSmall, "x")),
             ("a/class", failed(ErrorClass::DhTooSmall, "x")),
@@ -155,7 +238,7 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let new: BTreeMap<String, Outcome> = [
+        let new: BTreeMap<String, Seen> = [
             ("a/broken", failed(ErrorClass::DhTooSmall, "x")),
             ("a/fixed", ok(1024)),
             ("a/class", failed(ErrorClass::NoSharedCipher, "x")),

@@ -101,12 +101,12 @@ pub async fn main(a: CompareArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
     let judge = Arc::new(Judge { matrix: Some(matrix.clone()), baseline: None, tables: tables.clone() });
     let options = RunOptions { jobs: jobs(a.jobs, &matrix), repeat: 1 };
     let report = execute(matrix, &plan, &plan, tables, judge, options, None).await?;
-    let column = |client: &str| -> BTreeMap<String, report_format::Outcome> {
+    let column = |client: &str| -> BTreeMap<String, harness::diff::Seen> {
         report
             .cells
             .values()
             .filter(|c| c.client == client)
-            .map(|c| (format!("{}/{}", base.id, c.server), c.outcome.clone()))
+            .map(|c| (format!("{}/{}", base.id, c.server), harness::diff::Seen::cell(c)))
             .collect()
     };
     let diff = Diff::between(

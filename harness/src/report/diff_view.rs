@@ -17,7 +17,7 @@ fn mark(kind: ChangeKind) -> &'static str {
 /// The text of one grid cell.
 fn cell_text(diff: &Diff, cell: &str) -> String {
     match diff.change(cell) {
-        Some(c) => format!("{} {} → {}", mark(c.kind), c.old.label(), c.new.label()),
+        Some(c) => format!("{} {} → {}", mark(c.kind), c.old.label.clone(), c.new.label.clone()),
         None if diff.only_in_old.iter().any(|x| x == cell) => "(gone)".into(),
         None if diff.only_in_new.iter().any(|x| x == cell) => {
             format!("(new) {}", diff.labels.get(cell).cloned().unwrap_or_default())
@@ -36,9 +36,9 @@ fn section(out: &mut String, title: &str, changes: &[Change], md: bool) {
     }
     for c in changes {
         let (cell, old, new) = if md {
-            (format!("`{}`", escape(&c.cell)), escape(&c.old.label()), escape(&c.new.label()))
+            (format!("`{}`", escape(&c.cell)), escape(&c.old.label), escape(&c.new.label))
         } else {
-            (c.cell.clone(), c.old.label(), c.new.label())
+            (c.cell.clone(), c.old.label.clone(), c.new.label.clone())
         };
         let _ = writeln!(out, "{}{cell}: {old} → {new}", if md { "- " } else { "  " });
     }

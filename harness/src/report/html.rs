@@ -122,7 +122,7 @@ pub(super) fn dl_row(out: &mut String, term: &str, value: &str) {
     let _ = write!(out, "<dt>{}</dt><dd>{}</dd>", esc(term), esc(value));
 }
 
-fn details(out: &mut String, cell: &CellReport, change: Option<(&Outcome, ChangeKind)>) {
+fn details(out: &mut String, cell: &CellReport, change: Option<(&String, ChangeKind)>) {
     out.push_str("<dl>");
     match &cell.outcome {
         Outcome::Connected(n) => {
@@ -152,7 +152,7 @@ fn details(out: &mut String, cell: &CellReport, change: Option<(&Outcome, Change
     dl_row(out, "expected", &format!("{expected} ({})", cell.expected.reason));
     dl_row(out, "verdict", cell.verdict.as_str());
     if let Some((old, kind)) = change {
-        dl_row(out, "previous run", &format!("{} ({kind:?})", old.label()).to_lowercase());
+        dl_row(out, "previous run", &format!("{old} ({kind:?})").to_lowercase());
     }
     out.push_str("</dl>");
 }
@@ -211,8 +211,8 @@ pub fn render(report: &Report, since: Option<&Diff>) -> String {
                 "<li>{:?}: <code>{}</code> {} → {}</li>",
                 c.kind,
                 esc(&c.cell),
-                esc(&c.old.label()),
-                esc(&c.new.label())
+                esc(&c.old.label),
+                esc(&c.new.label)
             );
         }
         out.push_str("</ul></section>\n");
@@ -341,7 +341,7 @@ fn server_row(out: &mut String, report: &Report, since: Option<&Diff>, s: &Strin
                 write!(out, "<td class=\"cell o-none\" data-client-family=\"{}\">–</td>", esc(&family_of_client(c)));
             continue;
         };
-        let change = since.and_then(|d| d.change(&id)).map(|ch| (&ch.old, ch.kind));
+        let change = since.and_then(|d| d.change(&id)).map(|ch| (&ch.old.label, ch.kind));
         let mut classes = cell_classes(cell);
         if let Some((_, kind)) = change {
             let _ = write!(classes, " ch-{}", format!("{kind:?}").to_lowercase());

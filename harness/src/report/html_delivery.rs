@@ -58,7 +58,7 @@ fn delivery_cell(out: &mut String, id: &str, cell: &CellReport, since: Option<&D
     if let Some(d) = &cell.delivery {
         let _ = write!(classes, " d-{}", d.result);
     }
-    let change = since.and_then(|d| d.change(id)).map(|ch| (&ch.old, ch.kind));
+    let change = since.and_then(|d| d.change(id)).map(|ch| (&ch.old.label, ch.kind));
     if let Some((_, kind)) = change {
         let _ = write!(classes, " ch-{}", format!("{kind:?}").to_lowercase());
     }
@@ -90,7 +90,7 @@ fn delivery_cell(out: &mut String, id: &str, cell: &CellReport, since: Option<&D
     dl_row(out, "expected", &format!("{} ({})", cell.expected.outcome, cell.expected.reason));
     dl_row(out, "verdict", cell.verdict.as_str());
     if let Some((old, kind)) = change {
-        dl_row(out, "previous run", &format!("{} ({kind:?})", old.label()).to_lowercase());
+        dl_row(out, "previous run", &format!("{old} ({kind:?})").to_lowercase());
     }
     out.push_str("</dl></details></td>");
 }
