@@ -42,7 +42,7 @@ pub struct ResolvedStack {
 /// A running sender, shared by its cells.
 #[derive(Clone)]
 pub struct SenderRef {
-    pub sender: Arc<dyn mta::Sender>,
+    pub sender: Arc<mta::Sender>,
     /// The loopback address its connections come from: a server's records of it carry it.
     pub source: std::net::Ipv4Addr,
     /// From the start of its start to ready.
@@ -233,7 +233,7 @@ impl ResolvedStack {
                     "tls_library_loaded": [info.tls_library],
                     "source_address": source.to_string(),
                 });
-                self.sender = Some(SenderRef { sender: Arc::from(sender), source, ready: started.elapsed(), work });
+                self.sender = Some(SenderRef { sender: Arc::new(sender), source, ready: started.elapsed(), work });
             }
             Err(mta::StartError::NotInstalled(why)) => self.availability = Availability::Skipped(why),
             Err(mta::StartError::Unsupported(why)) => self.availability = Availability::Unsupported(why),

@@ -236,6 +236,13 @@ impl LogReader {
     }
 }
 
+/// The `program[pid]` of a syslog-style line (`Nov 28 18:40:01 host postfix/smtpd[12]: …`): the
+/// connection of MTAs that serve one connection per process at a time.
+pub fn program_pid(line: &str) -> Option<&str> {
+    let head = &line[..line.find("]: ")? + 1];
+    Some(head.rsplit(' ').next().unwrap_or(head))
+}
+
 /// The first `[address]` of a log message, with the `:port` right after it where there is one:
 /// `localhost[127.0.0.1]:41234` → `127.0.0.1:41234`, `relay=localhost [127.0.0.5]` → `127.0.0.5`.
 pub fn bracketed_peer(msg: &str) -> Option<String> {

@@ -7,13 +7,8 @@
 use crate::daemon::{StartError, StopReport};
 use report_format::{DeliveryAttempt, Fate, Mta};
 use serde::{Deserialize, Serialize};
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::time::Duration;
-
-/// A boxed future, for the senders' trait.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// How a sender uses TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -143,25 +138,54 @@ pub struct SenderInfo {
     pub settings: Vec<(String, String)>,
 }
 
-/// A sender, ready for cells.
-pub trait Sender: Send + Sync {
-    fn info(&self) -> &SenderInfo;
+/// A sender, ready for cells: one of the four MTAs, each driven its own way.
+pub enum Sender {
+    Postfix(Box<crate::postfix::sender::PostfixSender>),
+    Exim(crate::exim::sender::EximSender),
+    Sendmail(crate::sendmail::sender::SendmailSender),
+    Opensmtpd(crate::opensmtpd::sender::OpensmtpdSender),
+}
+
+impl Sender {
+    /// What it is, and the settings its policy became.
+    pub fn info(&self) -> &SenderInfo {
+        match self {
+            Sender::Postfix(s) => s.info(),
+            Sender::Exim(s) => s.info(),
+            Sender::Sendmail(s) => s.info(),
+            Sender::Opensmtpd(s) => s.info(),
+        }
+    }
+
     /// Give it one message for `to`, force at most `attempts` delivery attempts, and say what
     /// became of it within `bound`; the message is then removed from its queue.
-    fn deliver<'a>(
-        &'a self,
-        cell: &'a str,
-        to: &'a Destination,
+    pub async fn deliver(
+        &self,
+        cell: &str,
+        to: &Destination,
         attempts: u32,
         bound: Duration,
-    ) -> BoxFuture<'a, Result<SenderView, String>>;
-    /// Stop it (a daemon is stopped and reaped; nothing is left). Once stopped it delivers
-    /// nothing more.
-    fn stop(&self) -> BoxFuture<'_, StopReport>;
+    ) -> Result<SenderView, String> {
+        match self {
+            Sender::Postfix(s) => s.deliver(cell, to, attempts, bound).await,
+            Sender::Exim(s) => s.deliver(cell, to, attempts, bound).await,
+            Sender::Sendmail(s) => s.deliver(cell, to, attempts, bound).await,
+            Sender::Opensmtpd(s) => s.deliver(cell, to, attempts, bound).await,
+        }
+    }
+
+    /// Stop it: Postfix's daemon is stopped and reaped; the others run nothing between cells
+    /// (each cell's processes ended with it). Once stopped it delivers nothing more.
+    pub async fn stop(&self) -> StopReport {
+        match self {
+            Sender::Postfix(s) => s.stop().await,
+            Sender::Exim(_) | Sender::Sendmail(_) | Sender::Opensmtpd(_) => StopReport::nothing_to_stop(),
+        }
+    }
 }
 
 /// Start a sender of `mta` with `policy`.
-pub async fn start(mta: Mta, policy: SenderPolicy, opts: &SenderOptions) -> Result<Box<dyn Sender>, StartError> {
+pub async fn start(mta: Mta, policy: SenderPolicy, opts: &SenderOptions) -> Result<Sender, StartError> {
     let root = opts.roots.join(mta.name());
     let kind = crate::kind::of(mta);
     if !root.join(kind.daemon()).exists() {
@@ -173,12 +197,26 @@ pub async fn start(mta: Mta, policy: SenderPolicy, opts: &SenderOptions) -> Resu
     }
     std::fs::create_dir_all(&opts.work).map_err(|e| crate::daemon::harness("make the sender's directory", e))?;
     crate::daemon::traversable(&opts.work, &opts.base)?;
-    match mta {
-        Mta::Postfix => crate::postfix::sender::start(policy, opts).await,
-        Mta::Exim => crate::exim::sender::start(policy, opts).await,
-        Mta::Sendmail => crate::sendmail::sender::start(policy, opts).await,
-        Mta::Opensmtpd => crate::opensmtpd::sender::start(policy, opts).await,
-    }
+    Ok(match mta {
+        Mta::Postfix => Sender::Postfix(Box::new(crate::postfix::sender::start(policy, opts).await?)),
+        Mta::Exim => Sender::Exim(crate::exim::sender::start(policy, opts).await?),
+        Mta::Sendmail => Sender::Sendmail(crate::sendmail::sender::start(policy, opts).await?),
+        Mta::Opensmtpd => Sender::Opensmtpd(crate::opensmtpd::sender::start(policy, opts).await?),
+    })
+}
+
+/// The TLS library of `family` a sender's program resolves under its environment (the one its
+/// cells run with), as the report names it.
+pub(crate) async fn tls_library(
+    program: &std::path::Path,
+    env: &[(String, String)],
+    family: procs::LibraryFamily,
+) -> String {
+    procs::library::resolved_for(program, env)
+        .await
+        .into_iter()
+        .find(|l| l.family == family)
+        .map_or_else(|| format!("{} (not resolved)", family.as_str()), |l| l.describe())
 }
 
 /// A sender daemon's log, kept whole: concurrent deliveries each read the lines they need.

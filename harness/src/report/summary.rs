@@ -127,34 +127,29 @@ impl DeliverySummary {
         self.tls + self.plaintext.len() + self.fallback.len() + self.stuck.len()
     }
 
-    /// `over TLS 30 of 42 profiles · in clear 2 · after a TLS failure 5 · stuck 5`
-    pub fn counts(&self, of: &str) -> String {
-        let mut parts = vec![format!("over TLS {} of {} {of}", self.tls, self.ran())];
-        for (what, who) in [
+    /// The fates other than TLS that happened, with who or where.
+    fn others(&self) -> impl Iterator<Item = (&'static str, &Vec<String>)> {
+        [
             ("in clear (no STARTTLS)", &self.plaintext),
             ("in clear after a TLS failure", &self.fallback),
             ("stuck in the queue", &self.stuck),
-        ] {
-            if !who.is_empty() {
-                parts.push(format!("{what} {}", who.len()));
-            }
-        }
+        ]
+        .into_iter()
+        .filter(|(_, who)| !who.is_empty())
+    }
+
+    /// `over TLS 30 of 42 profiles · in clear after a TLS failure 5 · stuck in the queue 5`
+    pub fn counts(&self, of: &str) -> String {
+        let mut parts = vec![format!("over TLS {} of {} {of}", self.tls, self.ran())];
+        parts.extend(self.others().map(|(what, who)| format!("{what} {}", who.len())));
         parts.join(" · ")
     }
 
-    /// `over TLS from 5 of 8 senders; in clear after a TLS failure: exim-smtp; stuck: sendmail-smtp`
-    /// (`of` names what is counted: senders or profiles).
+    /// `over TLS 5 of 8 senders; in clear after a TLS failure: exim-smtp; stuck in the queue:
+    /// sendmail-smtp` (`of` names what is counted: senders or profiles).
     pub fn line(&self, of: &str) -> String {
         let mut parts = vec![format!("over TLS {} of {} {of}", self.tls, self.ran())];
-        for (what, who) in [
-            ("in clear (no STARTTLS)", &self.plaintext),
-            ("in clear after a TLS failure", &self.fallback),
-            ("stuck in the queue", &self.stuck),
-        ] {
-            if !who.is_empty() {
-                parts.push(format!("{what}: {}", who.join(", ")));
-            }
-        }
+        parts.extend(self.others().map(|(what, who)| format!("{what}: {}", who.join(", "))));
         parts.join("; ")
     }
 }

@@ -5,10 +5,10 @@
 //! second attempt, and `exim4 -bp` for the queue; its mainlog names every attempt by message id.
 
 use super::EXIM_ID;
-use crate::daemon::{StartError, StopReport};
+use crate::daemon::StartError;
 use crate::sender::{
-    BoxFuture, Destination, FROM, SERVER_WAIT, Sender, SenderInfo, SenderOptions, SenderPolicy, SenderView, TlsPolicy,
-    command, message, token,
+    Destination, FROM, SERVER_WAIT, SenderInfo, SenderOptions, SenderPolicy, SenderView, TlsPolicy, command, message,
+    token,
 };
 use crate::users::{nss_files, nss_wrapper};
 use report_format::{DeliveryAttempt, Fate, Mta, Negotiated, Protocol};
@@ -74,7 +74,7 @@ pub struct EximSender {
     info: SenderInfo,
 }
 
-pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<Box<dyn Sender>, StartError> {
+pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<EximSender, StartError> {
     if policy.tls == TlsPolicy::Encrypt && policy.fallback_to_clear == Some(true) {
         return Err(StartError::Unsupported("Exim with hosts_require_tls never delivers in clear".into()));
     }
@@ -106,11 +106,7 @@ pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<Box<dyn
         ("NSS_WRAPPER_GROUP".into(), group.display().to_string()),
     ];
     let exim = root.join("usr/sbin/exim4");
-    let tls_library = procs::library::resolved_for(&exim, &env)
-        .await
-        .into_iter()
-        .find(|l| l.family == procs::LibraryFamily::Gnutls)
-        .map_or_else(|| "GnuTLS (not resolved)".to_string(), |l| l.describe());
+    let tls_library = crate::sender::tls_library(&exim, &env, procs::LibraryFamily::Gnutls).await;
     let settings = transport_settings(policy, opts.source);
     let info = SenderInfo {
         mta: Mta::Exim,
@@ -119,7 +115,7 @@ pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<Box<dyn
         policy,
         settings: settings.clone(),
     };
-    Ok(Box::new(EximSender { exim, work: opts.work.clone(), env, settings, next: AtomicU64::new(0), info }))
+    Ok(EximSender { exim, work: opts.work.clone(), env, settings, next: AtomicU64::new(0), info })
 }
 
 /// `2026-11-29 19:00:23 1xXk8N-0007dn-0B => …` → (`1xXk8N-0007dn-0B`, `=> …`).
@@ -203,6 +199,10 @@ fn read_log(lines: &[String], qid: &str) -> (Vec<DeliveryAttempt>, Fate, Vec<Str
 }
 
 impl EximSender {
+    pub fn info(&self) -> &SenderInfo {
+        &self.info
+    }
+
     async fn exim(&self, conf: &Path, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
         let conf = conf.display().to_string();
         let mut all = vec!["-C", &conf];
@@ -210,7 +210,8 @@ impl EximSender {
         command(&self.exim, &all, &self.env, stdin).await
     }
 
-    async fn deliver_inner(
+    /// One cell's message: see [`crate::sender::Sender::deliver`].
+    pub async fn deliver(
         &self,
         cell: &str,
         to: &Destination,
@@ -257,27 +258,6 @@ impl EximSender {
         let queue = if queue.trim().is_empty() { format!("{qid}: not in the queue") } else { queue.trim().to_string() };
         let _ = std::fs::remove_dir_all(&dir);
         Ok(SenderView { queue_id: Some(qid), attempts, fate, settled: true, log, queue, took: started.elapsed() })
-    }
-}
-
-impl Sender for EximSender {
-    fn info(&self) -> &SenderInfo {
-        &self.info
-    }
-
-    fn deliver<'a>(
-        &'a self,
-        cell: &'a str,
-        to: &'a Destination,
-        attempts: u32,
-        bound: Duration,
-    ) -> BoxFuture<'a, Result<SenderView, String>> {
-        Box::pin(self.deliver_inner(cell, to, attempts, bound))
-    }
-
-    /// Nothing runs between cells: each cell's processes ended with it.
-    fn stop(&self) -> BoxFuture<'_, StopReport> {
-        Box::pin(async { StopReport::nothing_to_stop() })
     }
 }
 

@@ -8,11 +8,10 @@
 //! (`-v`, on stderr) names each session and says why a handshake failed.
 
 use super::instance;
-use crate::daemon::{Daemon, StartError, StopReport};
+use crate::daemon::{Daemon, StartError};
 use crate::namespace::NsPlan;
 use crate::sender::{
-    BoxFuture, Destination, FROM, Sender, SenderInfo, SenderOptions, SenderPolicy, SenderView, TlsPolicy, inject,
-    message, token,
+    Destination, FROM, SenderInfo, SenderOptions, SenderPolicy, SenderView, TlsPolicy, inject, message, token,
 };
 use crate::translate::{Credentials, Dirs, LogPlan, Prepare, Prepared};
 use report_format::{DeliveryAttempt, Fate, Mta, Negotiated, Protocol};
@@ -66,7 +65,7 @@ pub struct OpensmtpdSender {
     info: SenderInfo,
 }
 
-pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<Box<dyn Sender>, StartError> {
+pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<OpensmtpdSender, StartError> {
     let relay = relay_options(policy)?;
     let root = opts.roots.join(Mta::Opensmtpd.name());
     if crate::users::nss_wrapper(&opts.roots.join("libs")).is_none() {
@@ -74,11 +73,8 @@ pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<Box<dyn
             "libnss_wrapper is not extracted (scripts/install-stacks): OpenSMTPD needs its users".into(),
         ));
     }
-    let tls_library = procs::library::resolved_for(&root.join("usr/sbin/smtpd"), &[])
-        .await
-        .into_iter()
-        .find(|l| l.family == procs::LibraryFamily::Openssl)
-        .map_or_else(|| "OpenSSL (not resolved)".to_string(), |l| l.describe());
+    let tls_library =
+        crate::sender::tls_library(&root.join("usr/sbin/smtpd"), &[], procs::LibraryFamily::Openssl).await;
     let settings = vec![
         (
             "action".into(),
@@ -93,7 +89,7 @@ pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<Box<dyn
         policy,
         settings,
     };
-    Ok(Box::new(OpensmtpdSender {
+    Ok(OpensmtpdSender {
         root,
         roots: opts.roots.clone(),
         work: opts.work.clone(),
@@ -102,7 +98,7 @@ pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<Box<dyn
         source: opts.source,
         next: AtomicU64::new(0),
         info,
-    }))
+    })
 }
 
 /// A session's lines are `<16 hex digits> <what>`: (session, what).
@@ -243,6 +239,10 @@ fn attempts_ended(lines: &[String], port: u16, msgid: &str) -> usize {
 }
 
 impl OpensmtpdSender {
+    pub fn info(&self) -> &SenderInfo {
+        &self.info
+    }
+
     async fn start_cell(&self, to: &Destination) -> Result<Cell, String> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let dir = self.work.join(format!("cells/{n}"));
@@ -280,7 +280,8 @@ impl OpensmtpdSender {
         Ok(Cell { daemon, listen, env: inst.env, ns: inst.ns, dir, lines: Vec::new() })
     }
 
-    async fn deliver_inner(
+    /// One cell's message: see [`crate::sender::Sender::deliver`].
+    pub async fn deliver(
         &self,
         cell: &str,
         to: &Destination,
@@ -360,28 +361,6 @@ impl OpensmtpdSender {
             queue,
             took: started.elapsed(),
         })
-    }
-}
-
-impl Sender for OpensmtpdSender {
-    fn info(&self) -> &SenderInfo {
-        &self.info
-    }
-
-    fn deliver<'a>(
-        &'a self,
-        cell: &'a str,
-        to: &'a Destination,
-        attempts: u32,
-        bound: Duration,
-    ) -> BoxFuture<'a, Result<SenderView, String>> {
-        Box::pin(self.deliver_inner(cell, to, attempts, bound))
-    }
-
-    /// Each cell's daemon is stopped with its cell: nothing is left to stop.
-    /// Nothing runs between cells: each cell's processes ended with it.
-    fn stop(&self) -> BoxFuture<'_, StopReport> {
-        Box::pin(async { StopReport::nothing_to_stop() })
     }
 }
 

@@ -47,8 +47,7 @@ impl MtaKind for Postfix {
 
     /// `postfix/smtpd[12]`: an smtpd process serves one connection at a time.
     fn connection<'a>(&self, line: &'a str) -> Option<&'a str> {
-        let head = &line[..line.find("]: ")? + 1];
-        Some(head.rsplit(' ').next().unwrap_or(head))
+        crate::log::program_pid(line)
     }
 
     fn event(&self, msg: &str) -> Option<LogEvent> {

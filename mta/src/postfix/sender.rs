@@ -10,8 +10,8 @@
 
 use crate::daemon::{Daemon, StartError, StopReport};
 use crate::sender::{
-    BoxFuture, DaemonLog, Destination, FROM, SERVER_WAIT, Sender, SenderInfo, SenderOptions, SenderPolicy, SenderView,
-    TlsPolicy, command, inject, message, token,
+    DaemonLog, Destination, FROM, SERVER_WAIT, SenderInfo, SenderOptions, SenderPolicy, SenderView, TlsPolicy, command,
+    inject, message, token,
 };
 use crate::translate::{Credentials, Dirs, Prepare};
 use report_format::{DeliveryAttempt, Fate, Mta, Negotiated, Protocol};
@@ -143,7 +143,7 @@ pub struct PostfixSender {
     info: SenderInfo,
 }
 
-pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<Box<dyn Sender>, StartError> {
+pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<PostfixSender, StartError> {
     let root = opts.roots.join(Mta::Postfix.name());
     let libs = opts.roots.join("libs");
     let (route_port, routes) = route_server().await.map_err(|e| crate::daemon::harness("start the route server", e))?;
@@ -173,11 +173,7 @@ pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<Box<dyn
     let etc = opts.work.join("etc");
     let env = super::environment(&root, &etc);
     let smtp = root.join("usr/lib/postfix/sbin/smtp");
-    let tls_library = procs::library::resolved_for(&smtp, &env)
-        .await
-        .into_iter()
-        .find(|l| l.family == procs::LibraryFamily::Openssl)
-        .map_or_else(|| "OpenSSL (not resolved)".to_string(), |l| l.describe());
+    let tls_library = crate::sender::tls_library(&smtp, &env, procs::LibraryFamily::Openssl).await;
     let info = SenderInfo {
         mta: Mta::Postfix,
         version: crate::install::package_version(&opts.roots, "postfix").unwrap_or_else(|| "unknown".into()),
@@ -187,7 +183,7 @@ pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<Box<dyn
     };
     let sender = PostfixSender { inject, routes, root, etc, env, log: DaemonLog::new(daemon), info };
     sender.log.lines().await;
-    Ok(Box::new(sender))
+    Ok(sender)
 }
 
 /// `Nov 29 19:00:18 host postfix/smtp[29336]: message` → (`postfix/smtp`, 29336, message).
@@ -306,6 +302,17 @@ fn attempts_of(lines: &[String], qid: &str) -> (Vec<DeliveryAttempt>, Vec<String
 }
 
 impl PostfixSender {
+    /// Stop its daemon and its route server; its port is checked free.
+    pub async fn stop(&self) -> StopReport {
+        let report = self.log.stop(Some(std::net::SocketAddr::from(([127, 0, 0, 1], self.inject)))).await;
+        self.routes.abort();
+        report
+    }
+
+    pub fn info(&self) -> &SenderInfo {
+        &self.info
+    }
+
     fn program(&self, name: &str) -> PathBuf {
         self.root.join("usr/sbin").join(name)
     }
@@ -317,7 +324,8 @@ impl PostfixSender {
         command(&self.program("postqueue"), &all, &self.env, None).await
     }
 
-    async fn deliver_inner(
+    /// One cell's message: see [`crate::sender::Sender::deliver`].
+    pub async fn deliver(
         &self,
         cell: &str,
         to: &Destination,
@@ -388,30 +396,6 @@ fn queue_entry(listing: &str, qid: &str) -> String {
         .iter()
         .find(|b| b.trim_start().starts_with(qid))
         .map_or_else(|| format!("{qid}: not in the queue"), |b| b.trim().to_string())
-}
-
-impl Sender for PostfixSender {
-    fn info(&self) -> &SenderInfo {
-        &self.info
-    }
-
-    fn deliver<'a>(
-        &'a self,
-        cell: &'a str,
-        to: &'a Destination,
-        attempts: u32,
-        bound: Duration,
-    ) -> BoxFuture<'a, Result<SenderView, String>> {
-        Box::pin(self.deliver_inner(cell, to, attempts, bound))
-    }
-
-    fn stop(&self) -> BoxFuture<'_, StopReport> {
-        Box::pin(async move {
-            let report = self.log.stop(Some(std::net::SocketAddr::from(([127, 0, 0, 1], self.inject)))).await;
-            self.routes.abort();
-            report
-        })
-    }
 }
 
 #[cfg(test)]

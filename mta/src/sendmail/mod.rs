@@ -46,8 +46,7 @@ impl MtaKind for Sendmail {
 
     /// `sm-matrix[12]`: one sendmail process per connection.
     fn connection<'a>(&self, line: &'a str) -> Option<&'a str> {
-        let head = &line[..line.find("]: ")? + 1];
-        Some(head.rsplit(' ').next().unwrap_or(head))
+        crate::log::program_pid(line)
     }
 
     fn event(&self, msg: &str) -> Option<LogEvent> {
@@ -101,6 +100,33 @@ fn version_options(profile: &ServerProfile) -> Vec<&'static str> {
     .filter(|(v, _)| !(profile.min_tls..=profile.max_tls).contains(v))
     .map(|(_, o)| o)
     .collect()
+}
+
+/// The start of every `.mc` of ours, server or sender: the cf macros, a host name, logging,
+/// and every file sendmail keeps (queue, statistics, pid, service switch, hosts) under `work`.
+pub(crate) fn mc_head(root: &Path, id: &str, host_name: &str, work: &Path, ca: &Path) -> String {
+    let w = work.display();
+    format!(
+        "divert(-1)\ndivert(0)dnl\ninclude(`{root}/usr/share/sendmail/cf/m4/cf.m4')dnl\n\
+         VERSIONID(`starttls-matrix {id}')dnl\nOSTYPE(`linux')dnl\n\
+         define(`confDOMAIN_NAME', `{host_name}')dnl\n\
+         define(`confDONT_PROBE_INTERFACES', `True')dnl\n\
+         define(`confDONT_BLAME_SENDMAIL', `TrustStickyBit')dnl\n\
+         define(`confLOG_LEVEL', `14')dnl\n\
+         define(`QUEUE_DIR', `{w}/mqueue')dnl\n\
+         define(`MSP_QUEUE_DIR', `{w}/clientmqueue')dnl\n\
+         define(`STATUS_FILE', `{w}/statistics')dnl\n\
+         define(`ALIAS_FILE', `')dnl\ndefine(`HELP_FILE', `')dnl\n\
+         define(`confPID_FILE', `{w}/sendmail.pid')dnl\n\
+         define(`confSERVICE_SWITCH_FILE', `{w}/service.switch')dnl\n\
+         define(`confHOSTS_FILE', `{w}/hosts')dnl\n\
+         define(`confTO_IDENT', `0s')dnl\n\
+         define(`confCACERT_PATH', `{ca_dir}')dnl\n\
+         define(`confCACERT', `{ca}')dnl\n",
+        root = root.display(),
+        ca_dir = ca.parent().unwrap_or(Path::new("/")).display(),
+        ca = ca.display(),
+    )
 }
 
 pub(crate) fn m4(root: &Path, mc: &Path) -> Result<String> {
@@ -208,29 +234,8 @@ fn mc_text(
     port: u16,
     settings: &[(String, String)],
 ) -> String {
-    let w = work.display();
-    let mut mc = format!(
-        "divert(-1)\ndivert(0)dnl\ninclude(`{root}/usr/share/sendmail/cf/m4/cf.m4')dnl\n\
-         VERSIONID(`starttls-matrix {id}')dnl\nOSTYPE(`linux')dnl\n\
-         define(`confDOMAIN_NAME', `{name}')dnl\n\
-         define(`confDONT_PROBE_INTERFACES', `True')dnl\n\
-         define(`confDONT_BLAME_SENDMAIL', `TrustStickyBit')dnl\n\
-         define(`confLOG_LEVEL', `14')dnl\n\
-         define(`confDELIVERY_MODE', `queueonly')dnl\n\
-         define(`QUEUE_DIR', `{w}/mqueue')dnl\n\
-         define(`MSP_QUEUE_DIR', `{w}/clientmqueue')dnl\n\
-         define(`STATUS_FILE', `{w}/statistics')dnl\n\
-         define(`ALIAS_FILE', `')dnl\ndefine(`HELP_FILE', `')dnl\n\
-         define(`confPID_FILE', `{w}/sendmail.pid')dnl\n\
-         define(`confSERVICE_SWITCH_FILE', `{w}/service.switch')dnl\n\
-         define(`confHOSTS_FILE', `{w}/hosts')dnl\n\
-         define(`confTO_IDENT', `0s')dnl\n\
-         define(`confCACERT_PATH', `{tls}')dnl\n\
-         define(`confCACERT', `{tls}/ca.pem')dnl\n",
-        root = root.display(),
-        id = profile.id,
-        tls = tls.display(),
-    );
+    let mut mc = mc_head(root, &profile.id, name, work, &tls.join("ca.pem"));
+    mc.push_str("define(`confDELIVERY_MODE', `queueonly')dnl\n");
     for (k, v) in settings {
         if k.starts_with("conf") {
             mc.push_str(&format!("define(`{k}', `{v}')dnl\n"));

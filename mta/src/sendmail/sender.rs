@@ -6,11 +6,10 @@
 //! `sendmail -bp` for the queue, each in a UTS namespace (a qualified host name) and a mount
 //! namespace whose `/dev/log` is our socket: sendmail logs only to syslog.
 
-use crate::daemon::{Daemon, StartError, StopReport};
+use crate::daemon::{Daemon, StartError};
 use crate::namespace::{NsPlan, PrivateDev};
 use crate::sender::{
-    BoxFuture, Destination, FROM, SERVER_WAIT, Sender, SenderInfo, SenderOptions, SenderPolicy, SenderView, TlsPolicy,
-    message, token,
+    Destination, FROM, SERVER_WAIT, SenderInfo, SenderOptions, SenderPolicy, SenderView, TlsPolicy, message, token,
 };
 use crate::translate::{LogPlan, Prepared};
 use report_format::{DeliveryAttempt, Fate, Mta, Negotiated, Protocol};
@@ -57,31 +56,12 @@ fn settings(policy: SenderPolicy, source: std::net::Ipv4Addr) -> Result<Vec<(Str
 /// The `.mc`: everything but `sender.test` (where bounces are thrown away) goes to the smart host
 /// `[127.0.0.1]` on the placeholder port.
 fn mc_text(root: &Path, work: &Path, ca: &Path, settings: &[(String, String)]) -> String {
-    let w = work.display();
-    let mut mc = format!(
-        "divert(-1)\ndivert(0)dnl\ninclude(`{root}/usr/share/sendmail/cf/m4/cf.m4')dnl\n\
-         VERSIONID(`starttls-matrix sender')dnl\nOSTYPE(`linux')dnl\n\
-         define(`confDOMAIN_NAME', `{HOSTNAME}')dnl\n\
-         define(`confDONT_PROBE_INTERFACES', `True')dnl\n\
-         define(`confDONT_BLAME_SENDMAIL', `TrustStickyBit')dnl\n\
-         define(`confLOG_LEVEL', `14')dnl\n\
-         define(`QUEUE_DIR', `{w}/mqueue')dnl\n\
-         define(`MSP_QUEUE_DIR', `{w}/clientmqueue')dnl\n\
-         define(`STATUS_FILE', `{w}/statistics')dnl\n\
-         define(`ALIAS_FILE', `')dnl\ndefine(`HELP_FILE', `')dnl\n\
-         define(`confPID_FILE', `{w}/sendmail.pid')dnl\n\
-         define(`confSERVICE_SWITCH_FILE', `{w}/service.switch')dnl\n\
-         define(`confHOSTS_FILE', `{w}/hosts')dnl\n\
-         define(`confTO_IDENT', `0s')dnl\n\
-         define(`confCACERT_PATH', `{ca_dir}')dnl\n\
-         define(`confCACERT', `{ca}')dnl\n\
-         define(`SMART_HOST', `esmtp:[127.0.0.1]')dnl\n\
+    let mut mc = super::mc_head(root, "sender", HOSTNAME, work, ca);
+    mc.push_str(&format!(
+        "define(`SMART_HOST', `esmtp:[127.0.0.1]')dnl\n\
          define(`ESMTP_MAILER_ARGS', `TCP $h {PLACEHOLDER_PORT}')dnl\n\
-         define(`LOCAL_MAILER_PATH', `/bin/true')dnl\n",
-        root = root.display(),
-        ca_dir = ca.parent().unwrap_or(Path::new("/")).display(),
-        ca = ca.display(),
-    );
+         define(`LOCAL_MAILER_PATH', `/bin/true')dnl\n"
+    ));
     for (k, v) in settings {
         mc.push_str(&format!("define(`{k}', `{v}')dnl\n"));
     }
@@ -103,7 +83,7 @@ pub struct SendmailSender {
     info: SenderInfo,
 }
 
-pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<Box<dyn Sender>, StartError> {
+pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<SendmailSender, StartError> {
     let root = opts.roots.join(Mta::Sendmail.name());
     let settings = settings(policy, opts.source)?;
     let harness = |what: &str, e: &dyn std::fmt::Display| StartError::Harness(format!("{what}: {e}"));
@@ -126,11 +106,7 @@ pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<Box<dyn
     let program = root.join("usr/libexec/sendmail/sendmail");
     let env =
         vec![("LD_LIBRARY_PATH".to_string(), opts.roots.join("libs/usr/lib/x86_64-linux-gnu").display().to_string())];
-    let tls_library = procs::library::resolved_for(&program, &env)
-        .await
-        .into_iter()
-        .find(|l| l.family == procs::LibraryFamily::Openssl)
-        .map_or_else(|| "OpenSSL (not resolved)".to_string(), |l| l.describe());
+    let tls_library = crate::sender::tls_library(&program, &env, procs::LibraryFamily::Openssl).await;
     let info = SenderInfo {
         mta: Mta::Sendmail,
         version: crate::install::package_version(&opts.roots, "sendmail-bin").unwrap_or_else(|| "unknown".into()),
@@ -138,7 +114,7 @@ pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<Box<dyn
         policy,
         settings,
     };
-    Ok(Box::new(SendmailSender { program, root, work: opts.work.clone(), cf, resolver, next: AtomicU64::new(0), info }))
+    Ok(SendmailSender { program, root, work: opts.work.clone(), cf, resolver, next: AtomicU64::new(0), info })
 }
 
 /// `<22>Nov 29 19:00:27 sm-sender[29419]: 6ATJ0RYD029419: to=…` → the message after `]: `.
@@ -212,6 +188,10 @@ fn read_log(lines: &[String]) -> (Vec<DeliveryAttempt>, Fate) {
 }
 
 impl SendmailSender {
+    pub fn info(&self) -> &SenderInfo {
+        &self.info
+    }
+
     /// Run sendmail once for a cell (in its namespaces, logging to a socket of its own); its
     /// syslog lines and its output.
     async fn run(
@@ -272,7 +252,8 @@ impl SendmailSender {
         Ok((lines, output))
     }
 
-    async fn deliver_inner(
+    /// One cell's message: see [`crate::sender::Sender::deliver`].
+    pub async fn deliver(
         &self,
         cell: &str,
         to: &Destination,
@@ -315,27 +296,6 @@ impl SendmailSender {
             queue: listing.trim().to_string(),
             took: started.elapsed(),
         })
-    }
-}
-
-impl Sender for SendmailSender {
-    fn info(&self) -> &SenderInfo {
-        &self.info
-    }
-
-    fn deliver<'a>(
-        &'a self,
-        cell: &'a str,
-        to: &'a Destination,
-        attempts: u32,
-        bound: Duration,
-    ) -> BoxFuture<'a, Result<SenderView, String>> {
-        Box::pin(self.deliver_inner(cell, to, attempts, bound))
-    }
-
-    /// Nothing runs between cells: each cell's processes ended with it.
-    fn stop(&self) -> BoxFuture<'_, StopReport> {
-        Box::pin(async { StopReport::nothing_to_stop() })
     }
 }
 
