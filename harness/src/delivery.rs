@@ -105,6 +105,7 @@ pub fn derive_delivery(
         attempts,
         sender_log: view.log.clone(),
         queue: view.queue.clone(),
+        timeline: view.timeline.clone(),
         settled: view.settled,
     };
     if own && let Some(disagreement) = disagreement(&delivery, server, counts_agree, in_flight) {
@@ -279,6 +280,7 @@ mod tests {
             log: vec!["a line".into()],
             queue: "Q1: not in the queue".into(),
             took: std::time::Duration::from_millis(100),
+            timeline: vec![],
         }
     }
 

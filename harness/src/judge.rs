@@ -203,6 +203,7 @@ mod tests {
             attempts: vec![],
             sender_log: vec![],
             queue: String::new(),
+            timeline: vec![],
             settled: true,
         }
     }

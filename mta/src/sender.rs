@@ -125,6 +125,45 @@ pub struct SenderView {
     pub queue: String,
     /// How long the cell took, from handing over the message to the queue listing.
     pub took: Duration,
+    /// What the cell did and saw, and when.
+    pub timeline: Vec<report_format::Step>,
+}
+
+/// Where a message stands, for a timeline: `sent after 2 connection(s)`.
+pub fn progress(attempts: &[DeliveryAttempt], fate: Fate) -> String {
+    let connections = attempts.iter().filter(|a| a.connected).count();
+    let fate = match fate {
+        Fate::Sent => "sent",
+        Fate::Queued => "still queued",
+        Fate::Bounced => "returned",
+    };
+    format!("{fate} after {connections} connection(s)")
+}
+
+/// A cell's timeline as it happens: steps timed from the start.
+pub struct Timeline {
+    start: tokio::time::Instant,
+    steps: Vec<report_format::Step>,
+}
+
+impl Timeline {
+    pub fn start() -> Timeline {
+        Timeline { start: tokio::time::Instant::now(), steps: Vec::new() }
+    }
+
+    /// Note a step now.
+    pub fn mark(&mut self, what: impl Into<String>) {
+        self.steps.push(report_format::Step { at_ms: self.start.elapsed().as_millis() as u64, what: what.into() });
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// The steps, in order.
+    pub fn into_steps(self) -> Vec<report_format::Step> {
+        self.steps
+    }
 }
 
 /// What the report shows of a sender: what it is and the settings its policy became.

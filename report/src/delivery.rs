@@ -127,6 +127,15 @@ impl Default for DeliveryAttempt {
     }
 }
 
+/// One step of a delivery cell as the harness drove and saw it: the message handed over, an
+/// attempt's end read in the sender's log, a forced retry, the queue listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// Since the message was handed to the sender.
+    pub at_ms: u64,
+    pub what: String,
+}
+
 /// A sender cell's delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
@@ -143,6 +152,9 @@ pub struct Delivery {
     pub sender_log: Vec<String>,
     /// What the MTA's own queue command says at the end (empty, or the deferred entry).
     pub queue: String,
+    /// The cell's timeline: "deferred, then plaintext on attempt 2" and when.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<Step>,
     /// Whether the sender had settled when the cell ended; a `deferred` that had not was still
     /// trying (waiting on a server that said nothing).
     #[serde(default = "yes", skip_serializing_if = "is_yes")]
@@ -184,6 +196,7 @@ mod tests {
             attempts: vec![],
             sender_log: vec![],
             queue: String::new(),
+            timeline: vec![],
             settled: true,
         }
     }

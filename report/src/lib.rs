@@ -21,7 +21,7 @@ pub mod verdict;
 
 pub use availability::Availability;
 pub use cell::{BadCellId, CellId};
-pub use delivery::{Delivery, DeliveryAttempt, DeliveryResult, Fate};
+pub use delivery::{Delivery, DeliveryAttempt, DeliveryResult, Fate, Step};
 pub use dh::{DhGroup, DhKind};
 pub use expected::{Expected, ExpectedOutcome};
 pub use fault::Fault;

@@ -33,6 +33,12 @@ pub fn render(id: &str, cell: &CellReport) -> String {
         for (i, a) in d.attempts.iter().enumerate() {
             let _ = writeln!(out, "  attempt {}: {}", i + 1, attempt(a));
         }
+        if !d.timeline.is_empty() {
+            let _ = writeln!(out, "  timeline:");
+            for s in &d.timeline {
+                let _ = writeln!(out, "    {:>6} ms  {}", s.at_ms, s.what);
+            }
+        }
         let _ = writeln!(out, "  sender's log:");
         for line in &d.sender_log {
             let _ = writeln!(out, "    {line}");

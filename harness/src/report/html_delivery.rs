@@ -108,6 +108,10 @@ fn delivery_details(out: &mut String, d: &Delivery) {
     for (i, a) in d.attempts.iter().enumerate() {
         dl_row(out, &format!("attempt {}", i + 1), &attempt_text(a));
     }
+    if !d.timeline.is_empty() {
+        let steps: Vec<String> = d.timeline.iter().map(|s| format!("{} ms  {}", s.at_ms, s.what)).collect();
+        dl_row(out, "timeline", &steps.join("\n"));
+    }
     dl_row(out, "sender's log", &d.sender_log.join("\n"));
     dl_row(out, "queue at the end", &d.queue);
 }

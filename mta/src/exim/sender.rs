@@ -7,8 +7,8 @@
 use super::EXIM_ID;
 use crate::daemon::StartError;
 use crate::sender::{
-    Destination, FROM, SERVER_WAIT, SenderInfo, SenderOptions, SenderPolicy, SenderView, TlsPolicy, command, message,
-    token,
+    Destination, FROM, SERVER_WAIT, SenderInfo, SenderOptions, SenderPolicy, SenderView, Timeline, TlsPolicy, command,
+    message, progress, token,
 };
 use crate::users::{nss_files, nss_wrapper};
 use report_format::{DeliveryAttempt, Fate, Mta, Negotiated, Protocol};
@@ -229,7 +229,7 @@ impl EximSender {
         }
         let conf = dir.join("exim.conf");
         std::fs::write(&conf, conf_text(&self.exim, &spool, to.port, &self.settings)).map_err(|e| e.to_string())?;
-        let started = tokio::time::Instant::now();
+        let mut t = Timeline::start();
         let token = token(cell);
         // -odi: the delivery runs before exim returns; a failure leaves the message queued.
         let rcpt = to.recipient();
@@ -245,8 +245,9 @@ impl EximSender {
         let mut forced = 1;
         loop {
             let lines: Vec<String> = read().lines().map(str::to_string).collect();
-            let (_, fate, _) = read_log(&lines, &qid);
-            if fate != Fate::Queued || forced >= attempts || started.elapsed() >= bound {
+            let (so_far, fate, _) = read_log(&lines, &qid);
+            t.mark(format!("{}: {}", if forced == 1 { "exim -odi" } else { "exim -M" }, progress(&so_far, fate)));
+            if fate != Fate::Queued || forced >= attempts || t.elapsed() >= bound {
                 break;
             }
             let _ = self.exim(&conf, &["-M", &qid], None).await;
@@ -256,8 +257,19 @@ impl EximSender {
         let (attempts, fate, log) = read_log(&lines, &qid);
         let queue = self.exim(&conf, &["-bp"], None).await.unwrap_or_else(|e| e);
         let queue = if queue.trim().is_empty() { format!("{qid}: not in the queue") } else { queue.trim().to_string() };
+        t.mark("queue listed (exim -bp)");
         let _ = std::fs::remove_dir_all(&dir);
-        Ok(SenderView { queue_id: Some(qid), attempts, fate, settled: true, log, queue, took: started.elapsed() })
+        let took = t.elapsed();
+        Ok(SenderView {
+            queue_id: Some(qid),
+            attempts,
+            fate,
+            settled: true,
+            log,
+            queue,
+            took,
+            timeline: t.into_steps(),
+        })
     }
 }
 

@@ -11,7 +11,8 @@ use super::instance;
 use crate::daemon::{Daemon, StartError};
 use crate::namespace::NsPlan;
 use crate::sender::{
-    Destination, FROM, SenderInfo, SenderOptions, SenderPolicy, SenderView, TlsPolicy, inject, message, token,
+    Destination, FROM, SenderInfo, SenderOptions, SenderPolicy, SenderView, Timeline, TlsPolicy, inject, message,
+    progress, token,
 };
 use crate::translate::{Credentials, Dirs, LogPlan, Prepare, Prepared};
 use report_format::{DeliveryAttempt, Fate, Mta, Negotiated, Protocol};
@@ -288,9 +289,10 @@ impl OpensmtpdSender {
         attempts: u32,
         bound: Duration,
     ) -> Result<SenderView, String> {
-        let started = tokio::time::Instant::now();
+        let mut t = Timeline::start();
         let mut c = self.start_cell(to).await?;
-        let result = self.deliver_on(&mut c, cell, to, attempts, bound, started).await;
+        t.mark("the cell's smtpd answered 220");
+        let result = self.deliver_on(&mut c, cell, to, attempts, bound, t).await;
         let listener = std::net::SocketAddr::from(([127, 0, 0, 1], c.listen));
         c.daemon.stop(Some(listener)).await;
         let _ = std::fs::remove_dir_all(&c.dir);
@@ -304,7 +306,7 @@ impl OpensmtpdSender {
         to: &Destination,
         attempts: u32,
         bound: Duration,
-        started: tokio::time::Instant,
+        mut t: Timeline,
     ) -> Result<SenderView, String> {
         let smtpctl = self.root.join("usr/sbin/smtpctl");
         let token = token(cell);
@@ -316,30 +318,35 @@ impl OpensmtpdSender {
             .filter(|id| id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit()))
             .ok_or_else(|| format!("OpenSMTPD took the message without naming it: {accepted}"))?
             .to_string();
+        t.mark(format!("handed over: {accepted}"));
         let mut forced = 1;
         let mut settled = false;
         let mut seen = 0;
-        while started.elapsed() < bound {
+        while t.elapsed() < bound {
             let ended = attempts_ended(c.read(), to.port, &msgid);
-            let (_, fate, _) = read_log(&c.lines, to.port, &msgid);
+            let (so_far, fate, _) = read_log(&c.lines, to.port, &msgid);
             if fate != Fate::Queued {
+                t.mark(progress(&so_far, fate));
                 settled = true;
                 break;
             }
             if ended > seen {
                 seen = ended;
+                t.mark(progress(&so_far, fate));
                 if forced >= attempts {
                     settled = true;
                     break;
                 }
                 c.smtpctl(&smtpctl, &format!("schedule-{forced}"), &["schedule", &msgid]).await?;
                 forced += 1;
+                t.mark(format!("attempt {forced} forced (smtpctl schedule)"));
                 // A route it disabled after an error makes no new session: give it a moment.
                 let asked = tokio::time::Instant::now();
                 while asked.elapsed() < Duration::from_secs(1) && attempts_ended(c.read(), to.port, &msgid) == seen {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 if attempts_ended(&c.lines, to.port, &msgid) == seen {
+                    t.mark("no new session within 1 s: OpenSMTPD holds the route down after an error");
                     settled = true;
                     break;
                 }
@@ -352,6 +359,7 @@ impl OpensmtpdSender {
         let listing = c.smtpctl(&smtpctl, "show", &["show", "queue"]).await.unwrap_or_else(|e| e);
         let queue: Vec<&str> = listing.lines().filter(|l| l.starts_with(&msgid)).collect();
         let queue = if queue.is_empty() { format!("{msgid}: not in the queue") } else { queue.join("\n") };
+        t.mark("queue listed (smtpctl show queue)");
         Ok(SenderView {
             queue_id: Some(msgid),
             attempts,
@@ -359,7 +367,8 @@ impl OpensmtpdSender {
             settled: settled || fate != Fate::Queued,
             log,
             queue,
-            took: started.elapsed(),
+            took: t.elapsed(),
+            timeline: t.into_steps(),
         })
     }
 }

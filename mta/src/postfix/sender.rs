@@ -10,8 +10,8 @@
 
 use crate::daemon::{Daemon, StartError, StopReport};
 use crate::sender::{
-    DaemonLog, Destination, FROM, SERVER_WAIT, SenderInfo, SenderOptions, SenderPolicy, SenderView, TlsPolicy, command,
-    inject, message, token,
+    DaemonLog, Destination, FROM, SERVER_WAIT, SenderInfo, SenderOptions, SenderPolicy, SenderView, Timeline,
+    TlsPolicy, command, inject, message, token,
 };
 use crate::translate::{Credentials, Dirs, Prepare};
 use report_format::{DeliveryAttempt, Fate, Mta, Negotiated, Protocol};
@@ -332,8 +332,8 @@ impl PostfixSender {
         attempts: u32,
         bound: Duration,
     ) -> Result<SenderView, String> {
-        let started = tokio::time::Instant::now();
-        let deadline = started + bound;
+        let mut t = Timeline::start();
+        let deadline = tokio::time::Instant::now() + bound;
         let token = token(cell);
         let etc = self.etc.display().to_string();
         // "250 2.0.0 Ok: queued as 4ABC"
@@ -342,6 +342,7 @@ impl PostfixSender {
         else {
             return Err(format!("Postfix took the message without naming its queue id: {queued}"));
         };
+        t.mark(format!("handed over: {queued}"));
         let mut lines;
         let arrived = Instant::now();
         let mut forced = 1;
@@ -353,6 +354,8 @@ impl PostfixSender {
             if statuses.len() > seen {
                 seen = statuses.len();
                 let last = statuses[seen - 1].2;
+                let status = last.split(" status=").nth(1).unwrap_or(last);
+                t.mark(format!("attempt {forced}: status={status}"));
                 if fate_of(last) != Fate::Queued || forced >= attempts {
                     settled = true;
                     break;
@@ -365,6 +368,7 @@ impl PostfixSender {
                 }
                 self.postqueue(&["-i", &qid]).await?;
                 forced += 1;
+                t.mark(format!("attempt {forced} forced (postqueue -i), the message older than minimal_backoff_time"));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -373,6 +377,7 @@ impl PostfixSender {
         let fate = statuses.last().map_or(Fate::Queued, |(_, _, m)| fate_of(m));
         let listing = self.postqueue(&["-p"]).await.unwrap_or_else(|e| e);
         let queue = queue_entry(&listing, &qid);
+        t.mark("queue listed (postqueue -p)");
         let postsuper = self.program("postsuper");
         let _ = command(&postsuper, &["-c", &etc, "-d", &qid], &self.env, None).await;
         let (attempts, log) = attempts_of(&lines, &qid);
@@ -383,7 +388,8 @@ impl PostfixSender {
             settled: settled || fate != Fate::Queued,
             log,
             queue,
-            took: started.elapsed(),
+            took: t.elapsed(),
+            timeline: t.into_steps(),
         })
     }
 }

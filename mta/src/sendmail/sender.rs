@@ -9,7 +9,8 @@
 use crate::daemon::{Daemon, StartError};
 use crate::namespace::{NsPlan, PrivateDev};
 use crate::sender::{
-    Destination, FROM, SERVER_WAIT, SenderInfo, SenderOptions, SenderPolicy, SenderView, TlsPolicy, message, token,
+    Destination, FROM, SERVER_WAIT, SenderInfo, SenderOptions, SenderPolicy, SenderView, Timeline, TlsPolicy, message,
+    progress, token,
 };
 use crate::translate::{LogPlan, Prepared};
 use report_format::{DeliveryAttempt, Fate, Mta, Negotiated, Protocol};
@@ -260,7 +261,7 @@ impl SendmailSender {
         attempts: u32,
         bound: Duration,
     ) -> Result<SenderView, String> {
-        let started = tokio::time::Instant::now();
+        let mut t = Timeline::start();
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let dir = self.work.join(format!("cells/{n}"));
         std::fs::create_dir_all(dir.join("mqueue")).map_err(|e| e.to_string())?;
@@ -274,19 +275,25 @@ impl SendmailSender {
         std::fs::write(&msg, message(cell, &token, to)).map_err(|e| e.to_string())?;
         let rcpt = to.recipient();
         let (mut lines, _) = self.run(&dir, "send", &["-odi", "-oi", "-f", FROM, &rcpt], Some(msg)).await?;
+        let (so_far, fate) = read_log(&lines);
+        t.mark(format!("sendmail -odi: {}", progress(&so_far, fate)));
         let mut forced = 1;
-        while forced < attempts && started.elapsed() < bound && read_log(&lines).1 == Fate::Queued {
+        while forced < attempts && t.elapsed() < bound && read_log(&lines).1 == Fate::Queued {
             // `-qf`: the queue run stays in the foreground (a plain `-q` hands the delivery to
             // a child of its own and exits).
             let (more, _) = self.run(&dir, &format!("retry{forced}"), &["-qf"], None).await?;
             lines.extend(more);
             forced += 1;
+            let (so_far, fate) = read_log(&lines);
+            t.mark(format!("sendmail -qf: {}", progress(&so_far, fate)));
         }
         let (attempts, fate) = read_log(&lines);
         let qid =
             lines.iter().map(|l| message_of(l)).find_map(|m| m.split_once(": from=<").map(|(q, _)| q.to_string()));
         let (_, listing) = self.run(&dir, "list", &["-bp"], None).await?;
+        t.mark("queue listed (sendmail -bp)");
         let _ = std::fs::remove_dir_all(&dir);
+        let took = t.elapsed();
         Ok(SenderView {
             queue_id: qid,
             attempts,
@@ -294,7 +301,8 @@ impl SendmailSender {
             settled: true,
             log: lines,
             queue: listing.trim().to_string(),
-            took: started.elapsed(),
+            took,
+            timeline: t.into_steps(),
         })
     }
 }
