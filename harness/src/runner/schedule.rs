@@ -43,13 +43,13 @@ pub fn expected_wait(profile: &ServerProfile) -> Duration {
 
 /// How long a profile's cells take beyond the usual, for scheduling: its client cells one after
 /// another, then its deliveries at once (a stalled server keeps them for the whole cell bound, a
-/// sender's retry about a second).
+/// sender's retry about two seconds).
 pub fn expected_time(profile: &ServerProfile, client_cells: usize, deliveries: bool, bound: Duration) -> Duration {
     let clients = expected_wait(profile) * client_cells as u32;
     let delivering = match (deliveries, profile.fault) {
         (false, _) => Duration::ZERO,
         (true, Some(servers::Fault::Stall)) => bound,
-        (true, _) => Duration::from_millis(1200),
+        (true, _) => Duration::from_millis(2200),
     };
     clients + delivering
 }
