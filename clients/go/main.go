@@ -1,5 +1,5 @@
 // go-crypto-tls: Go's crypto/tls with its defaults, speaking the starttls-matrix client
-// contract: flags in, SMTP up to STARTTLS (net/smtp), the handshake with SNI and verification
+// contract: flags in, SMTP up to STARTTLS (net/textproto, every reply checked), the handshake with SNI and verification
 // against --cafile, EHLO again over TLS, QUIT, and one `RESULT {json}` line out; exit 89 for a
 // flag it does not know. The error text is Go's own. Built once by clients/go/go-client.
 package main
@@ -12,7 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/smtp"
+	"net/textproto"
 	"os"
 	"runtime"
 	"strings"
@@ -83,39 +83,77 @@ func run() int {
 	if err != nil {
 		return fail("connect", err.Error())
 	}
+	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(time.Duration(*timeout) * time.Second))
-	host, _, _ := net.SplitHostPort(*connect)
-	c, err := smtp.NewClient(conn, host)
+	// The dialogue up to STARTTLS by hand (net/textproto), so that every reply is checked and
+	// the first refusal is reported with its code: net/smtp hides a rejected EHLO behind HELO.
+	text := textproto.NewConn(conn)
+	if _, msg, err := text.ReadResponse(220); err != nil {
+		return fail("smtp", "greeting: "+refusal(err, msg))
+	}
+	_, msg, err := command(text, 250, "EHLO %s", *ehlo)
 	if err != nil {
-		return fail("smtp", "greeting: "+err.Error())
+		return fail("smtp", "EHLO: "+refusal(err, msg))
 	}
-	if err := c.Hello(*ehlo); err != nil {
-		return fail("smtp", "EHLO: "+err.Error())
-	}
-	if ok, _ := c.Extension("STARTTLS"); !ok {
+	if !offers(msg, "STARTTLS") {
 		return fail("starttls", "STARTTLS not offered")
 	}
-	if err := c.StartTLS(config); err != nil {
-		text := err.Error()
+	if _, msg, err := command(text, 220, "STARTTLS"); err != nil {
+		return fail("starttls", "STARTTLS refused: "+refusal(err, msg))
+	}
+	tlsConn := tls.Client(conn, config)
+	if err := tlsConn.Handshake(); err != nil {
 		stage := "handshake"
-		switch {
-		case strings.HasPrefix(text, "4") || strings.HasPrefix(text, "5"):
-			stage, text = "starttls", "STARTTLS refused: "+text
-		case strings.Contains(text, "x509:") || strings.Contains(text, "certificate"):
+		if strings.Contains(err.Error(), "x509:") || strings.Contains(err.Error(), "certificate") {
 			stage = "verify"
 		}
-		return fail(stage, text)
+		return fail(stage, err.Error())
 	}
-	state, _ := c.TLSConnectionState()
-	// net/smtp's StartTLS has already sent EHLO again over TLS and read its reply.
-	if err := c.Quit(); err != nil {
-		return fail("post-tls", "QUIT: "+err.Error())
+	state := tlsConn.ConnectionState()
+	secure := textproto.NewConn(tlsConn)
+	if _, msg, err := command(secure, 250, "EHLO %s", *ehlo); err != nil {
+		return fail("post-tls", "EHLO over TLS: "+refusal(err, msg))
+	}
+	if _, msg, err := command(secure, 221, "QUIT"); err != nil {
+		return fail("post-tls", "QUIT: "+refusal(err, msg))
 	}
 	// crypto/tls does not say which curve a handshake used.
 	return emit(map[string]interface{}{
 		"status": "ok", "protocol": versionName(state.Version),
 		"cipher": tls.CipherSuiteName(state.CipherSuite), "group": nil, "dh_bits": nil,
 	})
+}
+
+// command sends one SMTP command and reads its reply, expecting the given code.
+func command(c *textproto.Conn, expect int, format string, args ...interface{}) (int, string, error) {
+	id, err := c.Cmd(format, args...)
+	if err != nil {
+		return 0, "", err
+	}
+	c.StartResponse(id)
+	defer c.EndResponse(id)
+	return c.ReadResponse(expect)
+}
+
+// refusal is a reply that was not the one expected, as "421 4.3.2 text", or the I/O error.
+func refusal(err error, msg string) string {
+	if e, ok := err.(*textproto.Error); ok {
+		return fmt.Sprintf("%d %s", e.Code, strings.ReplaceAll(e.Msg, "\n", " / "))
+	}
+	if msg != "" {
+		return err.Error() + ": " + msg
+	}
+	return err.Error()
+}
+
+// offers says whether an EHLO reply lists an extension.
+func offers(reply, extension string) bool {
+	for _, line := range strings.Split(reply, "\n") {
+		if strings.EqualFold(strings.Fields(line + " ")[0], extension) {
+			return true
+		}
+	}
+	return false
 }
 
 func main() { os.Exit(run()) }

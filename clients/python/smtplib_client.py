@@ -67,6 +67,9 @@ def main(argv):
         return error("smtp", "greeting: %s" % e)
     except OSError as e:
         return error("connect", "connect to %s: %s" % (args.connect, e))
+    # smtplib's connect() returns a refusal in the banner rather than raising it.
+    if code != 220:
+        return error("smtp", "greeting: " + reply_text(code, message))
     # As if the name had been resolved: SNI and verification use the server's name.
     smtp._host = args.servername
     try:

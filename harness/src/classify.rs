@@ -325,7 +325,11 @@ mod tests {
         );
         assert_eq!(c, Classified { class: ErrorClass::NoSharedCipher, side: Side::Server });
         let silent = tables().classify("rustls", Stage::Handshake, "received fatal alert: HandshakeFailure", None, &[]);
-        assert_eq!(silent.class, ErrorClass::Unmapped, "without the server's words we do not guess");
+        assert_eq!(
+            silent,
+            Classified { class: ErrorClass::HandshakeFailure, side: Side::Server },
+            "without the server's words: the server refused the handshake, no more"
+        );
     }
 
     #[test]
@@ -390,15 +394,15 @@ mod tests {
         assert_eq!(c(Verify, name, &[]).class, CertNameMismatch);
         let issuer = "Connection error: error:0A000086:SSL routines:tls_post_process_server_certificate:certificate verify failed:../ssl/statem/statem_clnt.c:1889: (unable to get local issuer certificate)";
         assert_eq!(c(Verify, issuer, &[]).class, CertUntrusted);
-        // An alert received: the server's own words decide, and without them we do not guess.
-        // (The tls-alert-after-starttls fault's refusal decides that cell before any table.)
+        // An alert received: the server's own words decide; without them, the server refused the
+        // handshake and no more is known.
         let alert = "Connection error: error:0A000410:SSL routines:ssl3_read_bytes:sslv3 alert handshake failure:../ssl/record/rec_layer_s3.c:1601:SSL alert number 40";
-        assert_eq!(c(Handshake, alert, &[]), Classified { class: Unmapped, side: Side::Server });
+        assert_eq!(c(Handshake, alert, &[]), Classified { class: HandshakeFailure, side: Side::Server });
         let garbage = "Connection error: error:0A00010B:SSL routines:ssl3_get_record:wrong version number:../ssl/record/ssl3_record.c:350:";
         assert_eq!(
-            c(Handshake, garbage, &[]).class,
-            ProtocolVersion,
-            "OpenSSL's words alone; the runner reads the fault's refusal first"
+            c(Handshake, garbage, &[]),
+            Classified { class: ConnectionClosed, side: Side::Server },
+            "not TLS where a ServerHello was due: the server broke off the handshake"
         );
         assert_eq!(c(Handshake, "Connection error: unexpected EOF", &[]).class, ConnectionClosed);
         let not_offered = "internal client error: STARTTLS is not supported on this server";
@@ -416,7 +420,7 @@ mod tests {
         assert_eq!(c(Smtp, "permanent error (550): 5.7.1 EHLO rejected by policy", &[]).class, SmtpRejected);
         let injected = "permanent error (554): 5.7.0 INJECTED plaintext sent before the TLS handshake";
         assert_eq!(c(PostTls, injected, &[]), Classified { class: InjectionAccepted, side: Side::Client });
-        assert_eq!(c(Connect, "Connection error: Connection refused (os error 111)", &[]).class, ConnectionClosed);
+        assert_eq!(c(Connect, "Connection error: Connection refused (os error 111)", &[]).class, ConnectionRefused);
         assert_eq!(c(Smtp, "response error: incomplete response", &[]).class, ConnectionClosed);
         assert_eq!(c(Smtp, "network error: Connection reset by peer (os error 104)", &[]).class, ConnectionClosed);
     }

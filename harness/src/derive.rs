@@ -361,8 +361,8 @@ mod tests {
         );
         let o = derive_outcome(&e, &tables());
         assert_eq!(class(&o), Some(ErrorClass::StarttlsRefused));
-        // Blind, the client's words alone decide.
-        assert_eq!(class(&derive_outcome(&e.blind(), &tables())), Some(ErrorClass::ProtocolVersion));
+        // Blind, the client's words alone decide: not TLS where a ServerHello was due.
+        assert_eq!(class(&derive_outcome(&e.blind(), &tables())), Some(ErrorClass::ConnectionClosed));
     }
 
     /// Rule 7: our own server unreachable is a harness error; someone else's is a finding.
@@ -373,7 +373,8 @@ mod tests {
         assert_eq!(derive_outcome(&e.blind(), &tables()).kind(), "failed");
     }
 
-    /// Rule 8: a peer alert defers to the server's words; without them it stays unmapped.
+    /// Rule 8: a peer alert defers to the server's words; without them, the server refused the
+    /// handshake and no more is known.
     #[test]
     fn alerts_defer_to_the_servers_words() {
         let t = tables();
@@ -381,7 +382,7 @@ mod tests {
             own("server-openssl", vec![record_with_error("error:0A0000C1:SSL routines::no shared cipher")], &[]);
         let e = ran("rustls", error(Stage::Handshake, ALERT40), server);
         assert_eq!(class(&derive_outcome(&e, &t)), Some(ErrorClass::NoSharedCipher));
-        assert_eq!(class(&derive_outcome(&e.blind(), &t)), Some(ErrorClass::Unmapped));
+        assert_eq!(class(&derive_outcome(&e.blind(), &t)), Some(ErrorClass::HandshakeFailure));
     }
 
     /// Rule 9: a configuration the server dropped decides "no shared cipher" and "closed", and

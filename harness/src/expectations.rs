@@ -214,6 +214,7 @@ reason = "no such stack"
                 shard: None,
                 merged_from: vec![],
                 repeat: 1,
+                blind: false,
             },
             servers: BTreeMap::new(),
             server_runs: BTreeMap::new(),

@@ -69,6 +69,19 @@ pub struct Judge {
     pub matrix: Option<Arc<Matrix>>,
     pub baseline: Option<Report>,
     pub tables: Arc<Tables>,
+    /// Whose words decide.
+    pub view: View,
+}
+
+/// Whose words decide a cell's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum View {
+    /// The client's, with our own server's records where they know better.
+    #[default]
+    Informed,
+    /// The client's alone, as against a server we do not control (`run --blind`, `probe`); the
+    /// server's records stay in the report for comparison.
+    Blind,
 }
 
 impl Judge {
@@ -85,7 +98,14 @@ impl Judge {
     /// A cell's runs, judged.
     pub fn record(&self, run: CellRun) -> CellRecord {
         let expected = self.expected_for(&run.id.to_string());
-        let derived: Vec<(Outcome, Option<Delivery>)> = run.runs.iter().map(|e| derive_cell(e, &self.tables)).collect();
+        let derived: Vec<(Outcome, Option<Delivery>)> = run
+            .runs
+            .iter()
+            .map(|e| match self.view {
+                View::Informed => derive_cell(e, &self.tables),
+                View::Blind => derive_cell(&e.blind(), &self.tables),
+            })
+            .collect();
         let server_log: Vec<ConnectionRecord> = run.runs.iter().flat_map(|e| e.server.records.clone()).collect();
         let (first, delivery) =
             derived.first().cloned().unwrap_or((Outcome::HarnessError { detail: "the cell never ran".into() }, None));

@@ -5,6 +5,7 @@
 
 pub mod adapters;
 pub mod batch;
+pub mod blind;
 pub mod classify;
 pub mod delivery;
 pub mod derive;

@@ -70,8 +70,25 @@ impl Shared {
                 .and_then(|runs| runs.remove(id))
                 .ok_or_else(|| Failed::from("the profile's deliveries did not include this cell"))
         })?;
-        let judge = Judge { matrix: Some(self.matrix.clone()), baseline: None, tables: self.tables.clone() };
+        // The same evidence, blind: what a client alone could say must agree (or coarsen as
+        // harness::blind lists).
+        let blind_view = harness::derive::derive_cell(&run.runs[0].blind(), &self.tables);
+        let informed_view = harness::derive::derive_cell(&run.runs[0], &self.tables);
+        let blind_check = harness::blind::compare(
+            &id.client,
+            (&informed_view.0, informed_view.1.as_ref()),
+            (&blind_view.0, blind_view.1.as_ref()),
+        );
+        let judge = Judge {
+            matrix: Some(self.matrix.clone()),
+            baseline: None,
+            tables: self.tables.clone(),
+            view: harness::judge::View::Informed,
+        };
         let record = judge.record(run);
+        if let Err(why) = blind_check {
+            return Err(format!("the blind view disagrees: {why}\nblind outcome: {:#?}", blind_view.0).into());
+        }
         if record.verdict.is_as_expected() {
             Ok(())
         } else {

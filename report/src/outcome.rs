@@ -14,11 +14,13 @@ pub enum ErrorClass {
     CertNameMismatch,
     CertUntrusted,
     ConnectionClosed,
+    ConnectionRefused,
     DhInvalid,
     DhInvalidAccepted,
     DhTooLarge,
     DhTooSmall,
     DowngradedToPlaintext,
+    HandshakeFailure,
     InjectionAccepted,
     LegacySigalg,
     NoSharedCipher,
@@ -34,16 +36,18 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 21] = [
+    pub const ALL: [ErrorClass; 23] = [
         ErrorClass::CertExpired,
         ErrorClass::CertNameMismatch,
         ErrorClass::CertUntrusted,
         ErrorClass::ConnectionClosed,
+        ErrorClass::ConnectionRefused,
         ErrorClass::DhInvalid,
         ErrorClass::DhInvalidAccepted,
         ErrorClass::DhTooLarge,
         ErrorClass::DhTooSmall,
         ErrorClass::DowngradedToPlaintext,
+        ErrorClass::HandshakeFailure,
         ErrorClass::InjectionAccepted,
         ErrorClass::LegacySigalg,
         ErrorClass::NoSharedCipher,
@@ -64,11 +68,13 @@ impl ErrorClass {
             ErrorClass::CertNameMismatch => "cert_name_mismatch",
             ErrorClass::CertUntrusted => "cert_untrusted",
             ErrorClass::ConnectionClosed => "connection_closed",
+            ErrorClass::ConnectionRefused => "connection_refused",
             ErrorClass::DhInvalid => "dh_invalid",
             ErrorClass::DhInvalidAccepted => "dh_invalid_accepted",
             ErrorClass::DhTooLarge => "dh_too_large",
             ErrorClass::DhTooSmall => "dh_too_small",
             ErrorClass::DowngradedToPlaintext => "downgraded_to_plaintext",
+            ErrorClass::HandshakeFailure => "handshake_failure",
             ErrorClass::InjectionAccepted => "injection_accepted",
             ErrorClass::LegacySigalg => "legacy_sigalg",
             ErrorClass::NoSharedCipher => "no_shared_cipher",
@@ -93,6 +99,9 @@ impl ErrorClass {
             ErrorClass::ConnectionClosed => {
                 "the peer closed the connection, reset it or broke off the handshake without a reason we can name"
             }
+            ErrorClass::ConnectionRefused => {
+                "nothing accepted the TCP connection: no server listening there, or a firewall refusing it"
+            }
             ErrorClass::DhInvalid => "the client refused the server's DH prime as composite or of small subgroup",
             ErrorClass::DhInvalidAccepted => {
                 "the client accepted a composite or small-subgroup DH prime (a security finding)"
@@ -100,6 +109,9 @@ impl ErrorClass {
             ErrorClass::DhTooLarge => "the server's DH group is above this client's maximum",
             ErrorClass::DhTooSmall => "the server's DH group is below this client's minimum",
             ErrorClass::DowngradedToPlaintext => "the client carried on without TLS",
+            ErrorClass::HandshakeFailure => {
+                "the server ended the handshake with a bare handshake_failure alert: no cipher, group or version in common, or a setting it would not use — its own log says which"
+            }
             ErrorClass::InjectionAccepted => "the client took plaintext injected before the handshake as protected",
             ErrorClass::LegacySigalg => {
                 "a signature algorithm one side requires (e.g. TLS 1.0's MD5-SHA1) is refused by the other"
@@ -126,11 +138,15 @@ impl ErrorClass {
             ErrorClass::CertNameMismatch => "serve a certificate whose names include the MX host name",
             ErrorClass::CertUntrusted => "serve the full chain from a CA the senders trust",
             ErrorClass::ConnectionClosed => "read the server's log for the cause",
+            ErrorClass::ConnectionRefused => "check the host, the port and that the server is running and reachable",
             ErrorClass::DhInvalid => "serve a well-known safe prime, e.g. an RFC 7919 group",
             ErrorClass::DhInvalidAccepted => "report it to the client library: it must validate DH parameters",
             ErrorClass::DhTooLarge => "serve a DH group of at most 2048 bits, or prefer ECDHE",
             ErrorClass::DhTooSmall => "serve an RFC 7919 group of at least 2048 bits, or prefer ECDHE",
             ErrorClass::DowngradedToPlaintext => "require TLS on the client (e.g. a 'secure' or 'encrypt' policy)",
+            ErrorClass::HandshakeFailure => {
+                "read the server's TLS log; offer ECDHE suites, x25519/secp256r1 and TLS 1.2–1.3"
+            }
             ErrorClass::InjectionAccepted => {
                 "update the client: it must discard plaintext buffered before the handshake"
             }
@@ -209,7 +225,10 @@ impl ErrorClass {
             | ErrorClass::DhTooSmall
             | ErrorClass::NoSharedGroup
             | ErrorClass::UnofferedGroup => Family::KeyExchange,
-            ErrorClass::LegacySigalg | ErrorClass::NoSharedCipher | ErrorClass::ProtocolVersion => Family::Protocol,
+            ErrorClass::HandshakeFailure
+            | ErrorClass::LegacySigalg
+            | ErrorClass::NoSharedCipher
+            | ErrorClass::ProtocolVersion => Family::Protocol,
             ErrorClass::CertExpired | ErrorClass::CertNameMismatch | ErrorClass::CertUntrusted => Family::Certificate,
             ErrorClass::DowngradedToPlaintext
             | ErrorClass::InjectionAccepted
@@ -217,7 +236,10 @@ impl ErrorClass {
             | ErrorClass::StarttlsNotOffered
             | ErrorClass::StarttlsRefused => Family::Starttls,
             ErrorClass::ServerConfigRejected => Family::ServerConfig,
-            ErrorClass::ConnectionClosed | ErrorClass::ServerTimeout | ErrorClass::Unmapped => Family::Other,
+            ErrorClass::ConnectionClosed
+            | ErrorClass::ConnectionRefused
+            | ErrorClass::ServerTimeout
+            | ErrorClass::Unmapped => Family::Other,
         }
     }
 }

@@ -65,6 +65,10 @@ pub struct RunInfo {
     /// Times each cell was run (`--repeat`).
     #[serde(default = "one")]
     pub repeat: u32,
+    /// Every cell was classified from the client's (or sender's) own words only (`run --blind`,
+    /// `probe`); the servers' records in `server_log` did not decide.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blind: bool,
 }
 
 fn one() -> u32 {
@@ -249,7 +253,7 @@ mod tests {
                 run: RunInfo {
                     id: "x".into(), mode: "run".into(), started: "s".into(), finished: "f".into(), wall_ms: 1,
                     matrix: "m".into(), tool_versions: BTreeMap::new(), server_order: vec![], client_order: vec![], jobs: 1, cores: 2,
-                    matrix_digest: "d".into(), shard: Some("1/2".into()), merged_from: vec![], repeat: 1,
+                    matrix_digest: "d".into(), shard: Some("1/2".into()), merged_from: vec![], repeat: 1, blind: false,
                 },
                 servers: BTreeMap::new(),
                 server_runs: BTreeMap::new(),

@@ -2,6 +2,7 @@
 //! (TLS1.2-X.509)-(DHE-FFDHE2048)-…` on success, `*** Fatal error: …` on failure. EHLO is typed
 //! into the TLS session, QUIT once its reply is in.
 
+use super::dialogue::{Exchange, first_refusal};
 use super::{Adapter, Located, Target, VersionProbe, first_line, on_path};
 use crate::matrix::ClientStack;
 use report_format::Availability;
@@ -27,6 +28,8 @@ impl Adapter for GnutlsCli {
     fn command(&self, target: &Target, extra: &[String]) -> (Vec<OsString>, Vec<u8>) {
         let (host, port) = target.host_port();
         let mut args: Vec<OsString> = vec![
+            // -V: its STARTTLS helper prints the server's replies ("starttls: received: …").
+            "-V".into(),
             "--starttls-proto=smtp".into(),
             "--port".into(),
             port.into(),
@@ -69,6 +72,8 @@ fn parse(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientRes
     let all: Vec<&str> = stdout.lines().chain(stderr.lines()).collect();
     let words: Vec<&str> = all
         .iter()
+        // Not the -V dialogue's own lines (`starttls: …`, replies naming STARTTLS).
+        .filter(|l| !l.starts_with("starttls: ") && !l.starts_with("250"))
         .filter(|l| {
             l.starts_with("*** ")
                 || l.contains("NOT trusted")
@@ -82,6 +87,10 @@ fn parse(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientRes
     let words = words.join("\n");
     let completed = stdout.contains("- Handshake was completed");
     if !completed {
+        // A refusal it read before giving up ("error receiving '220 '") is what happened.
+        if let Some(refused) = first_refusal(&starttls_dialogue(&all)) {
+            return Ok(refused);
+        }
         if words.is_empty() {
             return Err(format!("gnutls-cli printed neither a completed handshake nor an error (exit {exit_code:?})"));
         }
@@ -102,7 +111,12 @@ fn parse(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientRes
     }
     let description = stdout.lines().find_map(|l| l.strip_prefix("- Description: ")).unwrap_or_default();
     let negotiated = gnutls_session(description)?;
-    let after: Vec<&str> = stdout.lines().skip_while(|l| !l.starts_with("- Handshake was completed")).collect();
+    // With -V a reply's first line comes as `- Received[15]: 221 2.0.0 Bye`.
+    let after: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("- Handshake was completed"))
+        .map(|l| l.strip_prefix("- Received[").and_then(|r| r.split_once("]: ")).map_or(l, |(_, reply)| reply))
+        .collect();
     let ehlo_ok = after.iter().any(|l| l.starts_with("250"));
     let quit_ok = after.iter().any(|l| l.starts_with("221"));
     if !(ehlo_ok && quit_ok) {
@@ -110,6 +124,34 @@ fn parse(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientRes
         return Ok(ClientResult::error(Stage::PostTls, text));
     }
     Ok(ClientResult::Ok(negotiated))
+}
+
+/// The dialogue its STARTTLS helper prints with `-V`: `starttls: sending: EHLO x`, then
+/// `starttls: received: 250-…` and the reply's further lines up to a blank line.
+fn starttls_dialogue(lines: &[&str]) -> Vec<Exchange> {
+    let mut out = Vec::new();
+    let mut command: Option<String> = None;
+    let mut reading: Option<Vec<String>> = None;
+    let flush = |reading: &mut Option<Vec<String>>, command: &mut Option<String>, out: &mut Vec<Exchange>| {
+        if let Some(reply) = reading.take() {
+            out.push(Exchange { command: command.take(), reply: reply.join("\n") });
+        }
+    };
+    for line in lines {
+        if let Some(sent) = line.strip_prefix("starttls: sending: ") {
+            flush(&mut reading, &mut command, &mut out);
+            command = Some(sent.trim().to_string());
+        } else if let Some(first) = line.strip_prefix("starttls: received: ") {
+            flush(&mut reading, &mut command, &mut out);
+            reading = Some(vec![first.trim().to_string()]);
+        } else if line.starts_with("starttls: ") || line.trim().is_empty() {
+            flush(&mut reading, &mut command, &mut out);
+        } else if let Some(r) = &mut reading {
+            r.push(line.trim().to_string());
+        }
+    }
+    flush(&mut reading, &mut command, &mut out);
+    out
 }
 
 /// A GnuTLS session line, `(TLS1.2)-(DHE-FFDHE2048)-(RSA-SHA256)-(AES-256-GCM)` (gnutls-cli adds
@@ -136,7 +178,7 @@ mod tests {
 
     #[test]
     fn parses_gnutls_success_and_failure() {
-        let ok = "- Description: (TLS1.2-X.509)-(DHE-CUSTOM1024)-(RSA-SHA256)-(AES-256-GCM)\n- Handshake was completed\n\n250-mx.test\n250 8BITMIME\n221 2.0.0 Bye\n";
+        let ok = "- Description: (TLS1.2-X.509)-(DHE-CUSTOM1024)-(RSA-SHA256)-(AES-256-GCM)\n- Handshake was completed\n\n- Simple Client Mode:\n\n- Sent: 8 bytes\n- Received[71]: 250-mx.test greets x\n250 8BITMIME\n- Sent: 6 bytes\n- Received[15]: 221 2.0.0 Bye\n";
         match parse(Some(0), ok, "").unwrap() {
             ClientResult::Ok(n) => {
                 assert_eq!((n.protocol, n.dh_bits, n.group), (Some(Protocol::Tls12), Some(1024), None))
@@ -148,6 +190,20 @@ mod tests {
             ClientResult::Ok(n) => assert_eq!((n.group.as_deref(), n.dh_bits), (Some("ffdhe2048"), Some(2048))),
             e => panic!("{e:?}"),
         }
+        // A 421 banner, as gnutls-cli 3.7.9 -V printed it (on stderr) before giving up.
+        let stderr = "starttls: waiting for: \"220 \"\nstarttls: received: 421 4.3.2 mx.test Service not available, closing\n\nerror receiving '220 ': Timeout\n";
+        assert_eq!(
+            parse(Some(1), "Processed 0 CA certificate(s).\n", stderr).unwrap(),
+            ClientResult::error(Stage::Smtp, "greeting: 421 4.3.2 mx.test Service not available, closing")
+        );
+        let stderr = "starttls: received: 220 mx.test ESMTP\n\nstarttls: sending: EHLO 127.0.0.1\n\nstarttls: waiting for: \"250 \"\nstarttls: received: 250-mx.test greets 127.0.0.1\n250 STARTTLS\n\nstarttls: sending: STARTTLS\n\nstarttls: waiting for: \"220 \"\nstarttls: received: 454 4.7.0 TLS not available due to temporary reason\n\n";
+        assert_eq!(
+            parse(None, "", stderr).unwrap(),
+            ClientResult::error(
+                Stage::Starttls,
+                "STARTTLS refused: 454 4.7.0 TLS not available due to temporary reason"
+            )
+        );
         let bad = "Connecting to '127.0.0.1:1'...\n- Certificate type: X.509\n*** Fatal error: The Diffie-Hellman prime sent by the server is not acceptable (not long enough).\n";
         match parse(Some(1), bad, "").unwrap() {
             ClientResult::Error { stage, error } => {

@@ -4,6 +4,7 @@
 //! program its version — which the harness asks under the stack's own environment.
 
 mod curl;
+pub mod dialogue;
 mod gnutls_cli;
 mod msmtp;
 pub mod posttls_finger;

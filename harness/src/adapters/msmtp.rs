@@ -1,6 +1,7 @@
 //! `msmtp --serverinfo` with STARTTLS required (msmtp on GnuTLS): `TLS session parameters:` and
 //! the GnuTLS session line on success, `msmtp: …` on failure.
 
+use super::dialogue::{Exchange, first_refusal};
 use super::gnutls_cli::gnutls_session;
 use super::{Adapter, Located, Target, VersionProbe, first_line, on_path};
 use crate::matrix::ClientStack;
@@ -28,6 +29,8 @@ impl Adapter for Msmtp {
         let (host, port) = target.host_port();
         let mut args: Vec<OsString> = vec![
             "--serverinfo".into(),
+            // The dialogue (`<-- 550 …`): msmtp's own words hide a rejected EHLO behind HELO.
+            "--debug".into(),
             format!("--host={host}").into(),
             format!("--port={port}").into(),
             "--tls=on".into(),
@@ -64,6 +67,10 @@ fn parse(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientRes
     if let (Some(0), Some(line)) = (exit_code, session) {
         return Ok(ClientResult::Ok(gnutls_session(line)?));
     }
+    let all: Vec<&str> = stdout.lines().chain(stderr.lines()).collect();
+    if let Some(refused) = first_refusal(&dialogue(&all)) {
+        return Ok(refused);
+    }
     let words: Vec<&str> = stderr.lines().filter(|l| l.starts_with("msmtp: ")).map(str::trim).collect();
     let words = words.join("\n");
     if words.is_empty() {
@@ -83,6 +90,30 @@ fn parse(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientRes
     Ok(ClientResult::error(stage, words))
 }
 
+/// `--debug`'s dialogue: `--> EHLO x`, `<-- 550 5.7.1 …`, up to the TLS handshake.
+fn dialogue(lines: &[&str]) -> Vec<Exchange> {
+    let mut out: Vec<Exchange> = Vec::new();
+    let mut command: Option<String> = None;
+    let mut reply: Vec<&str> = Vec::new();
+    for line in lines {
+        if let Some(sent) = line.strip_prefix("--> ") {
+            if !reply.is_empty() || command.is_some() {
+                out.push(Exchange { command: command.take(), reply: reply.join("\n") });
+                reply.clear();
+            }
+            command = Some(sent.trim().to_string());
+        } else if let Some(read) = line.strip_prefix("<-- ") {
+            reply.push(read.trim());
+        } else if line.starts_with("TLS session parameters:") {
+            break;
+        }
+    }
+    if !reply.is_empty() {
+        out.push(Exchange { command, reply: reply.join("\n") });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +124,13 @@ mod tests {
         assert!(matches!(parse(Some(0), ok, "").unwrap(), ClientResult::Ok(n) if n.dh_bits == Some(1024)));
         let bad = "msmtp: TLS handshake failed: The Diffie-Hellman prime sent by the server is not acceptable (not long enough).\n";
         assert!(matches!(parse(Some(69), "", bad).unwrap(), ClientResult::Error { stage: Stage::Handshake, .. }));
+        // msmtp 1.8 --debug against a server that rejects EHLO: it says only that STARTTLS is
+        // not supported (it fell back to HELO), the dialogue has the 550.
+        let debug = "<-- 220 mx.test ESMTP starttls-matrix\n--> EHLO localhost\n<-- 550 5.7.1 EHLO rejected by policy\n--> HELO localhost\n<-- 250 mx.test\n--> QUIT\n<-- 221 2.0.0 Bye\n";
+        let said = "msmtp: the server does not support TLS via the STARTTLS command\n";
+        assert_eq!(
+            parse(Some(69), debug, said).unwrap(),
+            ClientResult::error(Stage::Smtp, "EHLO: 550 5.7.1 EHLO rejected by policy")
+        );
     }
 }

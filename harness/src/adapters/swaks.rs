@@ -2,6 +2,7 @@
 //! with cipher TLSv1.2:DHE-RSA-AES256-GCM-SHA384:256` on success, `*** …` lines (and `<** ` for a
 //! server's refusal) on failure.
 
+use super::dialogue::{Exchange, first_refusal};
 use super::{Adapter, Located, Target, VersionProbe, first_line, on_path};
 use crate::matrix::ClientStack;
 use report_format::Availability;
@@ -71,6 +72,11 @@ fn parse(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientRes
     let problems: Vec<&str> =
         all.iter().filter(|l| l.starts_with("*** ") || l.starts_with("<** ")).map(|l| l.trim()).collect();
     let words = problems.join("\n");
+    if started.is_none()
+        && let Some(refused) = first_refusal(&dialogue(&all))
+    {
+        return Ok(refused);
+    }
     match (exit_code, started) {
         (Some(0), Some(session)) => {
             // TLSv1.2:DHE-RSA-AES256-GCM-SHA384:256
@@ -103,6 +109,30 @@ fn parse(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientRes
     }
 }
 
+/// The dialogue swaks prints before TLS: ` -> EHLO x`, `<-  250 …`, `<** 550 …` (a refusal).
+fn dialogue(lines: &[&str]) -> Vec<Exchange> {
+    let mut out: Vec<Exchange> = Vec::new();
+    let mut command: Option<String> = None;
+    let mut reply: Vec<&str> = Vec::new();
+    for line in lines {
+        if let Some(sent) = line.strip_prefix(" -> ") {
+            if !reply.is_empty() || command.is_some() {
+                out.push(Exchange { command: command.take(), reply: reply.join("\n") });
+                reply.clear();
+            }
+            command = Some(sent.trim().to_string());
+        } else if let Some(read) = line.strip_prefix("<-  ").or_else(|| line.strip_prefix("<** ")) {
+            reply.push(read.trim());
+        } else if line.starts_with("=== TLS started") || line.starts_with(" ~> ") {
+            break;
+        }
+    }
+    if !reply.is_empty() {
+        out.push(Exchange { command, reply: reply.join("\n") });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +143,11 @@ mod tests {
         assert!(matches!(parse(Some(0), ok, "").unwrap(), ClientResult::Ok(n) if n.protocol == Some(Protocol::Tls12)));
         let bad = "*** TLS startup failed (connect(): error:0A00018A:SSL routines::dh key too small)\n*** STARTTLS attempted but failed\n";
         assert!(matches!(parse(Some(29), bad, "").unwrap(), ClientResult::Error { stage: Stage::Handshake, .. }));
+        // swaks 20201014 against a server that rejects EHLO (it tries HELO, then gives up on TLS).
+        let ehlo = "=== Connected to 127.0.0.1.\n<-  220 mx.test ESMTP starttls-matrix\n -> EHLO client.test\n<** 550 5.7.1 EHLO rejected by policy\n -> HELO client.test\n<-  250 mx.test\n*** Host did not advertise STARTTLS\n -> QUIT\n<-  221 2.0.0 Bye\n";
+        assert_eq!(
+            parse(Some(29), ehlo, "").unwrap(),
+            ClientResult::error(Stage::Smtp, "EHLO: 550 5.7.1 EHLO rejected by policy")
+        );
     }
 }

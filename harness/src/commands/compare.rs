@@ -98,7 +98,12 @@ pub async fn main(a: CompareArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
     let matrix = Arc::new(matrix);
     let all = Plan::new(&matrix, &a.servers, &[]).context("select server profiles").map_err(usage)?;
     let plan = Plan::with_clients(&all, vec![base.id.clone(), variant_id.clone()]);
-    let judge = Arc::new(Judge { matrix: Some(matrix.clone()), baseline: None, tables: tables.clone() });
+    let judge = Arc::new(Judge {
+        matrix: Some(matrix.clone()),
+        baseline: None,
+        tables: tables.clone(),
+        view: harness::judge::View::Informed,
+    });
     let options = RunOptions { jobs: jobs(a.jobs, &matrix), repeat: 1 };
     let report = execute(matrix, &plan, &plan, tables, judge, options, None).await?;
     let column = |client: &str| -> BTreeMap<String, harness::diff::Seen> {

@@ -50,7 +50,12 @@ pub async fn main(a: ExpectationsArgs, tables: Arc<Tables>) -> Result<i32, Exit>
         Some(path) => load_report(path)?,
         None => {
             let plan = Plan::new(&matrix, &[], &[]).context("plan the matrix").map_err(usage)?;
-            let judge = Arc::new(Judge { matrix: Some(matrix.clone()), baseline: None, tables: tables.clone() });
+            let judge = Arc::new(Judge {
+                matrix: Some(matrix.clone()),
+                baseline: None,
+                tables: tables.clone(),
+                view: harness::judge::View::Informed,
+            });
             let options = RunOptions { jobs: jobs(None, &matrix), repeat: 1 };
             execute(matrix.clone(), &plan, &plan, tables, judge, options, None).await?
         }

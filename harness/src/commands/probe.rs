@@ -74,7 +74,8 @@ pub async fn main(a: ProbeArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
     let exe = runner::builtin_exe().context("find the starttls-matrix binary").map_err(harness)?;
     let (reporters, progress) = spawn_progress();
     let (events, from_runner) = tokio::sync::mpsc::unbounded_channel();
-    let judge = Arc::new(Judge { matrix: None, baseline: None, tables: tables.clone() });
+    let judge =
+        Arc::new(Judge { matrix: None, baseline: None, tables: tables.clone(), view: harness::judge::View::Blind });
     let judging = tokio::spawn(harness::pipeline::judging(from_runner, judge, reporters));
     let started = SystemTime::now();
     let clock = Instant::now();
@@ -105,6 +106,7 @@ pub async fn main(a: ProbeArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
         jobs: 1,
         shard: None,
         repeat: 1,
+        blind: true,
     });
     write_results(&report, a.out.as_deref(), a.junit.as_deref(), None)?;
     print_report(&report, a.format)?;

@@ -6,7 +6,7 @@ use super::common::{
 use anyhow::Context as _;
 use harness::classify::Tables;
 use harness::diff::Diff;
-use harness::judge::Judge;
+use harness::judge::{Judge, View};
 use harness::plan::Plan;
 use harness::report::build::{RunSummary, build};
 use harness::report::history;
@@ -58,6 +58,10 @@ pub struct RunArgs {
     /// Run each cell N times; a cell whose outcomes differ is reported flaky.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub repeat: u32,
+    /// Classify every cell from the client's (or sender's) own words only, as `probe` must
+    /// against a server we do not control; our servers' records stay in the report, unused.
+    #[arg(long)]
+    pub blind: bool,
 }
 
 /// Run the plan and build its report (shared with `compare` and `expectations --check`).
@@ -73,6 +77,7 @@ pub async fn execute(
     let exe = runner::builtin_exe().context("find the starttls-matrix binary").map_err(harness)?;
     let (reporters, progress) = spawn_progress();
     let (events, from_runner) = tokio::sync::mpsc::unbounded_channel();
+    let blind_view = judge.view == View::Blind;
     let judging = tokio::spawn(harness::pipeline::judging(from_runner, judge, reporters));
     let started = SystemTime::now();
     let clock = Instant::now();
@@ -96,6 +101,7 @@ pub async fn execute(
         jobs: options.jobs,
         shard: shard.map(|s| s.to_string()),
         repeat: options.repeat,
+        blind: blind_view,
     }))
 }
 
@@ -115,7 +121,8 @@ pub async fn main(a: RunArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
     if a.repeat == 0 {
         return Err(usage(anyhow::anyhow!("run: --repeat must be at least 1")));
     }
-    let judge = Arc::new(Judge { matrix: Some(matrix.clone()), baseline, tables: tables.clone() });
+    let view = if a.blind { View::Blind } else { View::Informed };
+    let judge = Arc::new(Judge { matrix: Some(matrix.clone()), baseline, tables: tables.clone(), view });
     let options = RunOptions { jobs: jobs(a.jobs, &matrix), repeat: a.repeat };
     // Only a whole run of the whole matrix is published into the history.
     let whole = a.shard.is_none() && a.select.servers.is_empty() && a.select.clients.is_empty();

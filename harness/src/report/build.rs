@@ -33,6 +33,8 @@ pub struct RunSummary<'a> {
     pub jobs: usize,
     pub shard: Option<String>,
     pub repeat: u32,
+    /// Classified from the clients' words only.
+    pub blind: bool,
 }
 
 /// The report of a run.
@@ -103,6 +105,7 @@ pub fn build(s: RunSummary<'_>) -> Report {
             shard: s.shard,
             merged_from: Vec::new(),
             repeat: s.repeat,
+            blind: s.blind,
         },
         servers,
         server_runs: s.ctx.mta_runs.lock().map(|m| m.clone()).unwrap_or_default(),

@@ -429,6 +429,7 @@ mod tests {
                 shard: None,
                 merged_from: vec![],
                 repeat: 1,
+                blind: false,
             },
             servers: BTreeMap::from([("s".to_string(), profile)]),
             server_runs: BTreeMap::from([(

@@ -193,7 +193,7 @@ fn its_words_are_classified() {
         (
             Stage::Handshake,
             "SSL_connect error to 127.0.0.1[127.0.0.1]:38113: -1\nwarning: TLS library problem: error:0A00010B:SSL routines::wrong version number:../ssl/record/ssl3_record.c:350:",
-            ErrorClass::ProtocolVersion,
+            ErrorClass::ConnectionClosed,
         ),
         (
             Stage::Handshake,
@@ -251,7 +251,7 @@ fn its_words_are_classified() {
         (
             Stage::Connect,
             "Failed to establish session to [127.0.0.1]:1 via 127.0.0.1: connect to 127.0.0.1[127.0.0.1]:1: Connection refused",
-            ErrorClass::ConnectionClosed,
+            ErrorClass::ConnectionRefused,
         ),
     ];
     for (stage, text, expected) in cases {
@@ -265,7 +265,7 @@ fn its_words_are_classified() {
         t.classify("posttls-finger", Stage::Handshake, alert, Some("server-openssl"), &server).class,
         ErrorClass::NoSharedGroup
     );
-    assert_eq!(class(Stage::Handshake, alert), ErrorClass::Unmapped, "without the server's words we do not guess");
+    assert_eq!(class(Stage::Handshake, alert), ErrorClass::HandshakeFailure, "without the server's words: it refused");
 }
 
 #[test]
