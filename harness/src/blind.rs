@@ -4,7 +4,7 @@
 //! what only the server can know. Any other difference is a defect of a table or of a client
 //! program, and an `unmapped` class in the blind view is one too.
 
-use report_format::{Delivery, DeliveryResult, ErrorClass, Outcome, Side};
+use report_format::{BlindAgreement, BlindCheck, Delivery, DeliveryResult, ErrorClass, ExpectedOutcome, Outcome, Side};
 use std::fmt;
 
 /// What a verdict rests on: the kind of outcome with its class, or a message's fate.
@@ -30,6 +30,23 @@ impl Finding {
             (Outcome::Unsupported { .. }, None) => Finding::Unsupported,
             (Outcome::Skipped { .. }, None) => Finding::Skipped,
         }
+    }
+
+    /// The finding an expectation names (a sender's `connected` is a delivery over TLS).
+    pub fn expected(e: ExpectedOutcome, sender: bool) -> Finding {
+        match e {
+            ExpectedOutcome::Connected if sender => Finding::Delivery(Tls, None),
+            ExpectedOutcome::Connected => Finding::Connected,
+            ExpectedOutcome::Failed { class } => Finding::Failed(class),
+            ExpectedOutcome::Timeout => Finding::Timeout,
+            ExpectedOutcome::Unsupported => Finding::Unsupported,
+            ExpectedOutcome::Delivery { result, class } => Finding::Delivery(result, class),
+        }
+    }
+
+    /// Whether it is a success: a connection, or a delivery over TLS with nothing to note.
+    pub fn is_success(self) -> bool {
+        matches!(self, Finding::Connected | Finding::Delivery(Tls, None))
     }
 
     fn unmapped(self) -> bool {
@@ -195,6 +212,29 @@ pub enum Agreement {
     Coarsened(&'static str),
 }
 
+/// The reason a blind finding may stand for an informed one for this stack, if the list allows it.
+pub fn allowed(stack: &str, informed: Finding, blind: Finding) -> Option<&'static str> {
+    COARSENINGS
+        .iter()
+        .find(|c| c.informed == informed && c.blind == blind && (c.stacks.is_empty() || c.stacks.contains(&stack)))
+        .map(|c| c.why)
+}
+
+/// The comparison as a report keeps it: nothing where the views agree.
+pub fn check(
+    stack: &str,
+    informed: (&Outcome, Option<&Delivery>),
+    blind: (&Outcome, Option<&Delivery>),
+) -> Option<BlindCheck> {
+    let agreement = match compare(stack, informed, blind) {
+        Ok(Agreement::Same) => return None,
+        Ok(Agreement::Coarsened(why)) => BlindAgreement::Coarsened { why: why.into() },
+        Err(why) => BlindAgreement::Disagrees { why },
+    };
+    let informed = Finding::of(informed.0, informed.1).to_string();
+    Some(BlindCheck { informed, agreement })
+}
+
 /// Compare the two views of a cell: the same finding, or an allowed coarsening; never an
 /// `unmapped` blind class; and a refusal blamed on the same side (`Unknown` in the blind view
 /// only where the informed one is too).
@@ -209,11 +249,8 @@ pub fn compare(
     }
     let agreement = if i == b {
         Agreement::Same
-    } else if let Some(c) = COARSENINGS
-        .iter()
-        .find(|c| c.informed == i && c.blind == b && (c.stacks.is_empty() || c.stacks.contains(&stack)))
-    {
-        Agreement::Coarsened(c.why)
+    } else if let Some(why) = allowed(stack, i, b) {
+        Agreement::Coarsened(why)
     } else {
         return Err(format!("blind: {b}, informed: {i}: not an allowed coarsening"));
     };
@@ -225,4 +262,61 @@ pub fn compare(
         return Err(format!("{b}: blind blames {sb:?}, informed {si:?}"));
     }
     Ok(agreement)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use report_format::Stage;
+
+    fn failed(class: ErrorClass, side: Side) -> Outcome {
+        Outcome::Failed { class, side, stage: Stage::Handshake, client_error: "x".into(), server_error: None }
+    }
+
+    #[test]
+    fn every_coarsening_is_a_real_difference_with_a_reason() {
+        for c in COARSENINGS {
+            assert_ne!(c.informed, c.blind, "{}", c.informed);
+            assert!(c.why.len() > 40, "{} → {}: say why", c.informed, c.blind);
+            assert!(!c.blind.unmapped(), "unmapped is never an allowed blind class");
+        }
+    }
+
+    #[test]
+    fn a_peer_alert_may_stand_for_no_shared_cipher_on_the_servers_side() {
+        let informed = failed(NoSharedCipher, Side::Server);
+        let blind = failed(HandshakeFailure, Side::Server);
+        let kept = check("rustls", (&informed, None), (&blind, None)).expect("they differ");
+        assert_eq!(kept.informed, "failed: no_shared_cipher");
+        assert!(matches!(kept.agreement, BlindAgreement::Coarsened { .. }), "{kept:?}");
+        assert_eq!(check("rustls", (&informed, None), (&informed, None)), None);
+    }
+
+    #[test]
+    fn an_unlisted_pair_unmapped_or_a_wrong_side_is_a_disagreement() {
+        let informed = failed(DhInvalidAccepted, Side::Client);
+        let unlisted = failed(NoSharedCipher, Side::Server);
+        assert!(compare("openssl", (&informed, None), (&unlisted, None)).is_err());
+        let unmapped = failed(ErrorClass::Unmapped, Side::Unknown);
+        assert!(compare("openssl", (&informed, None), (&unmapped, None)).is_err());
+        let (server, client) = (failed(NoSharedCipher, Side::Server), failed(NoSharedCipher, Side::Client));
+        assert!(compare("openssl", (&server, None), (&client, None)).is_err());
+    }
+
+    #[test]
+    fn a_coarsening_named_for_some_stacks_holds_for_those_only() {
+        let informed = failed(StarttlsRefused, Side::Server);
+        let blind = failed(ConnectionClosed, Side::Server);
+        assert!(allowed("openssl-s_client", Finding::of(&informed, None), Finding::of(&blind, None)).is_some());
+        assert!(allowed("openssl", Finding::of(&informed, None), Finding::of(&blind, None)).is_none());
+    }
+
+    #[test]
+    fn a_senders_connected_expectation_is_a_delivery_over_tls() {
+        assert_eq!(Finding::expected(ExpectedOutcome::Connected, true), Finding::Delivery(Tls, None));
+        assert_eq!(Finding::expected(ExpectedOutcome::Connected, false), Finding::Connected);
+        assert!(
+            Finding::Delivery(Tls, None).is_success() && !Finding::Delivery(Tls, Some(DhInvalidAccepted)).is_success()
+        );
+    }
 }

@@ -195,6 +195,7 @@ reason = "no such stack"
             server_log: vec![],
             repeats: vec![],
             delivery: None,
+            blind_check: None,
         };
         Report {
             schema_version: 1,

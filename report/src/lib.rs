@@ -5,6 +5,7 @@
 //! from Rust with this crate alone: no tokio, no OpenSSL.
 
 pub mod availability;
+pub mod blind;
 pub mod cell;
 pub mod delivery;
 pub mod dh;
@@ -20,6 +21,7 @@ pub mod server_run;
 pub mod verdict;
 
 pub use availability::Availability;
+pub use blind::{BlindAgreement, BlindCheck};
 pub use cell::{BadCellId, CellId};
 pub use delivery::{Delivery, DeliveryAttempt, DeliveryResult, Fate, Step};
 pub use dh::{DhGroup, DhKind};

@@ -2,6 +2,7 @@
 //! sorted by cell id; every outcome is recorded as it happened, with its expectation and verdict.
 
 use crate::availability::Availability;
+use crate::blind::BlindCheck;
 use crate::delivery::Delivery;
 use crate::exit;
 use crate::expected::Expected;
@@ -111,6 +112,10 @@ pub struct CellReport {
     /// What became of the message, for a sender (a real MTA given one message).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<Delivery>,
+    /// In a blind run, where the blind finding differs from the informed one: that one, and
+    /// whether the difference is an allowed coarsening.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blind_check: Option<BlindCheck>,
 }
 
 impl Report {
@@ -129,12 +134,15 @@ impl Report {
         counts
     }
 
-    /// The process exit code the run earns: 3 harness error, 1 unexpected verdict, else 0.
+    /// The process exit code the run earns: 3 harness error, 1 unexpected verdict (or, in a blind
+    /// run, a cell whose blind finding disagrees with the informed one), else 0.
     pub fn exit_code(&self) -> i32 {
         let verdicts: Vec<Verdict> = self.cells.values().map(|c| c.verdict).collect();
         if verdicts.contains(&Verdict::HarnessError) {
             exit::HARNESS_ERROR
-        } else if verdicts.iter().any(|v| !v.is_as_expected()) {
+        } else if verdicts.iter().any(|v| !v.is_as_expected())
+            || self.cells.values().any(|c| c.blind_check.as_ref().is_some_and(BlindCheck::disagrees))
+        {
             exit::UNEXPECTED
         } else {
             exit::AS_EXPECTED
@@ -241,6 +249,7 @@ mod tests {
                 server_log: Vec::new(),
                 repeats: Vec::new(),
                 delivery: None,
+                blind_check: None,
             },
         )
     }

@@ -83,6 +83,7 @@ pub fn build(s: RunSummary<'_>) -> Report {
                 server_log: r.server_log.clone(),
                 repeats: r.repeats.clone(),
                 delivery: r.delivery.clone(),
+                blind_check: r.blind_check.clone(),
             };
             (r.id.to_string(), cell)
         })

@@ -400,6 +400,7 @@ mod tests {
             server_log: vec![],
             repeats: vec![],
             delivery: None,
+            blind_check: None,
         };
         let info = ClientInfo {
             kind: "program".into(),

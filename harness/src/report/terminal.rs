@@ -115,6 +115,9 @@ pub fn summary(report: &Report) -> String {
             c.expected.reason
         );
     }
+    if report.run.blind {
+        blind_summary(&mut out, report);
+    }
     // A handful of cells (a run narrowed to a question): each one's whole story.
     if report.cells.len() <= DETAILED {
         for (id, c) in &report.cells {
@@ -122,6 +125,27 @@ pub fn summary(report: &Report) -> String {
         }
     }
     out
+}
+
+/// A blind run: how many cells the client's words alone classified as our server's records do,
+/// how many coarsened as harness/src/blind.rs allows, and every disagreement (a defect).
+fn blind_summary(out: &mut String, report: &Report) {
+    use report_format::BlindAgreement;
+    let checks: Vec<(&String, &report_format::BlindCheck)> =
+        report.cells.iter().filter_map(|(id, c)| Some((id, c.blind_check.as_ref()?))).collect();
+    let disagree: Vec<_> = checks.iter().filter(|(_, b)| b.disagrees()).collect();
+    let _ = writeln!(
+        out,
+        "blind: {} cells classified from the client's words as with our servers' records, {} coarsened as harness/src/blind.rs allows, {} disagree",
+        report.cells.len() - checks.len(),
+        checks.len() - disagree.len(),
+        disagree.len()
+    );
+    for (id, b) in disagree {
+        if let BlindAgreement::Disagrees { why } = &b.agreement {
+            let _ = writeln!(out, "  BLIND DISAGREES {id}: {why}");
+        }
+    }
 }
 
 /// Up to this many cells, the summary tells each one's story.
