@@ -53,6 +53,9 @@ struct RawTable {
 struct RawStartup {
     pattern: String,
     class: ErrorClass,
+    /// Words a real server said that this rule is meant for, verbatim (see [`RawRule::examples`]).
+    #[serde(default)]
+    examples: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +68,11 @@ struct RawRule {
     peer: bool,
     #[serde(default)]
     stage: Vec<Stage>,
+    /// Texts a real stack or server printed that this rule is meant to match, verbatim (trimmed
+    /// to the lines that matter at most). A unit test classifies each through the table and
+    /// expects this rule to decide it: an example an earlier rule takes is a bug in the table.
+    #[serde(default)]
+    examples: Vec<String>,
 }
 
 /// One rule: text matching `pattern` (case-insensitive) at one of `stages` means `class`.
@@ -76,6 +84,9 @@ struct Rule {
     /// The text only says the peer aborted (an alert received): the peer's words decide.
     peer: bool,
     stages: Vec<Stage>,
+    /// Real texts this rule is meant to match (for the tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    examples: Vec<String>,
 }
 
 impl Rule {
@@ -84,12 +95,22 @@ impl Rule {
     }
 }
 
+/// A `[[startup]]` rule: start-up words matching `pattern` mean `class`.
+#[derive(Debug)]
+struct StartupRule {
+    pattern: Regex,
+    class: ErrorClass,
+    /// Real start-up words this rule is meant to match (for the tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    examples: Vec<String>,
+}
+
 #[derive(Debug)]
 struct Table {
     description: String,
     extends: Vec<String>,
     rules: Vec<Rule>,
-    startup: Vec<(Regex, ErrorClass)>,
+    startup: Vec<StartupRule>,
 }
 
 /// Why a table could not be loaded.
@@ -134,7 +155,14 @@ impl Tables {
                     let message = "a rule needs a class unless it is a peer rule".to_string();
                     return Err(TableError::Rule { name: name.to_string(), index, message });
                 }
-                rules.push(Rule { pattern, class: r.class, side: r.side, peer: r.peer, stages: r.stage });
+                rules.push(Rule {
+                    pattern,
+                    class: r.class,
+                    side: r.side,
+                    peer: r.peer,
+                    stages: r.stage,
+                    examples: r.examples,
+                });
             }
             let mut startup = Vec::new();
             for (index, r) in raw.startup.into_iter().enumerate() {
@@ -143,7 +171,7 @@ impl Tables {
                     index,
                     message: format!("startup rule: {e}"),
                 })?;
-                startup.push((pattern, r.class));
+                startup.push(StartupRule { pattern, class: r.class, examples: r.examples });
             }
             tables
                 .insert(name.to_string(), Table { description: raw.description, extends: raw.extends, rules, startup });
@@ -188,7 +216,12 @@ impl Tables {
     /// `[[startup]]` rule of its table (or one it extends) that matches, else `None` (not a
     /// refusal of its configuration we know: a harness error, with the words).
     pub fn startup(&self, table: &str, words: &str) -> Option<ErrorClass> {
-        self.lineage(table).into_iter().flat_map(|t| t.startup.iter()).find(|(p, _)| p.is_match(words)).map(|(_, c)| *c)
+        self.startup_rule(table, words).map(|r| r.class)
+    }
+
+    /// The first `[[startup]]` rule of a table's lineage that matches the words.
+    fn startup_rule<'a>(&'a self, table: &str, words: &str) -> Option<&'a StartupRule> {
+        self.lineage(table).into_iter().flat_map(|t| t.startup.iter()).find(|r| r.pattern.is_match(words))
     }
 
     /// The class of the first of a server's texts its table knows (peer rules aside: those
@@ -269,6 +302,201 @@ mod tests {
         let queue = "postfix/master[12]: fatal: open lock file /w/spool/pid/master.pid: Permission denied";
         assert_eq!(t.startup("server-postfix", queue), None, "a queue directory is ours to fix");
         assert_eq!(t.startup("server-openssl", "anything"), None);
+    }
+
+    /// Rules for which no stack or server on the recording machine could be made to print a text,
+    /// after trying: `(kind, table, pattern, why)`. Each has `examples = []` in its table; the
+    /// test below fails if one of them gets an example (drop it here then) or if another rule
+    /// has none.
+    const NO_REAL_EXAMPLE: &[(&str, &str, &str, &str)] = &[
+        (
+            "rule",
+            "curl",
+            r"\(64\) Requested SSL level failed",
+            "curl 7.88.1 always names the failure (\"STARTTLS not supported.\", \"STARTTLS denied, code 454\"); libcurl's bare text for CURLE_USE_SSL_FAILED never came",
+        ),
+        (
+            "rule",
+            "gnutls",
+            "No supported cipher suites|Could not negotiate a supported cipher suite|no common cipher",
+            "GnuTLS says this as a server; gnutls-cli, msmtp and Exim as clients get alert 40 (\"Received alert [40]: Handshake failed\") when no suite is shared",
+        ),
+        (
+            "rule",
+            "go",
+            "tls: no cipher suite supported by both|no supported versions",
+            "crypto/tls's server words, and a client configuration error the go-client cannot have; it reads the server's alert instead",
+        ),
+        (
+            "rule",
+            "java",
+            "No appropriate protocol|protocol is disabled",
+            "JSSE's words when its own configuration leaves nothing to offer; on the JDK's defaults against TLS 1.0 it says \"The server selected protocol version TLS10 is not accepted by client preferences\"",
+        ),
+        (
+            "rule",
+            "java",
+            "no cipher suites in common",
+            "a JSSE server's words; the java client reads \"Received fatal alert: handshake_failure\"",
+        ),
+        (
+            "rule",
+            "openssl",
+            "dh key too large|modulus too large|dh_key_too_large",
+            "no server here sends a DH group above OpenSSL's 10000-bit limit: with a 10240-bit group the Python/OpenSSL server answers internal_error; JSSE stops at 8192, Go and rustls serve no custom group",
+        ),
+        (
+            "rule",
+            "python",
+            "NO_SHARED_CIPHER|NO_CIPHERS_AVAILABLE",
+            "NO_SHARED_CIPHER is an OpenSSL server reason, and smtplib's default context always has suites; with none in common Python reads the alert (SSLV3_ALERT_HANDSHAKE_FAILURE)",
+        ),
+        (
+            "rule",
+            "rustls",
+            "NoCipherSuitesInCommon",
+            "raised only by rustls 0.23's server code; the client reads the server's alert",
+        ),
+        (
+            "rule",
+            "rustls",
+            "NoKxGroupsInCommon",
+            "raised only by rustls 0.23's server code; the client reads the server's alert",
+        ),
+        (
+            "rule",
+            "server-exim",
+            "No supported signature algorithm|signature algorithm",
+            "GnuTLS 3.7 in Exim logs a client with no usable signature scheme (openssl s_client -sigalgs rsa_pss_rsae_sha256:RSA+SHA256 against an ECDSA Exim) as \"No supported cipher suites have been found.\"",
+        ),
+        (
+            "rule",
+            "server-exim",
+            "cert/key setup",
+            "Exim loaded the harness's certificate and key for every profile tried (RSA, ECDSA, TLS 1.0 to 1.3)",
+        ),
+        (
+            "rule",
+            "server-opensmtpd",
+            "pki .*(error|failed)",
+            "OpenSMTPD 7.4 does not start on a pki it cannot load (its [[startup]] example) rather than serving with a warning",
+        ),
+        (
+            "startup",
+            "server-exim",
+            "tls_(certificate|privatekey|require_ciphers|dhparam)|GnuTLS|gnutls",
+            "no profile made Exim 4.96 exit at start over a TLS option",
+        ),
+        (
+            "startup",
+            "server-postfix",
+            "fatal: .*(TLS|SSL|certificate|private key|cipher|DH param)",
+            "Postfix's master starts without reading TLS settings; smtpd reads them per connection and warns",
+        ),
+        (
+            "startup",
+            "server-sendmail",
+            "STARTTLS|TLS|SSL|CipherList|certificate",
+            "sendmail 8.17 does not exit over TLS: at security level 5 it logs \"STARTTLS=server, error: SSL_CTX_use_certificate_file(…) failed\" and serves without STARTTLS",
+        ),
+    ];
+
+    /// Every rule carries the text a real stack printed that it is meant for, and decides it: at
+    /// every stage the rule allows, classifying the example through the rule's own table (with
+    /// no server words) ends at this rule — no earlier rule of the chain takes it — and gives
+    /// its class and side (a peer rule without a class: unmapped, on its side). A `[[startup]]`
+    /// rule's examples are decided by it through `Tables::startup`.
+    #[test]
+    fn every_rule_has_a_real_example_that_it_decides() {
+        let t = tables();
+        let source = |re: &Regex| re.as_str().strip_prefix("(?i)").unwrap_or(re.as_str()).to_string();
+        let allowed = |kind: &str, table: &str, pattern: &str| {
+            NO_REAL_EXAMPLE.iter().any(|(k, tb, p, _)| *k == kind && *tb == table && *p == pattern)
+        };
+        // Which table and index a rule is, for the messages.
+        let locate = |rule: &Rule| -> String {
+            t.tables
+                .iter()
+                .find_map(|(n, tb)| {
+                    tb.rules.iter().position(|r| std::ptr::eq(r, rule)).map(|i| format!("{n} rule {i}"))
+                })
+                .unwrap_or_default()
+        };
+        let mut failures = Vec::new();
+        let mut rules = 0;
+        let mut examples = 0;
+        for (name, table) in &t.tables {
+            let chain = t.chain(name);
+            for (i, rule) in table.rules.iter().enumerate() {
+                rules += 1;
+                let pattern = source(&rule.pattern);
+                let here = format!("{name} rule {i} /{pattern}/");
+                match (rule.examples.is_empty(), allowed("rule", name, &pattern)) {
+                    (true, false) => failures.push(format!("{here}: no example")),
+                    (false, true) => failures.push(format!("{here}: has examples now: drop it from NO_REAL_EXAMPLE")),
+                    _ => {}
+                }
+                let stages = if rule.stages.is_empty() { Stage::ALL.to_vec() } else { rule.stages.clone() };
+                let expected = Classified { class: rule.class.unwrap_or(ErrorClass::Unmapped), side: rule.side };
+                for example in &rule.examples {
+                    examples += 1;
+                    // What went wrong, with the stages it went wrong at.
+                    let mut wrong: BTreeMap<String, Vec<Stage>> = BTreeMap::new();
+                    for &stage in &stages {
+                        match chain.iter().find(|r| r.matches(stage, example)) {
+                            Some(r) if std::ptr::eq(*r, rule) => {}
+                            Some(r) => wrong
+                                .entry(format!("{} /{}/ takes it", locate(r), source(&r.pattern)))
+                                .or_default()
+                                .push(stage),
+                            None => wrong.entry("nothing matches it".into()).or_default().push(stage),
+                        }
+                        let got = t.classify(name, stage, example, None, &[]);
+                        if got != expected {
+                            wrong.entry(format!("it is {got:?}, not {expected:?}")).or_default().push(stage);
+                        }
+                    }
+                    for (what, at) in wrong {
+                        failures.push(format!("{here}: example {example:?} at {at:?}: {what}"));
+                    }
+                }
+            }
+            for (i, rule) in table.startup.iter().enumerate() {
+                rules += 1;
+                let pattern = source(&rule.pattern);
+                let here = format!("{name} startup rule {i} /{pattern}/");
+                match (rule.examples.is_empty(), allowed("startup", name, &pattern)) {
+                    (true, false) => failures.push(format!("{here}: no example")),
+                    (false, true) => failures.push(format!("{here}: has examples now: drop it from NO_REAL_EXAMPLE")),
+                    _ => {}
+                }
+                for example in &rule.examples {
+                    examples += 1;
+                    if !t.startup_rule(name, example).is_some_and(|r| std::ptr::eq(r, rule)) {
+                        failures.push(format!("{here}: another startup rule (or none) takes {example:?}"));
+                    }
+                    if t.startup(name, example) != Some(rule.class) {
+                        failures.push(format!("{here}: {example:?} is not {:?}", rule.class));
+                    }
+                }
+            }
+        }
+        for (kind, table, pattern, _) in NO_REAL_EXAMPLE {
+            let exists = t.tables.get(*table).is_some_and(|tb| match *kind {
+                "rule" => tb.rules.iter().any(|r| source(&r.pattern) == *pattern),
+                _ => tb.startup.iter().any(|r| source(&r.pattern) == *pattern),
+            });
+            if !exists {
+                failures.push(format!("NO_REAL_EXAMPLE names no {kind} of {table}: /{pattern}/"));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} problems in {rules} rules ({examples} examples):\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+        assert!(rules > 100 && examples > rules, "{rules} rules, {examples} examples");
     }
 
     #[test]
