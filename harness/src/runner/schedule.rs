@@ -2,7 +2,7 @@
 //! another (every connection its log shows then belongs to the running cell), then its delivery
 //! cells all at once (each sender's connections come from its own address); profiles run in
 //! parallel, `jobs` at a time, those whose cells wait longest first. `probe` runs every stack
-//! against one server someone else runs.
+//! against one server someone else runs, a bounded few at once.
 
 use super::{Context, Event, ServerState};
 use crate::evidence::CellRun;
@@ -144,30 +144,69 @@ pub async fn run(
     ctx.stop_senders().await;
 }
 
-/// Run every given client stack against a server that is already running (`probe`).
+/// How `probe` treats a server someone else runs: how many connections at once, and how long
+/// to wait between starting two of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Politeness {
+    pub max_connections: usize,
+    pub pause: Duration,
+}
+
+/// Run every given client stack against a server that is already running (`probe`): at most
+/// `max_connections` of them at once, each started at least `pause` after the one before;
+/// senders (each one connection or two) in groups of that size after the client stacks.
 pub async fn probe(
     ctx: Arc<Context>,
     clients: &[String],
     target: crate::adapters::Target,
+    politeness: Politeness,
     events: mpsc::UnboundedSender<Event>,
 ) {
     let server_id = target.connect.clone();
     let _ = events.send(Event::RunStarted { cells: clients.len() });
-    let mut state = ServerState::External(target);
     let ids: Vec<CellId> = clients.iter().map(|c| CellId::new(c.clone(), server_id.clone())).collect();
     let (deliveries, cells): (Vec<CellId>, Vec<CellId>) = ids.into_iter().partition(|c| ctx.is_sender(c));
+    let permits = Arc::new(Semaphore::new(politeness.max_connections.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    let mut last_start: Option<Instant> = None;
     for id in cells {
-        let _ = events.send(Event::CellStarted { id: id.clone() });
-        let started = Instant::now();
-        let evidence = ctx.run_cell(&id, None, &mut state).await;
-        let _ =
-            events.send(Event::CellRan(Box::new(CellRun { id, runs: vec![evidence], duration: started.elapsed() })));
+        let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+        if let Some(last) = last_start {
+            tokio::time::sleep_until((last + politeness.pause).into()).await;
+        }
+        last_start = Some(Instant::now());
+        let (ctx, events, target) = (ctx.clone(), events.clone(), target.clone());
+        set.spawn(async move {
+            let _permit = permit;
+            let _ = events.send(Event::CellStarted { id: id.clone() });
+            let started = Instant::now();
+            let evidence = ctx.run_cell(&id, None, &mut ServerState::External(target)).await;
+            let _ = events.send(Event::CellRan(Box::new(CellRun {
+                id,
+                runs: vec![evidence],
+                duration: started.elapsed(),
+            })));
+        });
     }
-    for id in &deliveries {
-        let _ = events.send(Event::CellStarted { id: id.clone() });
+    while let Some(joined) = set.join_next().await {
+        if let Err(e) = joined
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
     }
-    for run in ctx.run_deliveries(&deliveries, &mut state, 1).await {
-        let _ = events.send(Event::CellRan(Box::new(run)));
+    for group in deliveries.chunks(politeness.max_connections.max(1)) {
+        if let Some(last) = last_start {
+            tokio::time::sleep_until((last + politeness.pause).into()).await;
+        }
+        for id in group {
+            let _ = events.send(Event::CellStarted { id: id.clone() });
+        }
+        let mut state = ServerState::External(target.clone());
+        for run in ctx.run_deliveries(group, &mut state, 1).await {
+            let _ = events.send(Event::CellRan(Box::new(run)));
+        }
+        last_start = Some(Instant::now());
     }
     crate::stack::stop_batch_workers(ctx.stacks.values()).await;
     ctx.stop_senders().await;
