@@ -22,3 +22,4 @@ pub mod report;
 pub mod runner;
 pub mod shard;
 pub mod stack;
+pub mod unmapped;

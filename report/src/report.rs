@@ -92,6 +92,9 @@ pub struct ClientInfo {
     pub policy: serde_json::Value,
     /// Whether it could run here (the field keeps its first name).
     pub readiness: Availability,
+    /// The classification table of its words (`harness/classify/NAME.toml`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub errors: String,
 }
 
 /// One cell.

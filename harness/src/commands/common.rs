@@ -119,6 +119,21 @@ pub fn write_results(
     Ok(())
 }
 
+/// `--record-unmapped FILE`: write every text no table knew as draft rules (atomically; a file
+/// that says "none" when there were none) and say how many on stderr.
+pub fn record_unmapped(report: &Report, path: Option<&Path>) -> Result<(), Exit> {
+    let Some(path) = path else { return Ok(()) };
+    let texts = harness::unmapped::collect(report);
+    write::atomic(path, harness::unmapped::render(report, &texts).as_bytes()).map_err(harness)?;
+    eprintln!(
+        "{} unmapped error text{} written to {}",
+        texts.len(),
+        if texts.len() == 1 { "" } else { "s" },
+        path.display()
+    );
+    Ok(())
+}
+
 /// Print a report in the chosen format.
 pub fn print_report(report: &Report, format: Format) -> Result<(), Exit> {
     match format {

@@ -1,7 +1,8 @@
 //! `run`: the matrix (or a selection, or a shard of it) against the built-in servers.
 
 use super::common::{
-    Exit, Format, harness, load_matrix, load_report, or_interrupt, print_report, spawn_progress, usage, write_results,
+    Exit, Format, harness, load_matrix, load_report, or_interrupt, print_report, record_unmapped, spawn_progress,
+    usage, write_results,
 };
 use anyhow::Context as _;
 use harness::classify::Tables;
@@ -62,6 +63,10 @@ pub struct RunArgs {
     /// against a server we do not control; our servers' records stay in the report, unused.
     #[arg(long)]
     pub blind: bool,
+    /// Write every error text no classification table knew here, as draft rules with the stack,
+    /// the table, the stage and the cells (ready to be given a class and moved into a table).
+    #[arg(long, value_name = "FILE")]
+    pub record_unmapped: Option<PathBuf>,
 }
 
 /// Run the plan and build its report (shared with `compare` and `expectations --check`).
@@ -133,6 +138,7 @@ pub async fn main(a: RunArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
     if whole {
         history::record(&a.out, &report).map_err(harness)?;
     }
+    record_unmapped(&report, a.record_unmapped.as_deref())?;
     print_report(&report, a.format)?;
     if a.format == Format::Table {
         let files = ["report.json", "README.md", "index.html"].map(|f| a.out.join(f).display().to_string());

@@ -65,6 +65,7 @@ pub fn build(s: RunSummary<'_>) -> Report {
                 version: r.version.clone(),
                 policy: r.policy.clone(),
                 readiness: r.availability.clone(),
+                errors: r.stack.errors.clone(),
             };
             (r.stack.id.clone(), info)
         })

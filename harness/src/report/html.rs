@@ -411,6 +411,7 @@ mod tests {
             version: Some(BAD.into()),
             policy: serde_json::json!({ BAD: BAD }),
             readiness: Availability::Ready,
+            errors: BAD.into(),
         };
         let report = Report {
             schema_version: 1,
