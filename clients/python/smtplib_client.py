@@ -74,16 +74,22 @@ def main(argv):
     smtp._host = args.servername
     try:
         code, message = smtp.ehlo(args.ehlo)
-        if code != 250:
-            return error("smtp", "EHLO: " + reply_text(code, message))
-        if not smtp.has_extn("starttls"):
-            return error("starttls", "STARTTLS not offered: " + reply_text(code, message))
+    except (smtplib.SMTPServerDisconnected, OSError) as e:
+        return error("smtp", "EHLO: %s: %s" % (type(e).__name__, e))
+    if code != 250:
+        return error("smtp", "EHLO: " + reply_text(code, message))
+    if not smtp.has_extn("starttls"):
+        return error("starttls", "STARTTLS not offered: " + reply_text(code, message))
+    try:
         smtp.starttls(context=context)
     except smtplib.SMTPResponseException as e:
         return error("starttls", "STARTTLS refused: " + reply_text(e.smtp_code, e.smtp_error))
+    except smtplib.SMTPServerDisconnected as e:
+        # Raised while reading the reply to STARTTLS; a handshake that fails raises SSLError.
+        return error("starttls", "STARTTLS: %s: %s" % (type(e).__name__, e))
     except ssl.SSLCertVerificationError as e:
         return error("verify", str(e))
-    except (ssl.SSLError, smtplib.SMTPServerDisconnected, ConnectionError, socket.timeout) as e:
+    except (ssl.SSLError, ConnectionError, socket.timeout) as e:
         return error("handshake", "%s: %s" % (type(e).__name__, e))
     sock = smtp.sock
     name, _, _ = sock.cipher()

@@ -46,6 +46,10 @@ pub fn derive_delivery(
             .unwrap_or_else(|| by_words(table, stage, words, server_table, &records, &server.config_warnings, tables));
         a.class = Some(f.class);
         *side = f.side;
+        // A refused connection was never made, whatever the sender's log counts as an attempt.
+        if f.class == ErrorClass::ConnectionRefused {
+            a.connected = false;
+        }
     }
     // A sender that went on in clear on the same connection after the server refused STARTTLS
     // may say nothing of it (Postfix, Exim and sendmail at `may` do not): our server's record of

@@ -283,7 +283,9 @@ impl ResolvedStack {
             }
         }
         let stdin_then = match &self.stack.kind {
-            StackKind::Adapter(a) => a.paced_quit().map(|(marker, then)| (marker.to_string(), then.to_vec())),
+            StackKind::Adapter(a) => {
+                a.paced_quit().map(|(markers, then)| (markers.iter().map(|m| m.to_string()).collect(), then.to_vec()))
+            }
             StackKind::Builtin(_) | StackKind::Program { .. } | StackKind::Sender { .. } => None,
         };
         let spec = Spec { program, args, env: self.env(), stdin, stdin_then, timeout };

@@ -23,7 +23,7 @@ pub struct Spec {
     /// More input, written once stdout shows the marker (a reply), with stdin kept open
     /// until the output ends: for programs that would otherwise pipeline SMTP commands the
     /// server did not offer pipelining for, or end the session at end of input.
-    pub stdin_then: Option<(String, Vec<u8>)>,
+    pub stdin_then: Option<(Vec<String>, Vec<u8>)>,
     pub timeout: Duration,
 }
 
@@ -47,7 +47,7 @@ pub struct SpawnError {
 /// Read to the end (bounded), signalling once when the text read so far contains `marker`.
 async fn read_watching<R: AsyncRead + Unpin>(
     reader: Option<R>,
-    mut marker: Option<(String, tokio::sync::oneshot::Sender<()>)>,
+    mut marker: Option<(Vec<String>, tokio::sync::oneshot::Sender<()>)>,
 ) -> Vec<u8> {
     let mut out = Vec::new();
     let Some(r) = reader else { return out };
@@ -58,7 +58,7 @@ async fn read_watching<R: AsyncRead + Unpin>(
             Ok(0) | Err(_) => break,
             Ok(n) => out.extend_from_slice(&buf[..n]),
         }
-        if marker.as_ref().is_some_and(|(m, _)| out.windows(m.len()).any(|w| w == m.as_bytes()))
+        if marker.as_ref().is_some_and(|(ms, _)| ms.iter().any(|m| out.windows(m.len()).any(|w| w == m.as_bytes())))
             && let Some((_, tx)) = marker.take()
         {
             let _ = tx.send(());

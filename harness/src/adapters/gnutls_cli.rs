@@ -46,8 +46,11 @@ impl Adapter for GnutlsCli {
         (args, format!("EHLO {}\r\n", target.ehlo).into_bytes())
     }
 
-    fn paced_quit(&self) -> Option<(&'static str, &'static [u8])> {
-        Some(("\n250 ", b"QUIT\r\n"))
+    fn paced_quit(&self) -> Option<(&'static [&'static str], &'static [u8])> {
+        // With -V each TLS record it reads is a "- Received[N]: " line: a server that writes
+        // each reply line in a record of its own (aiosmtpd) ends its EHLO reply as
+        // "- Received[10]: 250 HELP".
+        Some((&["\n250 ", "]: 250 "], b"QUIT\r\n"))
     }
 
     fn parse(&self, exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientResult, String> {
@@ -72,8 +75,9 @@ fn parse(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientRes
     let all: Vec<&str> = stdout.lines().chain(stderr.lines()).collect();
     let words: Vec<&str> = all
         .iter()
-        // Not the -V dialogue's own lines (`starttls: …`, replies naming STARTTLS).
-        .filter(|l| !l.starts_with("starttls: ") && !l.starts_with("250"))
+        // Not the -V dialogue's own lines (`starttls: …`, replies naming STARTTLS, its
+        // "Negotiating SMTP STARTTLS" progress line).
+        .filter(|l| !l.starts_with("starttls: ") && !l.starts_with("250") && !l.contains("Negotiating SMTP STARTTLS"))
         .filter(|l| {
             l.starts_with("*** ")
                 || l.contains("NOT trusted")
@@ -87,10 +91,15 @@ fn parse(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientRes
     let words = words.join("\n");
     let completed = stdout.contains("- Handshake was completed");
     if !completed {
+        let dialogue = starttls_dialogue(&all);
         // A refusal it read before giving up ("error receiving '220 '") is what happened.
-        if let Some(refused) = first_refusal(&starttls_dialogue(&all)) {
+        if let Some(refused) = first_refusal(&dialogue) {
             return Ok(refused);
         }
+        // The server said 220 to STARTTLS: whatever failed next failed in the handshake.
+        let handshake_began = dialogue.iter().any(|e| {
+            e.command.as_deref().is_some_and(|c| c.eq_ignore_ascii_case("STARTTLS")) && e.reply.starts_with("220")
+        });
         if words.is_empty() {
             return Err(format!("gnutls-cli printed neither a completed handshake nor an error (exit {exit_code:?})"));
         }
@@ -98,6 +107,8 @@ fn parse(exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientRes
             Stage::Connect
         } else if words.contains("NOT trusted") {
             Stage::Verify
+        } else if handshake_began {
+            Stage::Handshake
         } else if words.contains("error receiving '220 '") && !stdout.contains("- Certificate type") {
             // Its STARTTLS helper waits for the banner's or STARTTLS's 220; the server's own log
             // says which was refused.

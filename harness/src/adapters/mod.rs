@@ -71,7 +71,7 @@ pub trait Adapter: Sync {
     /// reply to wait for before sending QUIT, and the QUIT. Sent at once, EHLO and QUIT would
     /// pipeline (OpenSMTPD refuses that: it does not offer PIPELINING), and gnutls-cli would end
     /// the session at end of input before a server that closes after QUIT (Postfix) is read.
-    fn paced_quit(&self) -> Option<(&'static str, &'static [u8])> {
+    fn paced_quit(&self) -> Option<(&'static [&'static str], &'static [u8])> {
         None
     }
     /// Read the program's output into a RESULT. `Err` means the output cannot be understood

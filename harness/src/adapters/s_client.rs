@@ -52,8 +52,8 @@ impl Adapter for SClient {
     }
 
     /// The last line of the EHLO reply over TLS (the dialogue before TLS is not printed).
-    fn paced_quit(&self) -> Option<(&'static str, &'static [u8])> {
-        Some(("\n250 ", b"QUIT\n"))
+    fn paced_quit(&self) -> Option<(&'static [&'static str], &'static [u8])> {
+        Some((&["\n250 "], b"QUIT\n"))
     }
 
     fn parse(&self, exit_code: Option<i32>, stdout: &str, stderr: &str) -> Result<ClientResult, String> {
@@ -187,7 +187,7 @@ mod tests {
         assert!(args.windows(2).any(|w| w == ["-connect", "127.0.0.1:2525"]));
         assert_eq!(args.last().unwrap(), "-tls1_2");
         assert_eq!(stdin, b"EHLO c.test\n", "QUIT waits for the EHLO reply: see paced_quit");
-        assert_eq!(SClient.paced_quit(), Some(("\n250 ", &b"QUIT\n"[..])));
+        assert_eq!(SClient.paced_quit(), Some((&["\n250 "][..], &b"QUIT\n"[..])));
     }
 
     #[test]

@@ -114,6 +114,19 @@ impl Context {
         builtin_exe: &Path,
         events: &mpsc::UnboundedSender<Event>,
     ) -> Result<Context, RunError> {
+        Context::prepare_trusting(matrix, clients, tables, builtin_exe, events, None).await
+    }
+
+    /// As [`Context::prepare`], with the senders trusting `ca` instead of the run's own test CA
+    /// (`probe --cafile`: a server someone else runs has a certificate of its own).
+    pub async fn prepare_trusting(
+        matrix: &Matrix,
+        clients: &[String],
+        tables: Arc<Tables>,
+        builtin_exe: &Path,
+        events: &mpsc::UnboundedSender<Event>,
+        ca: Option<&Path>,
+    ) -> Result<Context, RunError> {
         let work = tempfile::Builder::new().prefix("starttls-matrix-").tempdir().map_err(RunError::WorkDir)?;
         let pki = TestPki::generate(work.path())?;
         let mta_root = mta::extracted_roots(matrix.path.parent().unwrap_or(Path::new(".")));
@@ -129,7 +142,7 @@ impl Context {
                     roots: mta_root.clone(),
                     work: work.path().join("senders").join(&stack.id),
                     base: work.path().to_path_buf(),
-                    ca_cert: pki.ca_cert.clone(),
+                    ca_cert: ca.map_or_else(|| pki.ca_cert.clone(), Path::to_path_buf),
                     source: sender_source(senders),
                 }
             });

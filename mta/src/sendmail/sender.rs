@@ -138,8 +138,18 @@ fn read_log(lines: &[String]) -> (Vec<DeliveryAttempt>, Fate) {
     let mut current = DeliveryAttempt::default();
     let mut words: Vec<String> = Vec::new();
     let mut fate = Fate::Queued;
+    // The message's queue id, from its first `to=` line: a bounce it causes is another message
+    // (its DSN, `to=<the sender>`), whose lines say nothing of ours.
+    let mut ours: Option<String> = None;
     for line in lines {
         let msg = message_of(line);
+        if let Some((qid, _)) = msg.split_once(": to=") {
+            match &ours {
+                Some(id) if id != qid => continue,
+                Some(_) => {}
+                None => ours = Some(qid.to_string()),
+            }
+        }
         if let Some(n) = negotiated(msg) {
             current.tls_tried = Some(true);
             current.tls = Some(n);
@@ -167,6 +177,11 @@ fn read_log(lines: &[String]) -> (Vec<DeliveryAttempt>, Fate) {
                 current.tls_tried = Some(false);
             }
             if !sent {
+                // The server's reply when it refused the message ("reply=555 MAIL FROM
+                // parameters not recognized or not implemented").
+                if let Some(reply) = msg.split(", reply=").nth(1).and_then(|r| r.split(", stat=").next()) {
+                    words.push(format!("reply={reply}"));
+                }
                 words.push(format!("stat={stat}"));
                 current.error = Some(words.join("\n"));
             }
@@ -329,6 +344,28 @@ mod tests {
         assert_eq!(a.len(), 1);
         assert!(a[0].error.as_deref().unwrap().contains("dh key too small"));
         assert!(a[0].error.as_deref().unwrap().contains("454 4.7.0 TLS handshake failed."));
+    }
+
+    /// Recorded against aiosmtpd 1.4.3, which refuses the `AUTH=<>` sendmail adds to MAIL FROM
+    /// once AUTH is offered: the message bounces, and the bounce (another queue id, to the
+    /// sender) is queued locally — that is not our message being queued.
+    #[test]
+    fn a_bounce_is_the_messages_fate_not_its_dsns() {
+        let lines: Vec<String> = [
+            "<22>Nov 29 22:07:18 sm-sender[30559]: STARTTLS=client, relay=[127.0.0.1], version=TLSv1.2, verify=FAIL, cipher=DHE-RSA-AES128-GCM-SHA256, bits=128/128",
+            "<22>Nov 29 22:07:18 sm-sender[30559]: 6ATM7Ibw030559: to=postmaster@p37333.test, delay=00:00:00, xdelay=00:00:00, mailer=esmtp, pri=30248, relay=[127.0.0.1] [127.0.0.1], dsn=5.0.0, reply=555 MAIL FROM parameters not recognized or not implemented, stat=Service unavailable",
+            "<22>Nov 29 22:07:18 sm-sender[30559]: 6ATM7Ibw030559: 6ATM7Ibx030559: DSN: Service unavailable",
+            "<22>Nov 29 22:07:18 sm-sender[30559]: 6ATM7Ibx030559: to=probe@sender.test, delay=00:00:00, mailer=local, pri=31272, stat=queued",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (a, fate) = read_log(&lines);
+        assert_eq!(fate, Fate::Bounced);
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert!(a[0].tls.is_some());
+        let error = a[0].error.as_deref().unwrap();
+        assert!(error.contains("reply=555 MAIL FROM parameters not recognized"), "{error}");
     }
 
     const SOURCE: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 4);
