@@ -1,8 +1,9 @@
 //! Which cells run when: each server profile starts once and serves its client cells one after
-//! another (every connection its log shows then belongs to the running cell), then its delivery
-//! cells all at once (each sender's connections come from its own address); profiles run in
-//! parallel, `jobs` at a time, those whose cells wait longest first. `probe` runs every stack
-//! against one server someone else runs, a bounded few at once.
+//! another (every connection its log shows then belongs to the running cell) — a built-in server
+//! whose cells wait by design from a few instances at once, each serving its share the same way —
+//! then its delivery cells all at once (each sender's connections come from its own address);
+//! profiles run in parallel, `jobs` at a time, those whose cells wait longest first. `probe` runs
+//! every stack against one server someone else runs, a bounded few at once.
 
 use super::{Context, Event, ServerState};
 use crate::evidence::CellRun;
@@ -70,6 +71,55 @@ async fn run_repeated(
     CellRun { id: id.clone(), runs, duration: started.elapsed() }
 }
 
+/// How many instances of a profile serve its client cells at once: a built-in server whose cells
+/// mostly wait by design (a stall, a refusal most clients give up on, a slow banner) gets up to
+/// `jobs` of them — each starts in milliseconds, and each still serves its cells one at a time,
+/// so every connection its records show belongs to its running cell. Every other profile (an
+/// MTA, a cell that computes) serves its cells from one instance.
+pub fn lanes(profile: &ServerProfile, client_cells: usize, jobs: usize) -> usize {
+    let waits = expected_wait(profile) >= Duration::from_millis(300);
+    match profile.backend {
+        report_format::Backend::Builtin(_) if waits && profile.fault.is_some() => jobs.min(client_cells).max(1),
+        _ => 1,
+    }
+}
+
+/// A profile's client cells split round-robin over `lanes` instances of its server, each started
+/// for its lane and stopped after it.
+async fn run_in_lanes(
+    ctx: &Arc<Context>,
+    profile: &ServerProfile,
+    cells: Vec<CellId>,
+    lanes: usize,
+    repeat: u32,
+    events: &mpsc::UnboundedSender<Event>,
+) {
+    let mut split: Vec<Vec<CellId>> = vec![Vec::new(); lanes];
+    for (i, id) in cells.into_iter().enumerate() {
+        split[i % lanes].push(id);
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for lane in split {
+        let (ctx, profile, events) = (ctx.clone(), profile.clone(), events.clone());
+        set.spawn(async move {
+            let mut state = ctx.start_server(&profile).await;
+            for id in lane {
+                let _ = events.send(Event::CellStarted { id: id.clone() });
+                let run = run_repeated(&ctx, &id, &profile, &mut state, repeat).await;
+                let _ = events.send(Event::CellRan(Box::new(run)));
+            }
+            ctx.stop_server(&profile.id, state).await;
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        if let Err(e) = joined
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
+
 /// Run a plan: each server profile once, its cells in order, profiles `jobs` at a time. Every
 /// cell's evidence is sent as [`Event::CellRan`].
 pub async fn run(
@@ -115,10 +165,15 @@ pub async fn run(
                 (None, why) => Event::ServerNotStarted { id, why },
             });
             let (deliveries, cells): (Vec<CellId>, Vec<CellId>) = cells.into_iter().partition(|c| ctx.is_sender(c));
-            for id in cells {
-                let _ = events.send(Event::CellStarted { id: id.clone() });
-                let run = run_repeated(&ctx, &id, &entry.profile, &mut state, repeat).await;
-                let _ = events.send(Event::CellRan(Box::new(run)));
+            let lanes = lanes(&entry.profile, cells.len(), jobs);
+            if lanes > 1 && state.availability().is_ready() {
+                run_in_lanes(&ctx, &entry.profile, cells, lanes, repeat, &events).await;
+            } else {
+                for id in cells {
+                    let _ = events.send(Event::CellStarted { id: id.clone() });
+                    let run = run_repeated(&ctx, &id, &entry.profile, &mut state, repeat).await;
+                    let _ = events.send(Event::CellRan(Box::new(run)));
+                }
             }
             if !deliveries.is_empty() {
                 let _delivering = delivering.acquire_owned().await.expect("the semaphore is never closed");
@@ -233,6 +288,24 @@ mod tests {
         all.sort_by_key(|p| std::cmp::Reverse(expected_wait(p)));
         let order: Vec<&str> = all.iter().map(|p| p.id.as_str()).collect();
         assert_eq!(order, ["a", "c", "b", "d"]);
+    }
+
+    /// Waiting built-in profiles are served by several instances at once; MTAs and profiles
+    /// whose cells compute by one.
+    #[test]
+    fn only_waiting_builtin_profiles_get_lanes() {
+        let stall = profile(serde_json::json!({"id": "a", "backend": "openssl", "fault": "stall"}));
+        let refused = profile(serde_json::json!({"id": "b", "backend": "rustls", "fault": "starttls-454"}));
+        let plain = profile(serde_json::json!({"id": "d", "backend": "openssl"}));
+        let dh8192 = profile(serde_json::json!({"id": "c", "backend": "openssl", "max_tls": "1.2",
+            "ciphers": ["TLS_DHE_RSA_WITH_AES_128_GCM_SHA256"], "dh": "ffdhe8192"}));
+        let postfix = profile(serde_json::json!({"id": "p", "backend": "postfix"}));
+        assert_eq!(lanes(&stall, 18, 4), 4);
+        assert_eq!(lanes(&stall, 2, 4), 2);
+        assert_eq!(lanes(&refused, 18, 4), 4);
+        assert_eq!(lanes(&plain, 18, 4), 1);
+        assert_eq!(lanes(&dh8192, 18, 4), 1);
+        assert_eq!(lanes(&postfix, 18, 4), 1);
     }
 
     /// A whole profile's time decides when it starts: 18 stalled client cells and senders that
