@@ -4,6 +4,7 @@
 //! matrix → plan → run (evidence) → derive (outcome) → judge (verdict) → reports.
 
 pub mod adapters;
+pub mod availability;
 pub mod batch;
 pub mod blind;
 pub mod classify;

@@ -1,6 +1,6 @@
-//! The `starttls-matrix` command line: run a matrix, list its cells, probe a running server,
-//! serve one profile by hand, diff and compare runs, check expectations, merge shards, or act
-//! as a built-in client program.
+//! The `starttls-matrix` command line: run a matrix, publish a run, list its cells, probe a
+//! running server, serve one profile by hand, diff and compare runs, check expectations, merge
+//! shards, or act as a built-in client program.
 
 mod commands;
 
@@ -14,7 +14,8 @@ const EXIT_CODES: &str = "Exit codes:
   0  every verdict as expected (pass, expected failure, skipped); a diff with nothing broken
   1  some unexpected verdict (unexpected failure or success, wrong error, flaky), a diff with
      newly broken cells, or stale expectations
-  2  usage or configuration error (bad flag, malformed matrix: file and line are named)
+  2  usage or configuration error (bad flag, malformed matrix: file and line are named), or a
+     publication refused (a run that skipped stacks, without --allow-skipped)
   3  harness error (we could not run a cell: spawn, bind, crash) — never an incompatibility
 130  interrupted (Ctrl-C); every child process is ended, nothing is written
 
@@ -35,8 +36,12 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run the matrix: start each server profile, run every client stack against it, print the
-    /// table and write results/report.json and results/README.md.
+    /// table and write report.json, README.md and index.html into target/starttls-matrix/latest/
+    /// (the published results/ only with --out results).
     Run(commands::run::RunArgs),
+    /// Make a run's report the published table in results/ (report.json, README.md, index.html,
+    /// history/); refused for a run that skipped stacks unless --allow-skipped.
+    Publish(commands::publish::PublishArgs),
     /// List the cells of the matrix, one id (`client/server`) per line.
     List(commands::list::ListArgs),
     /// Run every client stack against a server that is already running.
@@ -98,6 +103,7 @@ fn dispatch(cli: Cli) -> Result<i32, Exit> {
     let tables = Arc::new(Tables::builtin().context("load the classification tables").map_err(harness)?);
     match cli.command {
         Cmd::Run(a) => rt.block_on(commands::run::main(a, tables)),
+        Cmd::Publish(a) => commands::publish::main(a),
         Cmd::List(a) => commands::list::main(a, &tables),
         Cmd::Probe(a) => rt.block_on(commands::probe::main(a, tables)),
         Cmd::Serve(a) => rt.block_on(commands::serve::main(a, &tables)),

@@ -37,8 +37,11 @@ fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
+/// Where a run writes its own results by default (relative to its current directory).
+const LATEST: &str = "target/starttls-matrix/latest";
+
 fn report(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("results/report.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(dir.join(LATEST).join("report.json")).unwrap()).unwrap()
 }
 
 #[test]
@@ -53,6 +56,7 @@ fn unknown_key_is_exit_2_with_file_and_line() {
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(r.stderr.contains("m.toml:7:") && r.stderr.contains("dh_bits"), "{}", r.stderr);
     assert!(!dir.path().join("results").exists(), "nothing is written for a bad matrix");
+    assert!(!dir.path().join("target").exists(), "nothing is written for a bad matrix");
 }
 
 #[test]
@@ -112,7 +116,7 @@ fn crashing_and_silent_clients_are_harness_errors_not_failures() {
     let r = starttls_matrix(dir.path(), &["run", "--matrix", "m.toml", "--format", "json"]);
     assert_eq!(r.code, Some(3), "harness errors exit 3: {}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(v, report(dir.path()), "stdout and results/report.json agree");
+    assert_eq!(v, report(dir.path()), "stdout and the written report.json agree");
     assert_eq!(v["schema_version"], 1);
     for cell in ["crash/x25519", "silent/x25519"] {
         assert_eq!(v["cells"][cell]["outcome"]["kind"], "harness_error", "{cell}: {}", v["cells"][cell]);
@@ -175,7 +179,7 @@ reason = "security level 2"
     let r = starttls_matrix(dir.path(), &["run", "--matrix", "m.toml"]);
     assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("dh_too_small") && r.stdout.contains("TLSv1.2 DHE-2048"), "{}", r.stdout);
-    let md = std::fs::read_to_string(dir.path().join("results/README.md")).unwrap();
+    let md = std::fs::read_to_string(dir.path().join(LATEST).join("README.md")).unwrap();
     assert!(md.contains("| **dhe512** | dh_too_small |"), "{md}");
     assert!(md.contains("| **ffdhe2048** | TLSv1.2 DHE-2048 |"), "{md}");
     let v = report(dir.path());
@@ -283,7 +287,7 @@ fn ctrl_c_ends_every_child_and_writes_nothing() {
     assert_eq!(status.code(), Some(130));
     std::thread::sleep(Duration::from_millis(100));
     assert!(!alive(pid), "the client's process group was ended on Ctrl-C");
-    assert!(!dir.path().join("results/report.json").exists(), "an interrupted run writes nothing");
+    assert!(!dir.path().join(LATEST).join("report.json").exists(), "an interrupted run writes nothing");
 }
 
 #[test]
@@ -298,4 +302,71 @@ fn a_stack_whose_toolchain_is_missing_is_skipped_not_broken() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["cells"]["needs/x25519"]["outcome"]["kind"], "skipped");
     assert!(v["cells"]["needs/x25519"]["outcome"]["reason"].as_str().unwrap().contains("no-such-toolchain-xyz"));
+}
+
+/// The published table's files in a directory, with their contents.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// On a fresh clone, `run` writes into the ignored target/, never over the committed results/:
+/// the repository's matrix, run from another directory, leaves the repository's results/ as
+/// it was and writes the run's own results under the current directory.
+#[test]
+fn a_fresh_users_first_run_changes_no_tracked_file() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let published = snapshot(&repo.join("results"));
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = repo.join("matrix.toml");
+    let r = starttls_matrix(
+        dir.path(),
+        &["run", "--matrix", matrix.to_str().unwrap(), "--server", "dhe512", "--client", "openssl"],
+    );
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    let v = report(dir.path());
+    assert_eq!(v["cells"].as_object().unwrap().len(), 1);
+    assert_eq!(v["cells"]["openssl/dhe512"]["verdict"], "expected_failure");
+    for f in ["README.md", "index.html"] {
+        assert!(dir.path().join(LATEST).join(f).is_file(), "{f}");
+    }
+    assert!(r.stdout.contains("wrote target/starttls-matrix/latest/report.json"), "it says where: {}", r.stdout);
+    assert!(r.stdout.contains("starttls-matrix publish"), "and how to publish: {}", r.stdout);
+    assert!(!dir.path().join("results").exists(), "no results/ in the current directory either");
+    assert!(snapshot(&repo.join("results")) == published, "the repository's results/ is untouched");
+}
+
+/// The table on a machine that has only some of the matrix's stacks: the others are left out
+/// of it and named once, after it, with what installs them; the Markdown keeps them.
+#[test]
+fn stacks_that_are_not_installed_are_folded_out_of_the_terminal_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = format!(
+        "{SERVER}[[client]]\nid = \"openssl\"\nbuiltin = \"openssl-client\"\n[[client]]\nid = \"needs\"\nprogram = \"/bin/true\"\nerrors = \"openssl\"\nrequires = [\"no-such-toolchain-xyz\"]\n[[client]]\nid = \"unbuilt\"\nprogram = \"bin/client\"\nerrors = \"openssl\"\nbuild = \"scripts/build-it\"\n"
+    );
+    write(dir.path(), "m.toml", &matrix);
+    let r = starttls_matrix(dir.path(), &["run", "--matrix", "m.toml"]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    let header = r.stdout.lines().find(|l| l.contains("server \\ client")).unwrap_or_default();
+    assert!(header.contains("openssl") && !header.contains("needs") && !header.contains("unbuilt"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("left out of the table")
+            && r.stdout.contains("needs (scripts/install-stacks installs it); unbuilt (run scripts/build-it)"),
+        "{}",
+        r.stdout
+    );
+    let md = std::fs::read_to_string(dir.path().join(LATEST).join("README.md")).unwrap();
+    assert!(md.contains("needs") && md.contains("unbuilt"), "the Markdown keeps every column: {md}");
 }

@@ -4,6 +4,13 @@
 //! and serves its cells one at a time, and is stopped at the end, as are the senders. As in a
 //! run, the first delivery trial of a profile delivers every sender's message to it at once;
 //! the profile's other delivery trials judge their share.
+//!
+//! A cell whose stack or MTA is not installed here (a program not on PATH or not built, an MTA
+//! not extracted: `harness::availability`, from the files alone) is listed as ignored, the reason
+//! in its kind (`[openssl; skipped: curl is not installed (not on PATH)] curl/dhe512`), and does
+//! not run; `--include-ignored` runs it anyway. A cell that turns out skipped only when run (an
+//! MTA that needs namespaces this machine refuses) is reported ignored with the reason too —
+//! never as a pass.
 
 use harness::classify::Tables;
 use harness::evidence::CellRun;
@@ -11,7 +18,7 @@ use harness::judge::Judge;
 use harness::matrix::Matrix;
 use harness::plan::{CellId, Plan};
 use harness::runner::{Context, ServerState};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -30,7 +37,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn run(&self, id: &CellId) -> Result<(), Failed> {
+    fn run(&self, id: &CellId) -> Result<Completion, Failed> {
         let ctx = self
             .ctx
             .get_or_init(|| {
@@ -89,8 +96,10 @@ impl Shared {
         if let Err(why) = blind_check {
             return Err(format!("the blind view disagrees: {why}\nblind outcome: {:#?}", blind_view.0).into());
         }
-        if record.verdict.is_as_expected() {
-            Ok(())
+        if let report_format::Outcome::Skipped { reason } = &record.outcome {
+            Ok(Completion::ignored_with(format!("skipped: {reason}")))
+        } else if record.verdict.is_as_expected() {
+            Ok(Completion::Completed)
         } else {
             Err(format!(
                 "{}: outcome {} but expected {} ({})\n{:#?}",
@@ -126,8 +135,16 @@ fn main() {
         .iter()
         .map(|id| {
             let (shared, id) = (shared.clone(), id.clone());
-            let kind = matrix.server(&id.server).map(|s| s.profile.backend.as_str()).unwrap_or("?");
-            Trial::test(id.to_string(), move || shared.run(&id)).with_kind(kind)
+            let backend = matrix.server(&id.server).map(|s| s.profile.backend.as_str()).unwrap_or("?");
+            // Cheap: the file system only, nothing starts.
+            let missing = harness::availability::cell_missing(&matrix, &id);
+            let kind = match &missing {
+                Some(reason) => format!("{backend}; skipped: {reason}"),
+                None => backend.to_string(),
+            };
+            Trial::ignorable_test(id.to_string(), move || shared.run(&id))
+                .with_kind(kind)
+                .with_ignored_flag(missing.is_some())
         })
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);

@@ -8,6 +8,9 @@ mod common;
 
 use common::{starttls_matrix, write};
 
+/// Where a run writes its report by default (relative to its current directory).
+const LATEST_REPORT: &str = "target/starttls-matrix/latest/report.json";
+
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -120,7 +123,7 @@ fn an_unexpected_success_fails_the_run_and_stale_entries_are_listed() {
     assert_eq!(v["cells"]["openssl/dhe1024"]["verdict"], "expected_failure");
     let r = starttls_matrix(
         dir.path(),
-        &["expectations", "--check", "--matrix", "m.toml", "--report", "results/report.json", "--format", "json"],
+        &["expectations", "--check", "--matrix", "m.toml", "--report", LATEST_REPORT, "--format", "json"],
     );
     assert_eq!(r.code, Some(1));
     let stale: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
@@ -259,26 +262,111 @@ fn a_cell_that_changes_between_repeats_is_flaky_not_retried_into_a_pass() {
     assert_eq!(v["run"]["repeat"], 3);
 }
 
-#[test]
-fn a_second_published_run_shows_what_changed_since_the_first() {
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "m.toml", ONE_SERVER);
+/// `m2.toml` takes 1024-bit DH (security level 1) and `m.toml` does not: run one after the
+/// other, `dhe1024` breaks.
+fn two_policies(dir: &Path) {
+    write(dir, "m.toml", ONE_SERVER);
     write(
-        dir.path(),
+        dir,
         "m2.toml",
         &ONE_SERVER.replace(
             "builtin = \"openssl-client\"\n",
             "builtin = \"openssl-client\"\nargs = [\"--seclevel\", \"1\"]\n",
         ),
     );
+}
+
+fn count(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn a_second_run_shows_what_changed_since_the_first_in_its_own_history() {
+    let dir = tempfile::tempdir().unwrap();
+    two_policies(dir.path());
     starttls_matrix(dir.path(), &["run", "--matrix", "m2.toml"]);
     starttls_matrix(dir.path(), &["run", "--matrix", "m.toml"]);
-    let history: Vec<_> = std::fs::read_dir(dir.path().join("results/history")).unwrap().collect();
-    assert_eq!(history.len(), 2, "each whole run is kept");
-    let page = std::fs::read_to_string(dir.path().join("results/index.html")).unwrap();
+    let history = dir.path().join("target/starttls-matrix/history");
+    assert_eq!(count(&history), 2, "each whole run is kept, beside latest/");
+    let page = std::fs::read_to_string(dir.path().join("target/starttls-matrix/latest/index.html")).unwrap();
     assert!(page.contains("<h2>Since run"), "the page compares with the previous run");
     assert!(page.contains("data-change=\"broken\"") && page.contains("1 newly broken"), "dhe1024 broke at level 2");
-    // A filtered run is not a publication: it leaves the history alone.
+    assert!(!dir.path().join("results").exists(), "a run publishes nothing");
+    // A filtered run is not a whole run: it leaves the history alone.
     starttls_matrix(dir.path(), &["run", "--matrix", "m.toml", "--server", "ffdhe*"]);
-    assert_eq!(std::fs::read_dir(dir.path().join("results/history")).unwrap().count(), 2);
+    assert_eq!(count(&history), 2);
+}
+
+#[test]
+fn publish_makes_a_run_the_published_table_and_compares_with_the_previous_publication() {
+    let dir = tempfile::tempdir().unwrap();
+    two_policies(dir.path());
+    let r = starttls_matrix(dir.path(), &["publish"]);
+    assert_eq!(r.code, Some(2), "nothing to publish before a run");
+    assert!(r.stderr.contains("starttls-matrix run"), "{}", r.stderr);
+    starttls_matrix(dir.path(), &["run", "--matrix", "m2.toml"]);
+    let r = starttls_matrix(dir.path(), &["publish"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains("the first publication"), "{}", r.stdout);
+    for f in ["report.json", "README.md", "index.html"] {
+        assert!(dir.path().join("results").join(f).is_file(), "results/{f}");
+    }
+    assert_eq!(json(&dir.path().join("results/report.json")), json(&dir.path().join(LATEST_REPORT)));
+    assert_eq!(count(&dir.path().join("results/history")), 1);
+    assert!(!std::fs::read_to_string(dir.path().join("results/index.html")).unwrap().contains("<h2>Since run"));
+    // Runs in between do not count: the published page compares with the previous publication.
+    starttls_matrix(dir.path(), &["run", "--matrix", "m.toml"]);
+    starttls_matrix(dir.path(), &["run", "--matrix", "m.toml"]);
+    let r = starttls_matrix(dir.path(), &["publish", LATEST_REPORT, "--to", "results"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains("since the previous publication") && r.stdout.contains("1 newly broken"), "{}", r.stdout);
+    let page = std::fs::read_to_string(dir.path().join("results/index.html")).unwrap();
+    assert!(
+        page.contains("<h2>Since run") && page.contains("1 newly broken"),
+        "dhe1024 broke since the last publication"
+    );
+    assert_eq!(count(&dir.path().join("results/history")), 2);
+    // Published again, the same run is still compared with the one before it.
+    let r = starttls_matrix(dir.path(), &["publish"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(count(&dir.path().join("results/history")), 2);
+    assert!(std::fs::read_to_string(dir.path().join("results/index.html")).unwrap().contains("1 newly broken"));
+}
+
+#[test]
+fn a_run_that_skipped_stacks_is_not_published_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = format!(
+        "{ONE_SERVER}[[client]]\nid = \"needs\"\nprogram = \"/bin/true\"\nerrors = \"openssl\"\nrequires = [\"no-such-toolchain-xyz\"]\n"
+    );
+    write(dir.path(), "m.toml", &matrix);
+    // `--out results` beside the matrix is the published table: refused before anything runs.
+    let r = starttls_matrix(dir.path(), &["run", "--matrix", "m.toml", "--out", "results"]);
+    assert_eq!(r.code, Some(2), "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("nothing was run"), "{}", r.stderr);
+    assert!(!dir.path().join("results").exists() && !dir.path().join("target").exists());
+    // A run writes its own results; publishing them is refused, naming the stack and the fix.
+    let r = starttls_matrix(dir.path(), &["run", "--matrix", "m.toml"]);
+    assert_eq!(r.code, Some(1), "dhe1024 fails, nothing says it should: {}", r.stderr);
+    let r = starttls_matrix(dir.path(), &["publish"]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    for words in ["1 client stack was skipped", "needs (scripts/install-stacks installs it)", "--allow-skipped"] {
+        assert!(r.stderr.contains(words), "{words:?} in {}", r.stderr);
+    }
+    assert!(!dir.path().join("results").exists(), "results/ was left as it was");
+    // Deliberately, it can be.
+    let r = starttls_matrix(dir.path(), &["publish", "--allow-skipped"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains("published with needs skipped"), "{}", r.stdout);
+    assert_eq!(json(&dir.path().join("results/report.json"))["cells"]["needs/dhe1024"]["verdict"], "skipped");
+    let r = starttls_matrix(dir.path(), &["run", "--matrix", "m.toml", "--out", "results", "--allow-skipped"]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stdout.contains("(the published table)"), "{}", r.stdout);
+    assert_eq!(count(&dir.path().join("results/history")), 2);
+    // A shard is not a table: merge first.
+    let r = starttls_matrix(dir.path(), &["run", "--matrix", "m.toml", "--shard", "1/2", "--out", "shard"]);
+    assert!(matches!(r.code, Some(0 | 1)), "{}", r.stderr);
+    let r = starttls_matrix(dir.path(), &["publish", "shard/report.json", "--allow-skipped"]);
+    assert_eq!(r.code, Some(2));
+    assert!(r.stderr.contains("merge the shards first"), "{}", r.stderr);
 }

@@ -65,6 +65,12 @@ pub trait Adapter: Sync {
     /// Where the program is here, ready to run; not ready is `Skipped` (not installed) or
     /// `Broken` (there, but we could not prepare it).
     fn locate(&self, stack: &ClientStack) -> Result<Located, Availability>;
+    /// Whether the program is here, decided from the file system alone (nothing is written or
+    /// run): `Err` is what [`Adapter::locate`] would say. By default `locate` itself, for
+    /// adapters whose `locate` only looks the program up on PATH.
+    fn installed(&self, stack: &ClientStack) -> Result<(), Availability> {
+        self.locate(stack).map(drop)
+    }
     /// The argv (after the program name) and the standard input for one cell.
     fn command(&self, target: &Target, extra: &[String]) -> (Vec<OsString>, Vec<u8>);
     /// For programs that type our input into the TLS session (s_client, gnutls-cli): the

@@ -8,6 +8,7 @@ pub mod fuzz;
 pub mod list;
 pub mod merge;
 pub mod probe;
+pub mod publish;
 pub mod report;
 pub mod run;
 pub mod serve;

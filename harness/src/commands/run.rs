@@ -10,11 +10,12 @@ use harness::diff::Diff;
 use harness::judge::{Judge, View};
 use harness::plan::Plan;
 use harness::report::build::{RunSummary, build};
-use harness::report::history;
+use harness::report::skipped::Skipped;
+use harness::report::{history, outputs};
 use harness::runner::{self, Context, RunOptions};
 use harness::shard::Shard;
 use report_format::Report;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -37,9 +38,15 @@ pub struct Select {
 pub struct RunArgs {
     #[command(flatten)]
     pub select: Select,
-    /// Where to write report.json and README.md.
-    #[arg(long, default_value = "results")]
+    /// Where to write report.json, README.md and index.html: by default this run's own
+    /// directory (ignored by git), its history beside it. `results`, the published table beside
+    /// the matrix, is written only when no stack or profile is skipped, or with --allow-skipped.
+    #[arg(long, value_name = "DIR", default_value = outputs::LATEST)]
     pub out: PathBuf,
+    /// With `--out results`: publish even though stacks or profiles were skipped here (their
+    /// cells then read `skipped` in the published table).
+    #[arg(long)]
+    pub allow_skipped: bool,
     /// What to print on stdout.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -126,23 +133,70 @@ pub async fn main(a: RunArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
     if a.repeat == 0 {
         return Err(usage(anyhow::anyhow!("run: --repeat must be at least 1")));
     }
+    // `results/` beside the matrix is the published table: a run that would skip stacks must
+    // not replace it. What the files tell is checked before anything runs; what only running
+    // tells (an MTA that cannot start here), after.
+    let matrix_dir = a.select.matrix.parent().unwrap_or(Path::new(""));
+    let guarded = outputs::is_published(&a.out, matrix_dir) && !a.allow_skipped;
+    if guarded {
+        let predicted = harness::availability::predicted(&matrix, &plan.clients, &plan.servers);
+        if !predicted.is_empty() {
+            return Err(usage(anyhow::anyhow!(
+                "publish into {} (the published table): {}\nnothing was run; without --out, a run writes its own results into {}",
+                outputs::shown(&a.out),
+                predicted.refusal(),
+                outputs::shown(Path::new(outputs::LATEST))
+            )));
+        }
+    }
     let view = if a.blind { View::Blind } else { View::Informed };
     let judge = Arc::new(Judge { matrix: Some(matrix.clone()), baseline, tables: tables.clone(), view });
     let options = RunOptions { jobs: jobs(a.jobs, &matrix), repeat: a.repeat };
-    // Only a whole run of the whole matrix is published into the history.
-    let whole = a.shard.is_none() && a.select.servers.is_empty() && a.select.clients.is_empty();
-    let previous = if whole { history::previous(&a.out) } else { None };
     let report = execute(matrix, &plan, &full, tables, judge, options, a.shard).await?;
+    let skipped = Skipped::of(&report);
+    let refused = guarded && !skipped.is_empty();
+    // Refused: the run is not lost, it goes where a run's own results go.
+    let out = if refused { PathBuf::from(outputs::LATEST) } else { a.out.clone() };
+    // Only a whole run of the whole matrix goes into a history.
+    let whole = a.shard.is_none() && a.select.servers.is_empty() && a.select.clients.is_empty();
+    let history_dir = outputs::history_dir(&out);
+    let previous = if whole { history::previous(&history_dir, &report.run.id) } else { None };
     let since = previous.map(|p| Diff::reports(&p, &report));
-    write_results(&report, Some(&a.out), a.junit.as_deref(), since.as_ref())?;
-    if whole {
-        history::record(&a.out, &report).map_err(harness)?;
-    }
+    write_results(&report, Some(&out), a.junit.as_deref(), since.as_ref())?;
+    let recorded = if whole { Some(history::record(&history_dir, &report).map_err(harness)?) } else { None };
     record_unmapped(&report, a.record_unmapped.as_deref())?;
     print_report(&report, a.format)?;
+    let wrote = wrote(&out, recorded.as_deref(), outputs::is_published(&out, matrix_dir));
+    // The table's reader sees where the files went; stdout stays the report in other formats.
     if a.format == Format::Table {
-        let files = ["report.json", "README.md", "index.html"].map(|f| a.out.join(f).display().to_string());
-        println!("wrote {}", files.join(", "));
+        println!("{wrote}");
+    } else {
+        eprintln!("{wrote}");
+    }
+    if refused {
+        return Err(usage(anyhow::anyhow!(
+            "publish into {} (the published table): {}\n{} was left as it was; this run is in {}",
+            outputs::shown(&a.out),
+            skipped.refusal(),
+            outputs::shown(&a.out),
+            outputs::shown(&out)
+        )));
     }
     Ok(report.exit_code())
+}
+
+/// Where a run's files went, and what they are.
+fn wrote(out: &Path, history: Option<&Path>, published: bool) -> String {
+    let mut files: Vec<String> =
+        ["report.json", "README.md", "index.html"].map(|f| out.join(f).display().to_string()).into();
+    files.extend(history.map(|h| h.display().to_string()));
+    let what = if published {
+        "the published table".to_string()
+    } else {
+        format!(
+            "this run's own results; `starttls-matrix publish` makes them the published table in {}/",
+            outputs::PUBLISHED
+        )
+    };
+    format!("wrote {} ({what})", files.join(", "))
 }

@@ -1,5 +1,9 @@
-//! `results/history/`: every published run kept as `<date>-<run id>.json`, the newest
-//! [`KEEP`], so the page can show what changed since the previous run.
+//! A history of runs: each kept as `<date>-<run id>.json`, the newest [`KEEP`], so the page can
+//! show what changed since the previous one. Two histories, never mixed (see
+//! [`super::outputs`]): the published table's, `results/history/`, written by `publish` (and
+//! `run --out results`), so the published page compares with the previous publication; and
+//! ordinary runs', `target/starttls-matrix/history/`, so a run's own page compares with the
+//! previous run on the same machine.
 
 use super::write::{WriteError, atomic};
 use report_format::Report;
@@ -8,8 +12,8 @@ use std::path::{Path, PathBuf};
 /// How many runs are kept.
 pub const KEEP: usize = 30;
 
-fn entries(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("history"))
+fn entries(history: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(history)
         .into_iter()
         .flatten()
         .flatten()
@@ -21,18 +25,23 @@ fn entries(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The newest recorded run under `dir/history`, if any can be read.
-pub fn previous(dir: &Path) -> Option<Report> {
-    entries(dir).iter().rev().find_map(|p| serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok())
+/// The newest run recorded in the directory `history` other than the run `except` (a report
+/// published twice is not compared with itself), if any can be read.
+pub fn previous(history: &Path, except: &str) -> Option<Report> {
+    entries(history)
+        .iter()
+        .rev()
+        .filter_map(|p| serde_json::from_str::<Report>(&std::fs::read_to_string(p).ok()?).ok())
+        .find(|r| r.run.id != except)
 }
 
-/// Keep `report` under `dir/history` and drop all but the newest [`KEEP`].
-pub fn record(dir: &Path, report: &Report) -> Result<PathBuf, WriteError> {
+/// Keep `report` in the directory `history` and drop all but the newest [`KEEP`].
+pub fn record(history: &Path, report: &Report) -> Result<PathBuf, WriteError> {
     let date = report.run.started.get(..10).unwrap_or("undated");
-    let path = dir.join("history").join(format!("{date}-{}.json", report.run.id));
+    let path = history.join(format!("{date}-{}.json", report.run.id));
     let text = serde_json::to_string_pretty(report).expect("a report serialises");
     atomic(&path, format!("{text}\n").as_bytes())?;
-    let all = entries(dir);
+    let all = entries(history);
     for old in &all[..all.len().saturating_sub(KEEP)] {
         let _ = std::fs::remove_file(old);
     }
@@ -58,13 +67,19 @@ mod tests {
     #[test]
     fn keeps_the_newest_runs_and_finds_the_previous_one() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(previous(dir.path()).is_none());
+        assert!(previous(dir.path(), "").is_none());
         for i in 0..KEEP + 2 {
             record(dir.path(), &report(&format!("20261128T1000{i:02}Z-0000"))).unwrap();
         }
         let kept = entries(dir.path());
         assert_eq!(kept.len(), KEEP);
         assert!(kept[0].to_string_lossy().contains("T100002Z"), "the two oldest are gone: {:?}", kept[0]);
-        assert_eq!(previous(dir.path()).unwrap().run.id, format!("20261128T1000{:02}Z-0000", KEEP + 1));
+        let newest = format!("20261128T1000{:02}Z-0000", KEEP + 1);
+        assert_eq!(previous(dir.path(), "").unwrap().run.id, newest);
+        assert_eq!(
+            previous(dir.path(), &newest).unwrap().run.id,
+            format!("20261128T1000{KEEP:02}Z-0000"),
+            "a run recorded again is compared with the one before it"
+        );
     }
 }

@@ -1,10 +1,13 @@
 //! The terminal tables (server profiles as rows, client stacks as columns; then "Mail delivery",
 //! the senders as columns) and the summary that follows them: verdict counts, wall time, the
 //! slowest cells, and every cell that is not as expected — harness errors and unmapped errors
-//! loudest.
+//! loudest. The tables fit the machine they ran on: a stack (or a profile) every cell of which
+//! was skipped is left out and named in one line after them, with what installs it; the
+//! Markdown and HTML keep every column.
 
+use super::skipped::{Missing, grouped};
 use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
-use report_format::{CellReport, DeliveryResult, ErrorClass, Outcome, Report, Verdict};
+use report_format::{Availability, CellReport, DeliveryResult, ErrorClass, Outcome, Report, Verdict};
 use std::io::IsTerminal;
 
 /// Colour only on a terminal, and never when `NO_COLOR` is set (no-color.org).
@@ -23,11 +26,97 @@ fn colour_of(verdict: Verdict, connected: bool) -> Color {
 }
 use std::fmt::Write;
 
-/// The tables (one per section, then "Mail delivery"), coloured by verdict when `colour`.
+/// What the terminal tables leave out: the stacks (columns) and the profiles (rows) every cell
+/// of which was skipped here, with why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Folded {
+    pub stacks: Vec<Missing>,
+    pub servers: Vec<Missing>,
+}
+
+impl Folded {
+    /// A column goes when it has cells and all were skipped; a row when its cells under the
+    /// remaining columns all were (an MTA not extracted).
+    pub fn of(report: &Report) -> Folded {
+        let skip_reason = |c: &CellReport| match &c.outcome {
+            Outcome::Skipped { reason } => Some(reason.clone()),
+            _ => None,
+        };
+        fn column<'a>(report: &'a Report, id: &'a str) -> impl Iterator<Item = &'a CellReport> {
+            report.cells.values().filter(move |c| c.client == id)
+        }
+        let stacks: Vec<Missing> = report
+            .run
+            .client_order
+            .iter()
+            .filter(|id| column(report, id).next().is_some() && column(report, id).all(|c| skip_reason(c).is_some()))
+            .map(|id| {
+                let reason = match report.clients.get(id).map(|c| &c.readiness) {
+                    Some(Availability::Skipped(reason)) => reason.clone(),
+                    _ => column(report, id).find_map(skip_reason).unwrap_or_default(),
+                };
+                Missing { id: id.clone(), reason }
+            })
+            .collect();
+        let servers = report
+            .run
+            .server_order
+            .iter()
+            .filter_map(|id| {
+                let row: Vec<&CellReport> = report
+                    .cells
+                    .values()
+                    .filter(|c| &c.server == id && !stacks.iter().any(|m| m.id == c.client))
+                    .collect();
+                let reasons: Vec<String> = row.iter().filter_map(|c| skip_reason(c)).collect();
+                (!row.is_empty() && reasons.len() == row.len())
+                    .then(|| Missing { id: id.clone(), reason: reasons[0].clone() })
+            })
+            .collect();
+        Folded { stacks, servers }
+    }
+
+    fn has_stack(&self, id: &str) -> bool {
+        self.stacks.iter().any(|m| m.id == id)
+    }
+
+    fn has_server(&self, id: &str) -> bool {
+        self.servers.iter().any(|m| m.id == id)
+    }
+
+    /// The lines after the tables that name what was left out and what installs it.
+    pub fn lines(&self) -> String {
+        let mut out = String::new();
+        if !self.stacks.is_empty() {
+            let _ = writeln!(
+                out,
+                "not installed here, left out of the table (every cell skipped; README.md and index.html keep them): {}",
+                grouped(&self.stacks)
+            );
+        }
+        if !self.servers.is_empty() {
+            let _ = writeln!(
+                out,
+                "server profiles not available here, left out of the table (every cell skipped): {}",
+                grouped(&self.servers)
+            );
+        }
+        out
+    }
+}
+
+/// The tables (one per section, then "Mail delivery"), coloured by verdict when `colour`;
+/// stacks and profiles every cell of which was skipped are left out and named after them.
 pub fn table(report: &Report, colour: bool) -> String {
-    let sections = report.sections();
-    let programs = report.program_columns();
-    let senders = report.sender_columns();
+    let folded = Folded::of(report);
+    let sections: Vec<(&str, Vec<&String>)> = report
+        .sections()
+        .into_iter()
+        .map(|(title, rows)| (title, rows.into_iter().filter(|s| !folded.has_server(s)).collect::<Vec<_>>()))
+        .filter(|(_, rows)| !rows.is_empty())
+        .collect();
+    let programs: Vec<&String> = report.program_columns().into_iter().filter(|c| !folded.has_stack(c)).collect();
+    let senders: Vec<&String> = report.sender_columns().into_iter().filter(|c| !folded.has_stack(c)).collect();
     let titled = sections.len() > 1 || !senders.is_empty();
     let mut out = String::new();
     if !programs.is_empty() {
@@ -36,10 +125,11 @@ pub fn table(report: &Report, colour: bool) -> String {
             let _ = writeln!(out, "{}", grid(report, &corner, rows, &programs, colour));
         }
     }
-    if !senders.is_empty() {
-        let rows: Vec<&String> = report.run.server_order.iter().collect();
+    let rows: Vec<&String> = report.run.server_order.iter().filter(|s| !folded.has_server(s)).collect();
+    if !senders.is_empty() && !rows.is_empty() {
         let _ = writeln!(out, "{}", grid(report, "Mail delivery: server \\ sender", &rows, &senders, colour));
     }
+    out.push_str(&folded.lines());
     out.trim_end().to_string()
 }
 
@@ -150,3 +240,116 @@ fn blind_summary(out: &mut String, report: &Report) {
 
 /// Up to this many cells, the summary tells each one's story.
 const DETAILED: usize = 8;
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::report::skipped::Skipped;
+    use serde_json::{Value, json};
+
+    const NOT_EXTRACTED: &str = "postfix is not extracted in /x/.cache/mta/root: run scripts/install-stacks";
+
+    fn client(kind: &str, readiness: Value) -> Value {
+        json!({"kind": kind, "program": "p", "args": [], "version": null, "policy": null, "readiness": readiness})
+    }
+
+    fn cell(client: &str, server: &str, outcome: Value, verdict: &str) -> (String, Value) {
+        let expected = json!({"outcome": "connected", "reason": "no expectation written"});
+        let c = json!({"client": client, "server": server, "outcome": outcome, "expected": expected,
+                       "verdict": verdict, "duration_ms": 1});
+        (format!("{client}/{server}"), c)
+    }
+
+    fn skipped(reason: &str) -> Value {
+        json!({"kind": "skipped", "reason": reason})
+    }
+
+    /// A run on a fresh machine, in small: the built-in `openssl` stack ran; `curl` is not on
+    /// PATH, `openssl-3.6` not built, and Postfix not extracted, so its profile and its sender
+    /// were skipped whole.
+    pub(crate) fn fresh_machine() -> Report {
+        let curl = "curl is not installed (not on PATH)";
+        let unbuilt = ".cache/openssl/3.6/bin/openssl-client is not built: run scripts/build-openssl-clients";
+        let connected = json!({"kind": "connected", "protocol": "TLSv1.3", "cipher": "TLS_AES_128_GCM_SHA256", "group": "x25519", "dh_bits": null});
+        let mut cells = serde_json::Map::new();
+        for server in ["x25519", "postfix-default"] {
+            let (ran, verdict) =
+                if server == "x25519" { (connected.clone(), "pass") } else { (skipped(NOT_EXTRACTED), "skipped") };
+            for (client, outcome, verdict) in [
+                ("openssl", ran, verdict),
+                ("curl", skipped(curl), "skipped"),
+                ("openssl-3.6", skipped(unbuilt), "skipped"),
+                ("postfix-smtp", skipped(NOT_EXTRACTED), "skipped"),
+            ] {
+                let (id, c) = cell(client, server, outcome, verdict);
+                cells.insert(id, c);
+            }
+        }
+        let profile = |id: &str, backend: &str| json!({"id": id, "description": "", "backend": backend, "min_tls": "1.2", "max_tls": "1.3", "cert": "rsa"});
+        serde_json::from_value(json!({
+            "schema_version": 1,
+            "run": {"id": "20261130T100000Z-0001", "mode": "run", "started": "2026-11-30T10:00:00.000Z", "finished": "f",
+                    "wall_ms": 1, "matrix": "m", "tool_versions": {}, "server_order": ["x25519", "postfix-default"],
+                    "client_order": ["openssl", "curl", "openssl-3.6", "postfix-smtp"], "jobs": 1, "cores": 1},
+            "servers": {"x25519": profile("x25519", "openssl"), "postfix-default": profile("postfix-default", "postfix")},
+            "clients": {
+                "openssl": client("builtin", json!({"status": "ready"})),
+                "curl": client("adapter", json!({"status": "skipped", "reason": curl})),
+                "openssl-3.6": client("program", json!({"status": "skipped", "reason": unbuilt})),
+                "postfix-smtp": client("sender", json!({"status": "skipped", "reason": NOT_EXTRACTED})),
+            },
+            "cells": cells,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn stacks_and_profiles_skipped_whole_are_folded_into_a_line() {
+        let text = table(&fresh_machine(), false);
+        let header = text.lines().find(|l| l.contains("server \\ client")).expect(&text);
+        assert!(header.contains("openssl") && !header.contains("curl") && !header.contains("openssl-3.6"), "{text}");
+        assert!(text.contains("x25519") && text.contains("TLSv1.3 x25519"), "{text}");
+        assert!(!text.contains("Mail delivery"), "the only sender was skipped: no delivery table\n{text}");
+        assert!(!text.contains("┆ skipped"), "no skipped cell is left in the grid\n{text}");
+        let folded: Vec<&str> = text.lines().filter(|l| l.contains("left out of the table")).collect();
+        assert_eq!(folded.len(), 2, "{text}");
+        assert!(
+            folded[0].ends_with(
+                "curl, postfix-smtp (scripts/install-stacks installs them); openssl-3.6 (run scripts/build-openssl-clients)"
+            ),
+            "{}",
+            folded[0]
+        );
+        assert!(folded[1].ends_with("postfix-default (scripts/install-stacks installs it)"), "{}", folded[1]);
+    }
+
+    #[test]
+    fn a_machine_with_everything_keeps_every_column_and_says_nothing_more() {
+        let mut report = fresh_machine();
+        report.cells.retain(|id, _| id == "openssl/x25519");
+        report.run.client_order.retain(|c| c == "openssl");
+        report.run.server_order.retain(|s| s == "x25519");
+        let text = table(&report, false);
+        assert!(!text.contains("left out"), "{text}");
+        assert_eq!(Folded::of(&report), Folded::default());
+    }
+
+    #[test]
+    fn a_column_with_one_cell_that_ran_stays() {
+        let mut report = fresh_machine();
+        let c = report.cells.get_mut("curl/x25519").unwrap();
+        c.outcome = Outcome::Timeout { after_ms: 10 };
+        let folded = Folded::of(&report);
+        assert!(!folded.stacks.iter().any(|m| m.id == "curl"), "{folded:?}");
+        assert!(table(&report, false).lines().any(|l| l.contains("server \\ client") && l.contains("curl")));
+    }
+
+    #[test]
+    fn skipped_stacks_and_profiles_are_read_from_the_cells() {
+        let s = Skipped::of(&fresh_machine());
+        let ids = |m: &[Missing]| m.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&s.stacks), ["curl", "openssl-3.6", "postfix-smtp"]);
+        assert_eq!(ids(&s.servers), ["postfix-default"]);
+        assert_eq!(s.remedies(), ["scripts/install-stacks", "scripts/build-openssl-clients"]);
+    }
+}

@@ -30,6 +30,14 @@ impl Adapter for PosttlsFinger {
         locate(stack)
     }
 
+    /// The program in the extracted tree; its private `main.cf` is written only by `locate`.
+    fn installed(&self, stack: &ClientStack) -> Result<(), Availability> {
+        match postfix_root(&stack.matrix_dir).join(PROGRAM).is_file() {
+            true => Ok(()),
+            false => Err(Availability::Skipped(NOT_EXTRACTED.into())),
+        }
+    }
+
     fn command(&self, target: &Target, extra: &[String]) -> (Vec<OsString>, Vec<u8>) {
         command(target, extra)
     }
