@@ -177,6 +177,7 @@ impl ResolvedStack {
             // Wrapper programs build themselves on their first call (javac, go build): on a
             // cold cache that is this probe, and it takes seconds.
             timeout: Duration::from_secs(60),
+            confine: procs::Confine::Group,
         };
         match procs::run(&spec(PROBE_FLAG)).await {
             Ok(Exit::Finished { status, .. }) if status.code() == Some(EXIT_UNSUPPORTED) => {}
@@ -288,7 +289,7 @@ impl ResolvedStack {
             }
             StackKind::Builtin(_) | StackKind::Program { .. } | StackKind::Sender { .. } => None,
         };
-        let spec = Spec { program, args, env: self.env(), stdin, stdin_then, timeout };
+        let spec = Spec { program, args, env: self.env(), stdin, stdin_then, timeout, confine: procs::Confine::Group };
         let exit = match procs::run(&spec).await {
             Ok(exit) => exit,
             Err(e) => return ClientRun::HarnessError(e.to_string()),

@@ -4,23 +4,10 @@
 
 mod common;
 
-use common::{EXE, starttls_matrix};
-use std::path::{Path, PathBuf};
+use common::{EXE, listening_ports, mtas_missing, processes_using, repo, starttls_matrix, work_dirs};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Whether all four MTAs are extracted; if not, why.
-fn mtas_missing() -> Option<String> {
-    let roots = mta::extracted_roots(&repo());
-    ["postfix", "exim", "sendmail", "opensmtpd"]
-        .iter()
-        .find(|m| !roots.join(m).exists())
-        .map(|m| format!("{m} is not extracted in {} (scripts/install-stacks)", roots.display()))
-}
 
 fn delivery<'a>(v: &'a serde_json::Value, cell: &str) -> &'a serde_json::Value {
     let d = &v["cells"][cell]["delivery"];
@@ -119,48 +106,6 @@ fn each_mta_delivers_defers_or_falls_back_as_its_policy_says() {
     }
 }
 
-/// Every process that names `dir` in its command line or environment.
-fn processes_using(dir: &Path) -> Vec<(i32, String)> {
-    let needle = dir.to_string_lossy().to_string();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
-        let cmd = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmd.contains(&needle) || String::from_utf8_lossy(&environ).contains(&needle) {
-            found.push((pid, cmd));
-        }
-    }
-    found
-}
-
-/// The loopback TCP ports these processes listen on (their sockets in `/proc/net/tcp`).
-fn listening_ports(pids: &[i32]) -> Vec<u16> {
-    let mut inodes = std::collections::BTreeSet::new();
-    for pid in pids {
-        for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten() {
-            if let Ok(target) = std::fs::read_link(fd.path())
-                && let Some(inode) = target.to_string_lossy().strip_prefix("socket:[").and_then(|s| s.strip_suffix(']'))
-            {
-                inodes.insert(inode.to_string());
-            }
-        }
-    }
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            // local address, state 0A (LISTEN), inode
-            (f.get(3) == Some(&"0A") && f.get(9).is_some_and(|i| inodes.contains(*i)))
-                .then(|| u16::from_str_radix(f[1].rsplit(':').next()?, 16).ok())
-                .flatten()
-        })
-        .collect()
-}
-
 #[test]
 fn ctrl_c_while_senders_deliver_leaves_no_process_port_or_spool() {
     if let Some(why) = mtas_missing() {
@@ -183,13 +128,7 @@ fn ctrl_c_while_senders_deliver_leaves_no_process_port_or_spool() {
     // never finishes its banner.
     let deadline = Instant::now() + Duration::from_secs(60);
     let delivering = |n: usize| {
-        let work: Vec<PathBuf> = std::fs::read_dir(tmp.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("starttls-matrix-")))
-            .collect();
+        let work: Vec<PathBuf> = work_dirs(tmp.path());
         work.iter().any(|w| {
             ["exim-smtp", "sendmail-smtp", "opensmtpd-smtp"]
                 .iter()
@@ -215,12 +154,7 @@ fn ctrl_c_while_senders_deliver_leaves_no_process_port_or_spool() {
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let left = processes_using(tmp.path());
-        let dirs: Vec<_> = std::fs::read_dir(tmp.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("starttls-matrix-")))
-            .collect();
+        let dirs = work_dirs(tmp.path());
         if left.is_empty() && dirs.is_empty() {
             break;
         }

@@ -1,7 +1,9 @@
-//! One MTA process tree's life: started from a prepared launch in the foreground, in its own
-//! process group (registered so that Ctrl-C and panics end it) and namespaces where it needs
-//! them, its log read as it is written; stopped with SIGTERM, SIGKILL after a bound, every
-//! process of its group reaped. Servers and senders both run on it.
+//! One MTA process tree's life: started from a prepared launch in the foreground, under a guard
+//! in a PID namespace of its own (so that it ends with the harness, however the harness dies,
+//! and whichever users, groups or sessions its processes move to), in its own process group
+//! (registered so that Ctrl-C and panics end it) and the other namespaces it needs, its log read
+//! as it is written; stopped with SIGTERM, SIGKILL after a bound, every process of it reaped.
+//! Servers and senders both run on it.
 
 use crate::log::LogReader;
 use crate::translate::{LogPlan, Prepared};
@@ -121,6 +123,8 @@ impl Daemon {
         if let Some(gid) = prepared.gid {
             cmd.gid(gid);
         }
+        // The guard first: the namespace hook then runs in the MTA's own process only.
+        procs::guard::install(cmd.as_std_mut(), procs::Confine::PidNamespace);
         let hook = prepared.ns.hook().map_err(|e| harness("prepare the namespaces", e))?;
         // SAFETY: the hook makes only syscalls on memory prepared before fork.
         unsafe {
@@ -154,7 +158,8 @@ impl Daemon {
         Ok(Daemon { mta, child: Some(child), pgid, log, tasks, out_path, started })
     }
 
-    /// Its process group (the leader's pid).
+    /// Its process group: its guard's, whose PID it is ([`procs::guard::program_processes`]
+    /// finds the MTA's own processes from it).
     pub fn pgid(&self) -> i32 {
         self.pgid
     }

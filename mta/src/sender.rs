@@ -302,6 +302,8 @@ pub async fn command(
         stdin: stdin.map(|s| s.as_bytes().to_vec()),
         stdin_then: None,
         timeout: Duration::from_secs(15),
+        // An MTA's command may deliver, as other users: whatever it starts ends with it.
+        confine: procs::Confine::PidNamespace,
     };
     match procs::run(&spec).await {
         Ok(procs::Exit::Finished { status, stdout, stderr, .. }) if status.success() => Ok(format!("{stdout}{stderr}")),
@@ -379,20 +381,6 @@ pub fn token(cell: &str) -> String {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{}.{}.{n}", cell.replace(['/', '@'], "."), std::process::id())
-}
-
-/// Wait for `done` to say yes, checking every 20 ms, at most `bound`.
-pub async fn wait_until(bound: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + bound;
-    loop {
-        if done() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[cfg(test)]

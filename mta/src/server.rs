@@ -40,14 +40,15 @@ pub struct MtaServer {
     raw: Option<Vec<String>>,
 }
 
-/// The TLS library a group of processes loaded, of the family the MTA is built on.
-pub fn measure_library(mta: Mta, pgid: i32) -> Option<LoadedLibrary> {
+/// The TLS library the processes of the MTA started under the guard `guard` loaded, of the
+/// family the MTA is built on.
+pub fn measure_library(mta: Mta, guard: i32) -> Option<LoadedLibrary> {
     let family = match mta.library() {
         Library::Openssl => procs::LibraryFamily::Openssl,
         Library::Gnutls => procs::LibraryFamily::Gnutls,
         Library::Rustls | Library::Go | Library::Jsse => return None,
     };
-    let loaded = procs::library::loaded_by_group(pgid).into_iter().find(|l| l.family == family)?;
+    let loaded = procs::library::loaded_by_program(guard).into_iter().find(|l| l.family == family)?;
     Some(LoadedLibrary {
         version: loaded.version.clone().unwrap_or_else(|| format!("{} (version not readable)", family.as_str())),
         path: Some(loaded.path.display().to_string()),

@@ -1,7 +1,9 @@
-//! Child processes: each in its own process group, with its output read to the end (bounded),
-//! a timeout, and the whole group killed and reaped afterwards; long-lived ones (batch workers)
-//! are ended the same way when their run ends. Every live group is in the [`crate::registry`].
+//! Child processes: each under a [`crate::guard`] in its own process group, with its output read
+//! to the end (bounded), a timeout, and the whole group killed and reaped afterwards; long-lived
+//! ones (batch workers) are ended the same way when their run ends. Every live group is in the
+//! [`crate::registry`].
 
+use crate::guard::Confine;
 use crate::registry::{register, unregister};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -25,7 +27,13 @@ pub struct Spec {
     /// server did not offer pipelining for, or end the session at end of input.
     pub stdin_then: Option<(Vec<String>, Vec<u8>)>,
     pub timeout: Duration,
+    /// What ends with it: its process group, or everything it starts (a PID namespace).
+    pub confine: Confine,
 }
+
+/// How long a program that closed its output may take to be seen exiting (through its guard)
+/// before its group is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
 
 /// How a child ended.
 #[derive(Debug, Clone)]
@@ -85,6 +93,7 @@ pub async fn run(spec: &Spec) -> Result<Exit, SpawnError> {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    crate::guard::install(cmd.as_std_mut(), spec.confine);
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|cause| SpawnError { program: spec.program.display().to_string(), cause })?;
     let pgid = child.id().map(|id| id as i32);
@@ -116,6 +125,11 @@ pub async fn run(spec: &Spec) -> Result<Exit, SpawnError> {
         tokio::time::timeout(spec.timeout, async { tokio::join!(read_watching(stdout, marker), read_bounded(stderr)) })
             .await;
     drop(writer);
+    // A program that closed its output has usually exited: its status comes through its guard
+    // a moment later (killing the group first would make it SIGKILL).
+    if let (Ok(_), Some(pgid)) = (&output, pgid) {
+        until_exited(pgid, EXIT_GRACE).await;
+    }
     // Kill the whole group while its leader is not yet reaped, so the id cannot have been
     // reused: this ends stragglers of a program that exited, and a program that timed out.
     if let Some(pgid) = pgid {
@@ -150,6 +164,7 @@ pub async fn capture(program: &Path, args: &[&str], env: &[(String, String)]) ->
         stdin: None,
         stdin_then: None,
         timeout: Duration::from_secs(10),
+        confine: Confine::Group,
     };
     match run(&spec).await.ok()? {
         Exit::Finished { status, stdout, .. } if status.success() => Some(stdout),
@@ -165,6 +180,38 @@ pub fn which(program: &str) -> Option<PathBuf> {
     }
     std::env::var_os("PATH")
         .and_then(|path| std::env::split_paths(&path).map(|d| d.join(program)).find(|c| c.is_file()))
+}
+
+/// Whether our child `pid` has exited (or is not ours to wait for), without reaping it.
+fn exited(pid: i32) -> bool {
+    // SAFETY: a zeroed siginfo_t is valid; WNOWAIT leaves the child unreaped.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let r = libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT);
+        r != 0 || info.si_pid() != 0
+    }
+}
+
+/// Wait, at most `bound`, until our child `pid` has exited, without reaping it: its pidfd turns
+/// readable then (without one, look every millisecond).
+async fn until_exited(pid: i32, bound: Duration) {
+    use std::os::fd::FromRawFd;
+    let deadline = Instant::now() + bound;
+    // SAFETY: pidfd_open returns a new descriptor (close-on-exec), owned from here on.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd >= 0 {
+        // SAFETY: the descriptor is ours alone, and stays open as long as the AsyncFd holds it.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+        // SAFETY: as above.
+        let registered = unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) };
+        if let Ok(fd) = registered {
+            let _ = tokio::time::timeout(bound, fd.readable()).await;
+            return;
+        }
+    }
+    while !exited(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 /// A long-lived child (a batch worker) with piped stdin, stdout and stderr, in its own process
@@ -188,6 +235,7 @@ impl LongLived {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        crate::guard::install(cmd.as_std_mut(), Confine::Group);
         let child = cmd.spawn().map_err(|cause| SpawnError { program: program.display().to_string(), cause })?;
         let pgid = child.id().map(|id| id as i32);
         if let Some(pgid) = pgid {
@@ -230,14 +278,7 @@ impl LongLived {
 
     /// Whether the leader has exited, without reaping it.
     fn exited(&self) -> bool {
-        let Some(pid) = self.pgid else { return true };
-        // SAFETY: a zeroed siginfo_t is valid; WNOWAIT leaves the child unreaped.
-        unsafe {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            let r =
-                libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT);
-            r != 0 || info.si_pid() != 0
-        }
+        self.pgid.is_none_or(exited)
     }
 
     fn kill_group(&self) {
@@ -283,6 +324,7 @@ mod tests {
             stdin: None,
             stdin_then: None,
             timeout,
+            confine: Confine::Group,
         }
     }
 
@@ -299,21 +341,32 @@ mod tests {
 
     #[tokio::test]
     async fn a_hung_group_is_killed_within_the_timeout() {
-        let dir = tempfile::tempdir().unwrap();
-        let pidfile = dir.path().join("pid");
-        // A grandchild that would outlive its parent if only the parent were killed.
-        let script = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
-        let started = Instant::now();
-        let exit = run(&sh(&script, Duration::from_millis(500))).await.unwrap();
-        assert!(matches!(exit, Exit::TimedOut { .. }));
-        assert!(started.elapsed() < Duration::from_secs(5));
-        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        // A zombie waiting for its reaper is dead; anything else is still running.
-        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
-            .unwrap_or(false);
-        assert!(!alive, "the grandchild {pid} must be gone");
+        for confine in [Confine::Group, Confine::PidNamespace] {
+            let dir = tempfile::tempdir().unwrap();
+            let pidfile = dir.path().join("pid");
+            // A grandchild that would outlive its parent if only the parent were killed; its PID
+            // as /proc (the host's) names it, whatever namespace it is in.
+            let script = format!(
+                "sh -c 'read pid rest < /proc/self/stat; echo $pid > {}; exec sleep 300' & wait",
+                pidfile.display()
+            );
+            let started = Instant::now();
+            let exit = run(&Spec { confine, ..sh(&script, Duration::from_millis(500)) }).await.unwrap();
+            assert!(matches!(exit, Exit::TimedOut { .. }));
+            assert!(started.elapsed() < Duration::from_secs(5));
+            let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(!crate::registry::alive(pid), "{confine:?}: the grandchild {pid} must be gone");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_program_that_closed_its_output_keeps_its_own_status() {
+        for confine in [Confine::Group, Confine::PidNamespace] {
+            let exit =
+                run(&Spec { confine, ..sh("exec >&- 2>&-; sleep 0.2; exit 4", Duration::from_secs(5)) }).await.unwrap();
+            assert!(matches!(exit, Exit::Finished { status, .. } if status.code() == Some(4)), "{confine:?}: {exit:?}");
+        }
     }
 
     #[tokio::test]
@@ -325,6 +378,7 @@ mod tests {
             stdin: None,
             stdin_then: None,
             timeout: Duration::from_secs(1),
+            confine: Confine::Group,
         };
         assert!(run(&spec).await.is_err());
     }

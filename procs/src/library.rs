@@ -107,10 +107,11 @@ pub fn loaded_by(pid: i32) -> Vec<Loaded> {
     among(maps.lines().filter_map(|l| l.split_whitespace().nth(5)).filter(|p| p.starts_with('/')).map(PathBuf::from))
 }
 
-/// The TLS libraries mapped by any member of a process group.
-pub fn loaded_by_group(pgid: i32) -> Vec<Loaded> {
+/// The TLS libraries mapped by any process of a program started under a guard whose PID is
+/// `guard` ([`crate::guard::program_processes`]: wherever they are, the guards excluded).
+pub fn loaded_by_program(guard: i32) -> Vec<Loaded> {
     let mut paths = Vec::new();
-    for pid in crate::registry::group_members(pgid) {
+    for pid in crate::guard::program_processes(guard) {
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
         paths.extend(
             maps.lines().filter_map(|l| l.split_whitespace().nth(5)).filter(|p| p.starts_with('/')).map(PathBuf::from),
@@ -134,6 +135,7 @@ pub async fn resolved_for(program: &Path, env: &[(String, String)]) -> Vec<Loade
         stdin: None,
         stdin_then: None,
         timeout: Duration::from_secs(10),
+        confine: crate::Confine::Group,
     };
     let out = match crate::run(&spec).await {
         Ok(crate::Exit::Finished { status, stdout, .. }) if status.success() => stdout,

@@ -1,5 +1,6 @@
 //! The process groups we started and have not reaped, so that Ctrl-C, SIGTERM and panics can
-//! end every one of them (and nothing else): client programs, batch workers, MTA daemons.
+//! end every one of them (and nothing else): client programs, batch workers, MTA daemons; and
+//! the processes there are, as /proc shows them.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -40,19 +41,44 @@ pub fn kill_all() {
 
 /// Processes whose process group is `pgid` and that have not ended (read from /proc).
 pub fn group_members(pgid: i32) -> Vec<i32> {
+    processes().into_iter().filter(|p| !p.zombie && p.pgrp == pgid).map(|p| p.pid).collect()
+}
+
+/// A process as `/proc/PID/stat` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Process {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgrp: i32,
+    /// It has ended; its parent has not reaped it yet.
+    pub zombie: bool,
+    /// When it started, in clock ticks since boot: with the PID, it names one process.
+    pub start: u64,
+}
+
+/// One process, if it exists (a zombie included).
+pub fn process(pid: i32) -> Option<Process> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid pgrp …`: comm may hold spaces, so split after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(Process {
+        pid,
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        zombie: *fields.first()? == "Z",
+        start: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Whether a process exists and has not ended.
+pub fn alive(pid: i32) -> bool {
+    process(pid).is_some_and(|p| !p.zombie)
+}
+
+/// Every process there is now.
+pub fn processes() -> Vec<Process> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|stat| {
-                // `pid (comm) state ppid pgrp …`: comm may hold spaces, so split after ')'.
-                // A zombie has ended; its parent reaps it.
-                let fields: Vec<&str> =
-                    stat.rsplit_once(')').map_or(Vec::new(), |(_, r)| r.split_whitespace().collect());
-                fields.first().is_some_and(|s| *s != "Z")
-                    && fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
-            })
-        })
-        .collect()
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()).filter_map(process).collect()
 }
 
 #[cfg(test)]
@@ -64,5 +90,9 @@ mod tests {
         // SAFETY: getpgrp has no preconditions.
         let pgid = unsafe { libc::getpgrp() };
         assert!(group_members(pgid).contains(&(std::process::id() as i32)));
+        let me = process(std::process::id() as i32).unwrap();
+        // SAFETY: getppid has no preconditions.
+        assert_eq!((me.ppid, me.zombie), (unsafe { libc::getppid() }, false));
+        assert!(me.start > 0);
     }
 }

@@ -37,9 +37,8 @@ pub async fn main(a: ServeArgs, tables: &Tables) -> Result<i32, Exit> {
             ))
         })?
         .clone();
-    let dir = tempfile::Builder::new()
-        .prefix("starttls-matrix-serve-")
-        .tempdir()
+    procs::workdir::remove_stale(&std::env::temp_dir());
+    let dir = procs::workdir::create(&format!("{}serve-", procs::workdir::PREFIX))
         .context("create a work directory")
         .map_err(harness)?;
     let pki = servers::TestPki::generate(dir.path()).context("make the test PKI").map_err(harness)?;

@@ -29,7 +29,7 @@ pub(super) const MTA_SETTLE: Duration = Duration::from_millis(800);
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("create the run's work directory: {0}")]
-    WorkDir(std::io::Error),
+    WorkDir(#[from] procs::workdir::WorkDirError),
     #[error("make the test PKI: {0}")]
     Pki(#[from] servers::pki::PkiError),
 }
@@ -127,7 +127,10 @@ impl Context {
         events: &mpsc::UnboundedSender<Event>,
         ca: Option<&Path>,
     ) -> Result<Context, RunError> {
-        let work = tempfile::Builder::new().prefix("starttls-matrix-").tempdir().map_err(RunError::WorkDir)?;
+        // Work directories of runs that died without removing theirs (killed with SIGKILL) go;
+        // ours names its owner, so that a later run can tell.
+        procs::workdir::remove_stale(&std::env::temp_dir());
+        let work = procs::workdir::create(procs::workdir::PREFIX)?;
         let pki = TestPki::generate(work.path())?;
         let mta_root = mta::extracted_roots(matrix.path.parent().unwrap_or(Path::new(".")));
         let mut set = tokio::task::JoinSet::new();

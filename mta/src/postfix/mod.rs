@@ -292,10 +292,7 @@ pub(crate) fn environment(root: &Path, etc: &Path) -> Vec<(String, String)> {
 /// named after `tool`: they read nothing else of Postfix's configuration (no master.cf, no
 /// queue, no daemons).
 pub fn tool_config(root: &Path, tool: &str) -> std::result::Result<tempfile::TempDir, String> {
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("starttls-matrix-{tool}-"))
-        .tempdir()
-        .map_err(|e| format!("create a temporary directory: {e}"))?;
+    let dir = procs::workdir::create(&format!("{}{tool}-", procs::workdir::PREFIX)).map_err(|e| e.to_string())?;
     let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("read {p}: {e}"));
     let (owner, group) = accounts(&read("/etc/passwd")?, &read("/etc/group")?)?;
     let (dir_s, root_s) = (dir.path().display(), root.display());

@@ -133,13 +133,14 @@ pub(crate) fn mc_head(root: &Path, id: &str, host_name: &str, work: &Path, ca: &
 }
 
 pub(crate) fn m4(root: &Path, mc: &Path) -> Result<String> {
-    let mut child = std::process::Command::new(root.join("usr/bin/m4"))
-        .arg(mc)
+    let mut cmd = std::process::Command::new(root.join("usr/bin/m4"));
+    cmd.arg(mc)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .spawn()?;
+        .process_group(0);
+    procs::guard::install(&mut cmd, procs::Confine::Group);
+    let mut child = cmd.spawn()?;
     let started = std::time::Instant::now();
     // m4 takes about 30 ms; a bound in case it hangs.
     loop {
