@@ -115,7 +115,10 @@ impl Shared {
 }
 
 fn main() {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    // As `run` does: twice as many trials at once as cores, since a cell mostly waits.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    args.test_threads.get_or_insert(2 * cores);
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../matrix.toml");
     let tables = Arc::new(Tables::builtin().expect("the classification tables load"));
     let matrix = Arc::new(Matrix::load(&path, &tables).expect("the default matrix is valid"));
@@ -130,8 +133,23 @@ fn main() {
         deliveries: Mutex::new(HashMap::new()),
         cells: plan.cells.clone(),
     });
-    let trials = plan
-        .cells
+    // Trials run in list order, a few at once, and the cells of one profile share its server
+    // one at a time: dealt round-robin over the profiles (those that wait longest first), the
+    // trials running at once belong to different profiles instead of queueing for one.
+    let mut by_profile: Vec<(std::time::Duration, Vec<CellId>)> = plan
+        .servers
+        .iter()
+        .filter_map(|server| {
+            let entry = matrix.server(server)?;
+            let cells: Vec<CellId> = plan.cells.iter().filter(|c| &c.server == server).cloned().collect();
+            Some((harness::runner::schedule::expected_wait(&entry.profile) * cells.len() as u32, cells))
+        })
+        .collect();
+    by_profile.sort_by_key(|(wait, _)| std::cmp::Reverse(*wait));
+    let longest = by_profile.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
+    let dealt: Vec<CellId> =
+        (0..longest).flat_map(|i| by_profile.iter().filter_map(move |(_, c)| c.get(i).cloned())).collect();
+    let trials = dealt
         .iter()
         .map(|id| {
             let (shared, id) = (shared.clone(), id.clone());
