@@ -48,11 +48,9 @@ fn mta_missing(m: report_format::Mta, matrix_dir: &Path) -> Option<String> {
 
 /// Why a cell of `matrix` would be skipped here: its stack's reason first, then its server's.
 pub fn cell_missing(matrix: &Matrix, id: &CellId) -> Option<String> {
-    let dir = matrix.path.parent().unwrap_or(Path::new("."));
-    matrix
-        .client(&id.client)
-        .and_then(stack_missing)
-        .or_else(|| matrix.server(&id.server).and_then(|s| server_missing(&s.profile, dir)))
+    let clients = std::slice::from_ref(&id.client);
+    let servers = std::slice::from_ref(&id.server);
+    predicted(matrix, clients, servers).cell_reason(&id.client, &id.server).map(str::to_string)
 }
 
 /// What a run of these stacks and profiles of `matrix` would skip here, as far as the files

@@ -7,16 +7,12 @@
 
 mod common;
 
-use common::EXE;
+use common::{EXE, repo};
 use report_format::{CellReport, DeliveryResult, ErrorClass, Outcome, Report, Side, Stage};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 const PYTHON: &str = "/usr/bin/python3";
 

@@ -149,13 +149,14 @@ fn main() {
     let longest = by_profile.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
     let dealt: Vec<CellId> =
         (0..longest).flat_map(|i| by_profile.iter().filter_map(move |(_, c)| c.get(i).cloned())).collect();
+    // Cheap: the file system only, once per stack and profile; nothing starts.
+    let skipped = harness::availability::predicted(&matrix, &plan.clients, &plan.servers);
     let trials = dealt
         .iter()
         .map(|id| {
             let (shared, id) = (shared.clone(), id.clone());
             let backend = matrix.server(&id.server).map(|s| s.profile.backend.as_str()).unwrap_or("?");
-            // Cheap: the file system only, nothing starts.
-            let missing = harness::availability::cell_missing(&matrix, &id);
+            let missing = skipped.cell_reason(&id.client, &id.server);
             let kind = match &missing {
                 Some(reason) => format!("{backend}; skipped: {reason}"),
                 None => backend.to_string(),

@@ -79,6 +79,15 @@ impl Skipped {
         Skipped { stacks, servers }
     }
 
+    /// Why a cell of these stacks and profiles is skipped: its stack's reason first, then its
+    /// server's.
+    pub fn cell_reason(&self, client: &str, server: &str) -> Option<&str> {
+        fn of<'a>(list: &'a [Missing], id: &str) -> Option<&'a str> {
+            list.iter().find(|m| m.id == id).map(|m| m.reason.as_str())
+        }
+        of(&self.stacks, client).or_else(|| of(&self.servers, server))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.stacks.is_empty() && self.servers.is_empty()
     }

@@ -8,6 +8,7 @@
 use super::skipped::{Missing, grouped};
 use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use report_format::{Availability, CellReport, DeliveryResult, ErrorClass, Outcome, Report, Verdict};
+use std::fmt::Write;
 use std::io::IsTerminal;
 
 /// Colour only on a terminal, and never when `NO_COLOR` is set (no-color.org).
@@ -24,7 +25,6 @@ fn colour_of(verdict: Verdict, connected: bool) -> Color {
         Verdict::UnexpectedFailure | Verdict::UnexpectedSuccess | Verdict::WrongError | Verdict::Flaky => Color::Red,
     }
 }
-use std::fmt::Write;
 
 /// What the terminal tables leave out: the stacks (columns) and the profiles (rows) every cell
 /// of which was skipped here, with why.
