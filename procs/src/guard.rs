@@ -153,29 +153,36 @@ impl Guard {
 }
 
 /// The init guard: reap whatever ends in its namespace, forward signals to the program, and
-/// when the program has ended, say how through `status` and end (the kernel then kills what
-/// is left in the namespace).
+/// once the program and everything it left running in the namespace have ended (a queue run
+/// may hand a delivery to a child and return), say how the program ended through `status` and
+/// end. A harness that will not wait that long kills the guard, and with it the namespace.
 fn init_guard(program: libc::pid_t, status: libc::c_int) -> ! {
     // SAFETY: system calls only, in a child that never returns to the caller.
     unsafe {
         close_all_but(status);
         let all = all_signals();
+        let mut ended: Option<libc::c_int> = None;
         loop {
             let sig = libc::sigwaitinfo(&all, std::ptr::null_mut());
             if sig == libc::SIGCHLD {
                 let mut code = 0;
                 loop {
                     let pid = libc::waitpid(-1, &mut code, libc::WNOHANG);
-                    if pid <= 0 {
+                    if pid == program {
+                        ended = Some(code);
+                    } else if pid == 0 {
+                        break;
+                    } else if pid < 0 {
+                        // No child left: without a namespace only the program was ours.
+                        if let Some(code) = ended {
+                            let word = code.to_ne_bytes();
+                            libc::write(status, word.as_ptr().cast(), word.len());
+                            libc::_exit(0);
+                        }
                         break;
                     }
-                    if pid == program {
-                        let word = code.to_ne_bytes();
-                        libc::write(status, word.as_ptr().cast(), word.len());
-                        libc::_exit(0);
-                    }
                 }
-            } else if sig > 0 && sig != libc::SIGPIPE {
+            } else if sig > 0 && sig != libc::SIGPIPE && ended.is_none() {
                 libc::kill(program, sig);
             }
         }

@@ -247,8 +247,8 @@ impl SendmailSender {
         };
         let mut daemon = Daemon::spawn(Mta::Sendmail, &prepared, cell_dir).await.map_err(|e| e.to_string())?;
         let bound = Duration::from_secs(30);
-        // `-odi` and `-qf` deliver in the foreground; whatever a run forks ends with it (its
-        // PID namespace does), so the run is over when sendmail is.
+        // A queue run may hand a delivery to a child and return: the guard of its PID namespace
+        // ends only when every process in it has, so the run is over when the guard is.
         let done = daemon.wait(bound).await.is_some();
         if !done {
             daemon.stop(None).await;
