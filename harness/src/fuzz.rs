@@ -81,6 +81,7 @@ pub fn profiles() -> impl Strategy<Value = ServerProfile> {
                 dhe: None,
                 cert,
                 fault: None,
+                section: None,
             }
         })
         .prop_filter("a valid profile", |p| p.validate().is_ok())

@@ -178,6 +178,8 @@ pub fn gnutls_group(g: Group) -> &'static str {
         Group::Ffdhe4096 => "GROUP-FFDHE4096",
         Group::Ffdhe6144 => "GROUP-FFDHE6144",
         Group::Ffdhe8192 => "GROUP-FFDHE8192",
+        // GnuTLS ≥ 3.8.8 (Debian 12 has 3.7.9; profiles with it are refused at load).
+        Group::X25519Mlkem768 => "GROUP-X25519-MLKEM768",
     }
 }
 

@@ -179,7 +179,15 @@ pub fn iana_group_name(openssl_name: &str) -> String {
         "prime256v1" | "P-256" => "secp256r1".into(),
         "P-384" => "secp384r1".into(),
         "P-521" => "secp521r1".into(),
-        other => other.to_ascii_lowercase(),
+        // The hybrids keep their IANA spelling (RFC 8446 registry, draft-ietf-tls-ecdhe-mlkem).
+        other => match other.to_ascii_lowercase().as_str() {
+            "x25519mlkem768" => "X25519MLKEM768".into(),
+            "secp256r1mlkem768" => "SecP256r1MLKEM768".into(),
+            "secp384r1mlkem1024" => "SecP384r1MLKEM1024".into(),
+            "x25519kyber768draft00" => "X25519Kyber768Draft00".into(),
+            "mlkem512" | "mlkem768" | "mlkem1024" => other.to_ascii_uppercase(),
+            lower => lower.to_string(),
+        },
     }
 }
 

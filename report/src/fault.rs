@@ -44,10 +44,26 @@ pub enum Fault {
     SlowBanner,
     /// The banner starts and never finishes: the client waits until someone gives up.
     Stall,
+    /// The server parses only the first 1,460 bytes it receives after STARTTLS, as a server
+    /// doing one `read()` behind a 1,500-byte MTU would: a ClientHello that does not fit makes
+    /// it close the connection (tldr.fail; Postfix 3.11's reason for deferring the hybrid key
+    /// share).
+    ClienthelloOneSegment,
+    /// The server stalls on a ClientHello record of 256 to 511 bytes (RFC 7685 §1: F5's bug).
+    ClienthelloLengthIntolerant,
+    /// The server closes the connection when the ClientHello offers TLS 1.3 (version
+    /// intolerance).
+    Tls13Intolerant,
+    /// TLS 1.2 without the extended master secret extension (RFC 7627): what FIPS-mode clients
+    /// refuse.
+    NoEms,
+    /// A TLS 1.3 server that cannot send a HelloRetryRequest: when no key share the client sent
+    /// is one of its groups, it answers with a handshake_failure alert.
+    NoHrr,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 14] = [
+    pub const ALL: [Fault; 19] = [
         Fault::NoStarttls,
         Fault::Starttls454,
         Fault::Starttls421,
@@ -62,6 +78,11 @@ impl Fault {
         Fault::MultilineOddities,
         Fault::SlowBanner,
         Fault::Stall,
+        Fault::ClienthelloOneSegment,
+        Fault::ClienthelloLengthIntolerant,
+        Fault::Tls13Intolerant,
+        Fault::NoEms,
+        Fault::NoHrr,
     ];
 
     /// The name used in matrix files.
@@ -81,6 +102,37 @@ impl Fault {
             Fault::MultilineOddities => "multiline-oddities",
             Fault::SlowBanner => "slow-banner",
             Fault::Stall => "stall",
+            Fault::ClienthelloOneSegment => "clienthello-one-segment",
+            Fault::ClienthelloLengthIntolerant => "clienthello-length-intolerant",
+            Fault::Tls13Intolerant => "tls13-intolerant",
+            Fault::NoEms => "no-ems",
+            Fault::NoHrr => "no-hrr",
+        }
+    }
+
+    /// Whether the fault is in the TLS handshake (a server that a client update breaks) rather
+    /// than in the SMTP dialogue around STARTTLS.
+    pub fn in_handshake(self) -> bool {
+        match self {
+            Fault::ClienthelloOneSegment
+            | Fault::ClienthelloLengthIntolerant
+            | Fault::Tls13Intolerant
+            | Fault::NoEms
+            | Fault::NoHrr => true,
+            Fault::NoStarttls
+            | Fault::Starttls454
+            | Fault::Starttls421
+            | Fault::Banner421
+            | Fault::Ehlo5xx
+            | Fault::InjectAfterStarttlsResponse
+            | Fault::PipelinedPlaintext
+            | Fault::CapabilitiesChangeAfterTls
+            | Fault::GarbageInsteadOfTls
+            | Fault::TlsAlertAfterStarttls
+            | Fault::CloseAfterStarttls
+            | Fault::MultilineOddities
+            | Fault::SlowBanner
+            | Fault::Stall => false,
         }
     }
 
@@ -89,6 +141,8 @@ impl Fault {
     pub fn cell_timeout(self) -> Option<Duration> {
         match self {
             Fault::Stall => Some(Duration::from_millis(500)),
+            // The server never answers the ClientHello: show that the client waits, then end it.
+            Fault::ClienthelloLengthIntolerant => Some(Duration::from_secs(2)),
             // The server refuses TLS or the session: a client has nothing left to wait for, and
             // one that is still waiting after this (gnutls-cli's STARTTLS helper) hangs.
             Fault::NoStarttls | Fault::Starttls454 | Fault::Starttls421 | Fault::Banner421 | Fault::Ehlo5xx => {
@@ -101,7 +155,11 @@ impl Fault {
             | Fault::TlsAlertAfterStarttls
             | Fault::CloseAfterStarttls
             | Fault::MultilineOddities
-            | Fault::SlowBanner => None,
+            | Fault::SlowBanner
+            | Fault::ClienthelloOneSegment
+            | Fault::Tls13Intolerant
+            | Fault::NoEms
+            | Fault::NoHrr => None,
         }
     }
 }

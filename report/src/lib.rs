@@ -32,7 +32,7 @@ pub use outcome::{Connection, ErrorClass, Family, Outcome, Reporter, Side};
 pub use profile::{
     Backend, CertKind, DheMode, Group, Library, Mta, ProfileError, ServerProfile, TlsBackend, TlsVersion,
 };
-pub use record::{ConnectionRecord, End, Refusal};
+pub use record::{ClientHelloInfo, ConnectionRecord, End, Refusal};
 pub use report::{CellReport, ClientInfo, Report, RunInfo, SCHEMA_VERSION};
 pub use server_run::{LoadedLibrary, MtaInfo, MtaRun, StopReport};
 pub use verdict::Verdict;

@@ -11,8 +11,10 @@ use std::fmt;
 #[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
     CertExpired,
+    CertKeyTooSmall,
     CertNameMismatch,
     CertUntrusted,
+    CertWeakSignature,
     ConnectionClosed,
     ConnectionRefused,
     DhInvalid,
@@ -36,10 +38,12 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 23] = [
+    pub const ALL: [ErrorClass; 25] = [
         ErrorClass::CertExpired,
+        ErrorClass::CertKeyTooSmall,
         ErrorClass::CertNameMismatch,
         ErrorClass::CertUntrusted,
+        ErrorClass::CertWeakSignature,
         ErrorClass::ConnectionClosed,
         ErrorClass::ConnectionRefused,
         ErrorClass::DhInvalid,
@@ -65,8 +69,10 @@ impl ErrorClass {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorClass::CertExpired => "cert_expired",
+            ErrorClass::CertKeyTooSmall => "cert_key_too_small",
             ErrorClass::CertNameMismatch => "cert_name_mismatch",
             ErrorClass::CertUntrusted => "cert_untrusted",
+            ErrorClass::CertWeakSignature => "cert_weak_signature",
             ErrorClass::ConnectionClosed => "connection_closed",
             ErrorClass::ConnectionRefused => "connection_refused",
             ErrorClass::DhInvalid => "dh_invalid",
@@ -94,8 +100,14 @@ impl ErrorClass {
     pub fn explanation(self) -> &'static str {
         match self {
             ErrorClass::CertExpired => "the server's certificate is outside its validity period",
+            ErrorClass::CertKeyTooSmall => {
+                "the server's certificate key is below the client's minimum (RSA 1024 at OpenSSL's security level 2)"
+            }
             ErrorClass::CertNameMismatch => "the server's certificate does not name the host the client asked for",
             ErrorClass::CertUntrusted => "the server's certificate does not chain to a CA the client trusts",
+            ErrorClass::CertWeakSignature => {
+                "the server's certificate is signed with a digest the client no longer accepts (SHA-1)"
+            }
             ErrorClass::ConnectionClosed => {
                 "the peer closed the connection, reset it or broke off the handshake without a reason we can name"
             }
@@ -137,6 +149,8 @@ impl ErrorClass {
             ErrorClass::CertExpired => "renew the certificate",
             ErrorClass::CertNameMismatch => "serve a certificate whose names include the MX host name",
             ErrorClass::CertUntrusted => "serve the full chain from a CA the senders trust",
+            ErrorClass::CertKeyTooSmall => "serve a certificate with an RSA key of 2048 bits or more, or ECDSA",
+            ErrorClass::CertWeakSignature => "reissue the certificate signed with SHA-256",
             ErrorClass::ConnectionClosed => "read the server's log for the cause",
             ErrorClass::ConnectionRefused => "check the host, the port and that the server is running and reachable",
             ErrorClass::DhInvalid => "serve a well-known safe prime, e.g. an RFC 7919 group",
@@ -229,7 +243,11 @@ impl ErrorClass {
             | ErrorClass::LegacySigalg
             | ErrorClass::NoSharedCipher
             | ErrorClass::ProtocolVersion => Family::Protocol,
-            ErrorClass::CertExpired | ErrorClass::CertNameMismatch | ErrorClass::CertUntrusted => Family::Certificate,
+            ErrorClass::CertExpired
+            | ErrorClass::CertKeyTooSmall
+            | ErrorClass::CertNameMismatch
+            | ErrorClass::CertUntrusted
+            | ErrorClass::CertWeakSignature => Family::Certificate,
             ErrorClass::DowngradedToPlaintext
             | ErrorClass::InjectionAccepted
             | ErrorClass::SmtpRejected

@@ -229,6 +229,9 @@ pub enum Group {
     Ffdhe4096,
     Ffdhe6144,
     Ffdhe8192,
+    /// The post-quantum hybrid of X25519 and ML-KEM-768 (codepoint 0x11EC), TLS 1.3 only.
+    #[serde(rename = "X25519MLKEM768")]
+    X25519Mlkem768,
 }
 
 impl Group {
@@ -244,6 +247,7 @@ impl Group {
             Group::Ffdhe4096 => "ffdhe4096",
             Group::Ffdhe6144 => "ffdhe6144",
             Group::Ffdhe8192 => "ffdhe8192",
+            Group::X25519Mlkem768 => "X25519MLKEM768",
         }
     }
 
@@ -280,20 +284,56 @@ impl Group {
             Group::Ffdhe4096 => Some(DhGroup::Ffdhe4096),
             Group::Ffdhe6144 => Some(DhGroup::Ffdhe6144),
             Group::Ffdhe8192 => Some(DhGroup::Ffdhe8192),
-            Group::X25519 | Group::X448 | Group::Secp256r1 | Group::Secp384r1 | Group::Secp521r1 => None,
+            Group::X25519
+            | Group::X448
+            | Group::Secp256r1
+            | Group::Secp384r1
+            | Group::Secp521r1
+            | Group::X25519Mlkem768 => None,
         }
+    }
+
+    /// Whether the group exists only in TLS 1.3 (a post-quantum hybrid).
+    pub fn tls13_only(self) -> bool {
+        self == Group::X25519Mlkem768
     }
 }
 
-/// The key type of the server's leaf certificate (both issued by the run's test CA).
+/// The server's leaf certificate (all issued by the run's test CA, for `mx.test`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum CertKind {
-    /// RSA 2048, needed by `*_RSA_*` suites.
+    /// RSA 2048 signed with SHA-256, needed by `*_RSA_*` suites.
     #[default]
     Rsa,
-    /// ECDSA P-256, needed by `*_ECDSA_*` suites.
+    /// ECDSA P-256 signed with SHA-256, needed by `*_ECDSA_*` suites.
     Ecdsa,
+    /// RSA 1024 signed with SHA-256: below OpenSSL's security level 2 (`ee key too small`).
+    Rsa1024,
+    /// RSA 2048 whose signature by the CA is SHA-1 (`sha1WithRSAEncryption`).
+    RsaSha1,
+}
+
+impl CertKind {
+    pub const ALL: [CertKind; 4] = [CertKind::Rsa, CertKind::Ecdsa, CertKind::Rsa1024, CertKind::RsaSha1];
+
+    /// The name used in matrix files.
+    pub fn name(self) -> &'static str {
+        match self {
+            CertKind::Rsa => "rsa",
+            CertKind::Ecdsa => "ecdsa",
+            CertKind::Rsa1024 => "rsa1024",
+            CertKind::RsaSha1 => "rsa-sha1",
+        }
+    }
+
+    /// Whether the leaf's key is RSA (for `*_RSA_*` suites) rather than ECDSA.
+    pub fn is_rsa(self) -> bool {
+        match self {
+            CertKind::Rsa | CertKind::Rsa1024 | CertKind::RsaSha1 => true,
+            CertKind::Ecdsa => false,
+        }
+    }
 }
 
 fn tls12() -> TlsVersion {
@@ -342,6 +382,35 @@ pub struct ServerProfile {
     /// OpenSMTPD's `pki … dhe` mode; absent = OpenSMTPD's default (`none`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dhe: Option<DheMode>,
+    /// The table the row goes in; absent = decided by the fault (none: TLS configurations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section: Option<Section>,
+}
+
+/// The tables of a report, in the order they are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Section {
+    /// A server's TLS configuration: DH sizes, groups, versions, suites, MTAs as shipped.
+    Tls,
+    /// Servers a client update breaks: large ClientHellos, HelloRetryRequest, version and length
+    /// intolerance, weak certificates, no EMS.
+    ClientUpdates,
+    /// Hostile or broken SMTP dialogue around STARTTLS.
+    Starttls,
+}
+
+impl Section {
+    pub const ALL: [Section; 3] = [Section::Tls, Section::ClientUpdates, Section::Starttls];
+
+    /// The table's title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Section::Tls => "TLS configurations",
+            Section::ClientUpdates => "Client updates that break servers",
+            Section::Starttls => "STARTTLS behaviour (hostile servers)",
+        }
+    }
 }
 
 /// A profile that cannot mean anything; `field` names the offending key.
@@ -430,6 +499,33 @@ impl ServerProfile {
         if self.dhe.is_some() && self.backend != Backend::Mta(Mta::Opensmtpd) {
             return Err(err("dhe", "`dhe` is OpenSMTPD's DHE mode; other servers take `dh = \"<group>\"`"));
         }
+        if let Some(g) = self.groups.iter().flatten().find(|g| g.tls13_only())
+            && self.backend != Backend::Builtin(TlsBackend::Rustls)
+        {
+            return Err(err(
+                "groups",
+                format!(
+                    "{} needs backend = \"rustls\" (aws-lc-rs): the system OpenSSL 3.0 and Debian 12's MTAs do not have it",
+                    g.name()
+                ),
+            ));
+        }
+        if self.fault == Some(crate::fault::Fault::NoEms)
+            && (self.backend != Backend::Builtin(TlsBackend::Openssl) || self.max_tls != TlsVersion::Tls12)
+        {
+            return Err(err(
+                "fault",
+                "fault no-ems needs backend = \"openssl\" (rustls always offers EMS) and max_tls = \"1.2\" (TLS 1.3 has no EMS to leave out)",
+            ));
+        }
+        if self.fault == Some(crate::fault::Fault::NoHrr)
+            && (self.groups.is_none() || self.max_tls != TlsVersion::Tls13)
+        {
+            return Err(err(
+                "fault",
+                "fault no-hrr needs `groups` (the key shares the server can take) and max_tls = \"1.3\"",
+            ));
+        }
         match self.backend {
             Backend::Builtin(TlsBackend::Rustls) => self.validate_rustls(),
             Backend::Builtin(TlsBackend::Openssl) | Backend::Mta(_) => Ok(()),
@@ -456,6 +552,16 @@ impl ServerProfile {
             return Err(err("groups", format!("the rustls backend (ring) has no group {}", g.name())));
         }
         Ok(())
+    }
+
+    /// The table the profile's row goes in.
+    pub fn section(&self) -> Section {
+        match (self.section, self.fault) {
+            (Some(s), _) => s,
+            (None, Some(f)) if f.in_handshake() => Section::ClientUpdates,
+            (None, Some(_)) => Section::Starttls,
+            (None, None) => Section::Tls,
+        }
     }
 
     /// Whether the profile can negotiate TLS ≤ 1.2.

@@ -51,6 +51,64 @@ pub struct ConnectionRecord {
     /// A refusal the server sent before TLS (a 4xx/5xx to the banner, EHLO or STARTTLS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal: Option<Refusal>,
+    /// The client's first ClientHello as the built-in server read it off the wire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_hello: Option<ClientHelloInfo>,
+}
+
+/// What a client's first ClientHello offered, read by the built-in server from the bytes on the
+/// wire before its TLS library saw them: how large it was, and what it offered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientHelloInfo {
+    /// The handshake message's length with its 4-byte header, as `s_client -msg` shows it
+    /// (`ClientHello, Length=…` plus 4): one record's payload when it came in one record.
+    pub length: usize,
+    /// TLS records it came in (more than one: the client fragmented it).
+    pub records: usize,
+    /// Set when the server read only this many bytes of it (with the record header): the rest
+    /// of the fields are what those bytes held, `length` is the size its header declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<usize>,
+    /// The highest protocol version offered (`supported_versions`, else the legacy version).
+    pub max_version: String,
+    /// Cipher suites offered (GREASE values not counted).
+    pub cipher_suites: usize,
+    /// `supported_groups`, IANA names in the client's order (GREASE left out; an unknown
+    /// codepoint as `0x…`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// The groups of the TLS 1.3 key shares sent, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_shares: Vec<String>,
+    /// The extended master secret extension (RFC 7627) was offered.
+    pub ems: bool,
+    /// TLS 1.3 was negotiated on a group the client had sent no key share for: the server
+    /// needed a HelloRetryRequest. `None` when no TLS 1.3 handshake completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hello_retry: Option<bool>,
+}
+
+impl ClientHelloInfo {
+    /// One line: `ClientHello 1559 bytes, TLSv1.3, key shares X25519MLKEM768 x25519`.
+    pub fn summary(&self) -> String {
+        let shares = if self.key_shares.is_empty() {
+            "no key share".to_string()
+        } else {
+            format!("key shares {}", self.key_shares.join(" "))
+        };
+        let mut out = format!("ClientHello {} bytes, {}, {shares}", self.length, self.max_version);
+        if let Some(n) = self.read_only {
+            out.push_str(&format!(" (the server read only the first {n})"));
+        }
+        if self.records > 1 {
+            out.push_str(&format!(", in {} records", self.records));
+        }
+        match self.hello_retry {
+            Some(true) => out.push_str(", HelloRetryRequest needed"),
+            Some(false) | None => {}
+        }
+        out
+    }
 }
 
 impl ConnectionRecord {

@@ -160,14 +160,15 @@ impl Report {
         all
     }
 
-    /// Rows grouped for tables: TLS configurations, then STARTTLS behaviour (profiles with a
-    /// fault); empty groups are left out.
+    /// Rows grouped for tables: TLS configurations, client updates that break servers, STARTTLS
+    /// behaviour (see [`crate::profile::Section`]); empty groups are left out, and a row without
+    /// a profile (a foreign server) goes with the TLS configurations.
     pub fn sections(&self) -> Vec<(&'static str, Vec<&String>)> {
-        let hostile = |s: &String| self.servers.get(s).is_some_and(|p| p.fault.is_some());
-        let (faults, plain): (Vec<&String>, Vec<&String>) = self.run.server_order.iter().partition(|s| hostile(s));
-        [("TLS configurations", plain), ("STARTTLS behaviour (hostile servers)", faults)]
+        let of = |s: &String| self.servers.get(s).map_or(crate::profile::Section::Tls, |p| p.section());
+        crate::profile::Section::ALL
             .into_iter()
-            .filter(|(_, rows)| !rows.is_empty())
+            .map(|section| (section.title(), self.run.server_order.iter().filter(|s| of(s) == section).collect()))
+            .filter(|(_, rows): &(&str, Vec<&String>)| !rows.is_empty())
             .collect()
     }
 

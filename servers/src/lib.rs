@@ -5,6 +5,7 @@
 
 pub mod dh;
 pub mod fault;
+pub mod hello;
 pub mod pki;
 pub mod server;
 pub mod session;

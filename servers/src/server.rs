@@ -2,7 +2,8 @@
 //! ESMTP [`Session`] over plaintext and then TLS, and a log of one [`ConnectionRecord`] per
 //! connection.
 
-use crate::fault::{AfterStarttls, Fault, SLOW_BANNER_DELAY};
+use crate::fault::{AfterStarttls, Fault, HelloVerdict, SLOW_BANNER_DELAY};
+use crate::hello::{Replay, Short};
 use crate::pki::TestPki;
 use crate::session::{Action, Session, SessionConfig};
 use crate::tls::{Acceptor, ConfigRejected};
@@ -55,6 +56,13 @@ pub enum StartError {
     NotLoopback(SocketAddr),
 }
 
+/// What every connection of one server shares: its TLS configuration, and the groups it can
+/// take a key share for (for [`Fault::NoHrr`]).
+struct Serving {
+    acceptor: Acceptor,
+    groups: Vec<String>,
+}
+
 struct Shared {
     active: AtomicUsize,
     idle: Notify,
@@ -87,7 +95,10 @@ pub async fn start(
     if !options.bind.ip().is_loopback() {
         return Err(StartError::NotLoopback(options.bind));
     }
-    let acceptor = Arc::new(Acceptor::build(backend, profile, pki)?);
+    let acceptor = Arc::new(Serving {
+        acceptor: Acceptor::build(backend, profile, pki)?,
+        groups: profile.groups.iter().flatten().map(|g| g.name().to_string()).collect(),
+    });
     let listener =
         TcpListener::bind(options.bind).await.map_err(|cause| StartError::Bind { addr: options.bind, cause })?;
     let addr = listener.local_addr().map_err(|cause| StartError::Bind { addr: options.bind, cause })?;
@@ -136,7 +147,7 @@ impl RunningServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, acceptor: Arc<Acceptor>, options: ServeOptions, shared: Arc<Shared>) {
+async fn accept_loop(listener: TcpListener, acceptor: Arc<Serving>, options: ServeOptions, shared: Arc<Shared>) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let Ok((tcp, peer)) = listener.accept().await else { continue };
@@ -184,7 +195,7 @@ impl Progress {
 async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
-    acceptor: &Acceptor,
+    acceptor: &Serving,
     options: &ServeOptions,
     too_many: bool,
 ) -> ConnectionRecord {
@@ -204,6 +215,7 @@ async fn serve_connection(
             messages: Some(0),
             duration_ms: Some(0),
             refusal: None,
+            client_hello: None,
         },
     };
     let deadline = tokio::time::Instant::now() + options.connection_timeout;
@@ -222,6 +234,7 @@ async fn serve_connection(
             messages: Some(session.messages),
             duration_ms: Some(started.elapsed().as_millis() as u64),
             refusal: session.refusal.clone(),
+            client_hello: None,
         },
     }
 }
@@ -236,7 +249,7 @@ enum PhaseEnd {
 
 async fn drive(
     tcp: TcpStream,
-    acceptor: &Acceptor,
+    serving: &Serving,
     session: &mut Session,
     mut progress: Progress,
     too_many: bool,
@@ -327,10 +340,48 @@ async fn drive(
         progress.record.refusal = Some(Refusal { stage: Stage::Handshake, reply: what.clone() });
         return progress.end(Stage::Handshake, End::Fault, Some(what), started, session);
     }
-    let (tls, negotiated) = match acceptor.accept(tcp).await {
+    // The ClientHello, read off the wire first: its size and offers go in the record, and the
+    // handshake faults act on it, as the buggy servers they model do.
+    let limit = crate::fault::hello_read_limit(fault);
+    let (read, short) = match crate::hello::read_first_flight(&mut tcp, limit).await {
+        Ok(read) => read,
+        Err(e) => return progress.end(Stage::Handshake, End::IoError, Some(e.to_string()), started, session),
+    };
+    progress.record.client_hello = read.info.clone();
+    if let Some(Short::Closed(n)) = short {
+        let what = if n == 0 {
+            "the client closed the connection without sending a ClientHello".to_string()
+        } else {
+            format!("the client closed the connection after {n} bytes of its ClientHello")
+        };
+        return progress.end(Stage::Handshake, End::ClientClosed, Some(what), started, session);
+    }
+    match crate::fault::on_client_hello(fault, &read, short.as_ref(), &serving.groups) {
+        HelloVerdict::Proceed => {}
+        HelloVerdict::Close(what) => {
+            // Unread bytes make the kernel reset the connection, as it would for the real server.
+            drop(tcp);
+            return progress.end(Stage::Handshake, End::Fault, Some(what), started, session);
+        }
+        HelloVerdict::Alert(what) => {
+            let _ = tcp.write_all(crate::fault::ALERT_HANDSHAKE_FAILURE).await;
+            let _ = tcp.shutdown().await;
+            return progress.end(Stage::Handshake, End::Fault, Some(what), started, session);
+        }
+        HelloVerdict::Stall(what) => {
+            // Never answer; notice when the client gives up (end of stream).
+            let mut sink = [0u8; 4096];
+            while matches!(tokio::io::AsyncReadExt::read(&mut tcp, &mut sink).await, Ok(n) if n > 0) {}
+            return progress.end(Stage::Handshake, End::Fault, Some(what), started, session);
+        }
+    }
+    let (tls, negotiated) = match serving.acceptor.accept(Replay::new(read.bytes, tcp)).await {
         Ok(ok) => ok,
         Err(words) => return progress.end(Stage::Handshake, End::HandshakeFailed, Some(words), started, session),
     };
+    if let Some(hello) = progress.record.client_hello.as_mut() {
+        hello.hello_retry = crate::fault::needed_hello_retry(hello, &negotiated);
+    }
     progress.record.tls = Some(negotiated);
     session.tls_started();
     let mut reader = BufReader::new(tls);

@@ -4,6 +4,7 @@
 pub mod openssl;
 pub mod rustls;
 
+use crate::hello::Replay;
 use crate::pki::TestPki;
 use report_format::{Backend, ProfileError, ServerProfile, TlsBackend};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -42,8 +43,9 @@ impl Acceptor {
         }
     }
 
-    /// Do the server side of the handshake. On failure, the library's own words.
-    pub async fn accept(&self, tcp: TcpStream) -> Result<(Box<dyn TlsStream>, Negotiated), String> {
+    /// Do the server side of the handshake over `tcp`, whose first bytes (the ClientHello) were
+    /// already read and are replayed. On failure, the library's own words.
+    pub async fn accept(&self, tcp: Replay<TcpStream>) -> Result<(Box<dyn TlsStream>, Negotiated), String> {
         match self {
             Acceptor::Openssl(ctx, dh_bits) => openssl::accept(ctx, *dh_bits, tcp).await,
             Acceptor::Rustls(cfg) => rustls::accept(cfg.clone(), tcp).await,

@@ -3,8 +3,9 @@
 //! served (OpenSSL refuses DH under 1024 bits even at level 0 otherwise).
 
 use crate::dh::DhParams;
+use crate::hello::Replay;
 use crate::pki::TestPki;
-use openssl::ssl::{Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslVersion};
+use openssl::ssl::{Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslOptions, SslVersion};
 use report_format::{ServerProfile, TlsVersion};
 use std::pin::Pin;
 use tokio::net::TcpStream;
@@ -42,6 +43,10 @@ pub(super) fn build(profile: &ServerProfile, pki: &TestPki) -> Result<SslContext
         // What an admin gets from `auto` (Postfix ≥ 3.7): OpenSSL picks a group by key size.
         None => openssl_ext::set_dh_auto(&mut b),
     }
+    if profile.fault == Some(report_format::Fault::NoEms) {
+        // SSL_OP_NO_EXTENDED_MASTER_SECRET (OpenSSL ≥ 3.0), which the crate does not name.
+        b.set_options(SslOptions::from_bits_retain(0x1));
+    }
     b.set_certificate_chain_file(pki.cert(profile.cert)).map_err(|err| e("load certificate", err))?;
     b.set_private_key_file(pki.key(profile.cert), SslFiletype::PEM).map_err(|err| e("load key", err))?;
     b.check_private_key().map_err(|err| e("check key", err))?;
@@ -62,7 +67,7 @@ fn words(err: &openssl::ssl::Error) -> String {
 pub(super) async fn accept(
     ctx: &SslContext,
     configured_dh_bits: Option<u32>,
-    tcp: TcpStream,
+    tcp: Replay<TcpStream>,
 ) -> Result<(Box<dyn super::TlsStream>, Negotiated), String> {
     let ssl = Ssl::new(ctx).map_err(|e| e.to_string())?;
     let mut stream = SslStream::new(ssl, tcp).map_err(|e| e.to_string())?;

@@ -1,7 +1,9 @@
 //! The rustls backend: rustls 0.23 with the ring provider, narrowed to the profile's versions,
-//! suites and groups, plus TLS 1.2 DHE from [`super::ffdhe`] when the profile has a DH group.
+//! suites and groups, plus TLS 1.2 DHE from [`super::ffdhe`] when the profile has a DH group, and
+//! the post-quantum hybrid X25519MLKEM768 from the aws-lc-rs provider (ring has none).
 
 use crate::dh::DhParams;
+use crate::hello::Replay;
 use crate::pki::TestPki;
 use ffdhe::{CUSTOM_GROUP_ID, FfdheKx, dhe_suites};
 use report_format::{Group, ServerProfile, TlsVersion};
@@ -26,7 +28,12 @@ fn named_ffdhe(group: Group) -> Option<&'static dyn SupportedKxGroup> {
         Group::Ffdhe4096 => NamedGroup::FFDHE4096,
         Group::Ffdhe6144 => NamedGroup::FFDHE6144,
         Group::Ffdhe8192 => NamedGroup::FFDHE8192,
-        Group::X25519 | Group::X448 | Group::Secp256r1 | Group::Secp384r1 | Group::Secp521r1 => return None,
+        Group::X25519
+        | Group::X448
+        | Group::Secp256r1
+        | Group::Secp384r1
+        | Group::Secp521r1
+        | Group::X25519Mlkem768 => return None,
     };
     Some(FfdheKx::new(name, p, g))
 }
@@ -38,6 +45,7 @@ fn kx_group(group: Group) -> Option<&'static dyn SupportedKxGroup> {
         Group::Secp256r1 => Some(kx_group::SECP256R1),
         Group::Secp384r1 => Some(kx_group::SECP384R1),
         Group::X448 | Group::Secp521r1 => None,
+        Group::X25519Mlkem768 => Some(rustls::crypto::aws_lc_rs::kx_group::X25519MLKEM768),
         Group::Ffdhe2048 | Group::Ffdhe3072 | Group::Ffdhe4096 | Group::Ffdhe6144 | Group::Ffdhe8192 => {
             named_ffdhe(group)
         }
@@ -136,7 +144,7 @@ fn words(err: &std::io::Error) -> String {
 
 pub(super) async fn accept(
     config: Arc<ServerConfig>,
-    tcp: TcpStream,
+    tcp: Replay<TcpStream>,
 ) -> Result<(Box<dyn super::TlsStream>, Negotiated), String> {
     let stream = TlsAcceptor::from(config).accept(tcp).await.map_err(|e| words(&e))?;
     let (_, conn) = stream.get_ref();
