@@ -39,6 +39,10 @@ struct Args {
     /// Highest TLS version: 1.2 or 1.3.
     #[arg(long, value_name = "V")]
     tls_max: Option<String>,
+    /// Refuse a TLS 1.2 server without the extended master secret extension, as rustls does
+    /// in FIPS mode (`ClientConfig::require_ems`, RFC 7627).
+    #[arg(long)]
+    require_ems: bool,
 }
 
 /// Which stock crypto provider.
@@ -99,15 +103,18 @@ fn config(args: &Args) -> Result<ClientConfig, i32> {
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    ClientConfig::builder_with_provider(Arc::new(provider))
+    let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&versions)
         .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-        .map_err(|e| contract::unsupported(&e.to_string()))
+        .map_err(|e| contract::unsupported(&e.to_string()))?;
+    config.require_ems = args.require_ems;
+    Ok(config)
 }
 
-/// rustls spells groups `X25519`, `secp256r1`; the contract uses IANA lower case.
+/// rustls spells groups `X25519`, `secp256r1`; the contract uses IANA lower case for the
+/// classic ones and the registry's spelling for the hybrids (`X25519MLKEM768`).
 fn iana_group(g: rustls::NamedGroup) -> String {
-    format!("{g:?}").to_ascii_lowercase()
+    openssl_ext::iana_group_name(&format!("{g:?}"))
 }
 
 fn describe(config: &ClientConfig, ffdhe_added: bool, which: Provider) -> i32 {
@@ -122,6 +129,7 @@ fn describe(config: &ClientConfig, ffdhe_added: bool, which: Provider) -> i32 {
         "suites": provider.cipher_suites.iter().map(|s| ffdhe::suite_name(s.suite())).collect::<Vec<_>>(),
         "groups": provider.kx_groups.iter().map(|g| iana_group(g.name())).collect::<Vec<_>>(),
         "dhe": ffdhe_added,
+        "require_ems": config.require_ems,
     });
     contract::describe("rustls", &format!("rustls {}", crate::RUSTLS_VERSION), policy)
 }
