@@ -130,10 +130,19 @@ pub fn negotiated_group(ssl: &SslRef) -> Option<String> {
     if nid <= 0 {
         return None;
     }
+    // A group with no NID of its own (the ML-KEM hybrids in OpenSSL ≥ 3.5) comes back as
+    // TLSEXT_nid_unknown | its codepoint.
+    if nid & TLSEXT_NID_UNKNOWN != 0 {
+        return Some(group_name_of_codepoint((nid & 0xffff) as u16));
+    }
     // SAFETY: OBJ_nid2sn returns a static string or null.
     let short = unsafe { c_string(openssl_sys::OBJ_nid2sn(nid as c_int)) }?;
     Some(iana_group_name(&short))
 }
+
+/// OpenSSL's flag on a "NID" that is really a TLS group codepoint (`ssl/ssl_local.h`).
+#[cfg(ossl300)]
+const TLSEXT_NID_UNKNOWN: c_long = 0x0100_0000;
 
 /// The key-exchange group of a finished handshake in IANA spelling (`x25519`, `secp256r1`), or
 /// `None` when there is none to name (a TLS 1.2 DHE exchange, RSA key transport).
@@ -188,6 +197,33 @@ pub fn iana_group_name(openssl_name: &str) -> String {
             "mlkem512" | "mlkem768" | "mlkem1024" => other.to_ascii_uppercase(),
             lower => lower.to_string(),
         },
+    }
+}
+
+/// The IANA name of a TLS supported-groups codepoint (lower case for the classic curves and
+/// finite-field groups, as the reports write them; the hybrids in the registry's spelling), or
+/// `0x…` for one not known here.
+pub fn group_name_of_codepoint(id: u16) -> String {
+    match id {
+        0x0017 => "secp256r1".into(),
+        0x0018 => "secp384r1".into(),
+        0x0019 => "secp521r1".into(),
+        0x001d => "x25519".into(),
+        0x001e => "x448".into(),
+        0x0100 => "ffdhe2048".into(),
+        0x0101 => "ffdhe3072".into(),
+        0x0102 => "ffdhe4096".into(),
+        0x0103 => "ffdhe6144".into(),
+        0x0104 => "ffdhe8192".into(),
+        0x0200 => "MLKEM512".into(),
+        0x0201 => "MLKEM768".into(),
+        0x0202 => "MLKEM1024".into(),
+        0x11eb => "SecP256r1MLKEM768".into(),
+        0x11ec => "X25519MLKEM768".into(),
+        0x11ed => "SecP384r1MLKEM1024".into(),
+        0x6399 => "X25519Kyber768Draft00".into(),
+        0x639a => "SecP256r1Kyber768Draft00".into(),
+        other => format!("0x{other:04x}"),
     }
 }
 

@@ -22,6 +22,7 @@ pub enum ErrorClass {
     DhTooLarge,
     DhTooSmall,
     DowngradedToPlaintext,
+    EmsMissing,
     HandshakeFailure,
     InjectionAccepted,
     LegacySigalg,
@@ -38,7 +39,7 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 25] = [
+    pub const ALL: [ErrorClass; 26] = [
         ErrorClass::CertExpired,
         ErrorClass::CertKeyTooSmall,
         ErrorClass::CertNameMismatch,
@@ -51,6 +52,7 @@ impl ErrorClass {
         ErrorClass::DhTooLarge,
         ErrorClass::DhTooSmall,
         ErrorClass::DowngradedToPlaintext,
+        ErrorClass::EmsMissing,
         ErrorClass::HandshakeFailure,
         ErrorClass::InjectionAccepted,
         ErrorClass::LegacySigalg,
@@ -80,6 +82,7 @@ impl ErrorClass {
             ErrorClass::DhTooLarge => "dh_too_large",
             ErrorClass::DhTooSmall => "dh_too_small",
             ErrorClass::DowngradedToPlaintext => "downgraded_to_plaintext",
+            ErrorClass::EmsMissing => "ems_missing",
             ErrorClass::HandshakeFailure => "handshake_failure",
             ErrorClass::InjectionAccepted => "injection_accepted",
             ErrorClass::LegacySigalg => "legacy_sigalg",
@@ -121,6 +124,9 @@ impl ErrorClass {
             ErrorClass::DhTooLarge => "the server's DH group is above this client's maximum",
             ErrorClass::DhTooSmall => "the server's DH group is below this client's minimum",
             ErrorClass::DowngradedToPlaintext => "the client carried on without TLS",
+            ErrorClass::EmsMissing => {
+                "the server negotiated TLS 1.2 without the extended master secret (RFC 7627), which the client requires (FIPS mode)"
+            }
             ErrorClass::HandshakeFailure => {
                 "the server ended the handshake with a bare handshake_failure alert: no cipher, group or version in common, or a setting it would not use — its own log says which"
             }
@@ -158,6 +164,9 @@ impl ErrorClass {
             ErrorClass::DhTooLarge => "serve a DH group of at most 2048 bits, or prefer ECDHE",
             ErrorClass::DhTooSmall => "serve an RFC 7919 group of at least 2048 bits, or prefer ECDHE",
             ErrorClass::DowngradedToPlaintext => "require TLS on the client (e.g. a 'secure' or 'encrypt' policy)",
+            ErrorClass::EmsMissing => {
+                "update the server's TLS library (every current one offers EMS), or offer TLS 1.3"
+            }
             ErrorClass::HandshakeFailure => {
                 "read the server's TLS log; offer ECDHE suites, x25519/secp256r1 and TLS 1.2–1.3"
             }
@@ -239,7 +248,8 @@ impl ErrorClass {
             | ErrorClass::DhTooSmall
             | ErrorClass::NoSharedGroup
             | ErrorClass::UnofferedGroup => Family::KeyExchange,
-            ErrorClass::HandshakeFailure
+            ErrorClass::EmsMissing
+            | ErrorClass::HandshakeFailure
             | ErrorClass::LegacySigalg
             | ErrorClass::NoSharedCipher
             | ErrorClass::ProtocolVersion => Family::Protocol,

@@ -172,6 +172,26 @@ impl Report {
             .collect()
     }
 
+    /// The ClientHello a client stack sends, as the built-in server read it in the stack's cells
+    /// of the "Client updates" section (the most frequent size and key shares of the complete
+    /// hellos): `1538 B X25519MLKEM768+x25519`. `None` when no such cell recorded one.
+    pub fn client_hello_line(&self, client: &str) -> Option<String> {
+        let mut seen: BTreeMap<(usize, Vec<String>), usize> = BTreeMap::new();
+        for cell in self.cells.values() {
+            let in_section =
+                self.servers.get(&cell.server).is_some_and(|p| p.section() == crate::profile::Section::ClientUpdates);
+            if cell.client != client || !in_section {
+                continue;
+            }
+            for h in cell.server_log.iter().filter_map(|r| r.client_hello.as_ref()).filter(|h| h.read_only.is_none()) {
+                *seen.entry((h.length, h.key_shares.clone())).or_default() += 1;
+            }
+        }
+        let ((length, shares), _) = seen.into_iter().max_by_key(|(k, n)| (*n, k.0))?;
+        let shares = if shares.is_empty() { "no key share".to_string() } else { shares.join("+") };
+        Some(format!("{length} B {shares}"))
+    }
+
     /// The cell for a (server, client) pair.
     pub fn cell(&self, server: &str, client: &str) -> Option<&CellReport> {
         self.cells.get(&format!("{client}/{server}"))
@@ -194,12 +214,38 @@ impl Report {
 }
 
 impl CellReport {
+    /// What the server read of the client's ClientHello(s) in this cell, one line each
+    /// (connections that sent none are left out).
+    pub fn client_hellos(&self) -> Vec<String> {
+        let mut out: Vec<String> =
+            self.server_log.iter().filter_map(|r| r.client_hello.as_ref()).map(|h| h.summary()).collect();
+        out.dedup();
+        out
+    }
+
     /// What a table shows: a sender's delivery (`deferred: dh_too_small`), else the outcome.
+    /// A client's connected cell whose handshake needed a HelloRetryRequest says so
+    /// (`TLSv1.3 secp384r1 after HRR`), as the built-in server recorded it.
     pub fn label(&self) -> String {
+        let retried = |r: &ConnectionRecord| r.client_hello.as_ref().is_some_and(|h| h.hello_retry == Some(true));
         match &self.delivery {
+            Some(d)
+                if d.result == crate::delivery::DeliveryResult::Tls
+                    && d.attempts.iter().filter_map(|a| a.server.as_ref()).any(retried) =>
+            {
+                format!("{} after HRR", d.label())
+            }
             Some(d) => d.label(),
+            None if self.needed_hello_retry() && matches!(self.outcome, Outcome::Connected(_)) => {
+                format!("{} after HRR", self.outcome.label())
+            }
             None => self.outcome.label(),
         }
+    }
+
+    /// Whether the server recorded a handshake of this cell that needed a HelloRetryRequest.
+    pub fn needed_hello_retry(&self) -> bool {
+        self.server_log.iter().any(|r| r.client_hello.as_ref().is_some_and(|h| h.hello_retry == Some(true)))
     }
 }
 

@@ -151,30 +151,9 @@ fn grease(v: u16) -> bool {
     v & 0x0f0f == 0x0a0a && v >> 8 == v & 0xff
 }
 
-/// The IANA name of a supported-groups codepoint (lower case for the classic curves, as
-/// OpenSSL and the reports write them).
+/// The IANA name of a supported-groups codepoint.
 pub fn group_name(id: u16) -> String {
-    match id {
-        0x0017 => "secp256r1".into(),
-        0x0018 => "secp384r1".into(),
-        0x0019 => "secp521r1".into(),
-        0x001d => "x25519".into(),
-        0x001e => "x448".into(),
-        0x0100 => "ffdhe2048".into(),
-        0x0101 => "ffdhe3072".into(),
-        0x0102 => "ffdhe4096".into(),
-        0x0103 => "ffdhe6144".into(),
-        0x0104 => "ffdhe8192".into(),
-        0x0200 => "MLKEM512".into(),
-        0x0201 => "MLKEM768".into(),
-        0x0202 => "MLKEM1024".into(),
-        0x11eb => "SecP256r1MLKEM768".into(),
-        0x11ec => "X25519MLKEM768".into(),
-        0x11ed => "SecP384r1MLKEM1024".into(),
-        0x6399 => "X25519Kyber768Draft00".into(),
-        0x639a => "SecP256r1Kyber768Draft00".into(),
-        other => format!("0x{other:04x}"),
-    }
+    openssl_ext::group_name_of_codepoint(id)
 }
 
 fn version_name(v: u16) -> String {

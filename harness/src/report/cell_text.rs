@@ -25,6 +25,9 @@ pub fn render(id: &str, cell: &CellReport) -> String {
         }
         _ => {}
     }
+    for hello in cell.client_hellos() {
+        let _ = writeln!(out, "  the server read: {hello}");
+    }
     if let Some(d) = &cell.delivery {
         let _ = writeln!(out, "  the message: {}", d.result.explanation());
         if let Some(class) = d.class {

@@ -6,7 +6,7 @@
 
 use super::summary;
 use crate::diff::{ChangeKind, Diff};
-use report_format::{CellReport, Report};
+use report_format::{CellReport, Report, Section};
 use report_format::{ErrorClass, Family, Outcome, Reporter};
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -147,6 +147,9 @@ fn details(out: &mut String, cell: &CellReport, change: Option<(&String, ChangeK
         Outcome::Timeout { after_ms } => dl_row(out, "killed after", &format!("{after_ms} ms")),
         Outcome::HarnessError { detail } => dl_row(out, "we could not run it", detail),
     }
+    for hello in cell.client_hellos() {
+        dl_row(out, "the server read", &hello);
+    }
     dl_row(out, "duration", &format!("{} ms", cell.duration_ms));
     let expected = cell.expected.outcome.to_string();
     dl_row(out, "expected", &format!("{expected} ({})", cell.expected.reason));
@@ -267,6 +270,14 @@ pub fn render(report: &Report, since: Option<&Diff>) -> String {
         }
         for s in rows {
             server_row(&mut out, report, since, s);
+        }
+        if title == Section::ClientUpdates.title() {
+            out.push_str("<tr class=\"hello\"><th class=\"server\">ClientHello as sent<small>size and key shares, as the built-in server read them</small></th>");
+            for c in &programs {
+                let line = report.client_hello_line(c).unwrap_or_else(|| "–".into());
+                let _ = write!(out, "<td data-client-family=\"{}\">{}</td>", esc(&family_of_client(c)), esc(&line));
+            }
+            out.push_str("<td></td></tr>\n");
         }
     }
     out.push_str("</tbody>\n<tfoot><tr><th>accepted by the stack</th>");

@@ -2,8 +2,8 @@
 //! columns; then "Mail delivery", real MTAs as senders as columns), the stacks and profiles that
 //! ran, and what each failure class means.
 
-use report_format::Report;
 use report_format::{ErrorClass, Outcome};
+use report_format::{Report, Section};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -148,6 +148,13 @@ pub fn render(report: &Report) -> String {
                     let _ = write!(out, " {} |", cell_label(report, s, c));
                 }
                 let _ = writeln!(out, " {} |", escape(&super::summary::server(report, s).line()));
+            }
+            if title == Section::ClientUpdates.title() {
+                let _ = write!(out, "| *ClientHello as sent* |");
+                for c in &programs {
+                    let _ = write!(out, " {} |", escape(&report.client_hello_line(c).unwrap_or_else(|| "–".into())));
+                }
+                out.push_str(" |\n");
             }
         }
         let _ = write!(out, "| *accepted by the stack* |");

@@ -7,7 +7,7 @@
 
 use super::skipped::{Missing, grouped};
 use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
-use report_format::{Availability, CellReport, DeliveryResult, ErrorClass, Outcome, Report, Verdict};
+use report_format::{Availability, CellReport, DeliveryResult, ErrorClass, Outcome, Report, Section, Verdict};
 use std::fmt::Write;
 use std::io::IsTerminal;
 
@@ -122,7 +122,11 @@ pub fn table(report: &Report, colour: bool) -> String {
     if !programs.is_empty() {
         for (title, rows) in &sections {
             let corner = if titled { title.to_string() } else { "server \\ client".to_string() };
-            let _ = writeln!(out, "{}", grid(report, &corner, rows, &programs, colour));
+            let mut t = grid(report, &corner, rows, &programs, colour);
+            if *title == Section::ClientUpdates.title() {
+                t.add_row(hello_row(report, &programs));
+            }
+            let _ = writeln!(out, "{t}");
         }
     }
     let rows: Vec<&String> = report.run.server_order.iter().filter(|s| !folded.has_server(s)).collect();
@@ -131,6 +135,14 @@ pub fn table(report: &Report, colour: bool) -> String {
     }
     out.push_str(&folded.lines());
     out.trim_end().to_string()
+}
+
+/// The row under "Client updates that break servers": each stack's ClientHello, as the server
+/// read it (why a fault broke it).
+fn hello_row(report: &Report, columns: &[&String]) -> Vec<String> {
+    let mut row = vec!["(ClientHello as sent)".to_string()];
+    row.extend(columns.iter().map(|c| report.client_hello_line(c).unwrap_or_else(|| "-".into())));
+    row
 }
 
 /// One table: `rows` (server profiles) × `columns` (stacks).

@@ -49,7 +49,7 @@ pub fn expected_time(profile: &ServerProfile, client_cells: usize, deliveries: b
     let clients = expected_wait(profile) * client_cells as u32;
     let delivering = match (deliveries, profile.fault) {
         (false, _) => Duration::ZERO,
-        (true, Some(servers::Fault::Stall)) => bound,
+        (true, Some(servers::Fault::Stall | servers::Fault::ClienthelloLengthIntolerant)) => bound,
         (true, _) => Duration::from_millis(2200),
     };
     clients + delivering
