@@ -30,7 +30,8 @@ pub use fault::Fault;
 pub use negotiated::{Negotiated, Protocol, Stage};
 pub use outcome::{Connection, ErrorClass, Family, Outcome, Reporter, Side};
 pub use profile::{
-    Backend, CertKind, DheMode, Group, Library, Mta, ProfileError, Section, ServerProfile, TlsBackend, TlsVersion,
+    Backend, CertKind, DheMode, Group, Library, Linkage, LinkedLibrary, Mta, ProfileError, Section, ServerProfile,
+    TlsBackend, TlsVersion,
 };
 pub use record::{ClientHelloInfo, ConnectionRecord, End, Refusal};
 pub use report::{CellReport, ClientInfo, Report, RunInfo, SCHEMA_VERSION};

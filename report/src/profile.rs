@@ -85,6 +85,8 @@ pub enum Library {
 }
 
 impl Library {
+    pub const ALL: [Library; 5] = [Library::Openssl, Library::Gnutls, Library::Rustls, Library::Go, Library::Jsse];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Library::Openssl => "openssl",
@@ -93,6 +95,44 @@ impl Library {
             Library::Go => "go",
             Library::Jsse => "jsse",
         }
+    }
+}
+
+/// How a stack gets its TLS library, which decides whether a candidate build can be swapped
+/// under it (`compare --candidate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Linkage {
+    /// A shared object the dynamic loader finds (`libssl.so.3`): `LD_LIBRARY_PATH` swaps it.
+    Dynamic,
+    /// Linked into the program: nothing swaps it but a rebuild.
+    Static,
+    /// A Rust crate compiled into a program we build (rustls): a candidate is a rebuild against
+    /// its checkout.
+    Built,
+}
+
+impl Linkage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Linkage::Dynamic => "dynamic",
+            Linkage::Static => "static",
+            Linkage::Built => "built",
+        }
+    }
+}
+
+/// A stack's TLS library and how it links it, as the matrix declares it (`library = "openssl"`,
+/// `linkage = "dynamic"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LinkedLibrary {
+    pub library: Library,
+    pub linkage: Linkage,
+}
+
+impl fmt::Display for LinkedLibrary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.library.as_str(), self.linkage.as_str())
     }
 }
 

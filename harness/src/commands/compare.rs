@@ -81,6 +81,8 @@ pub async fn main(a: CompareArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
                 errors: base.errors.clone(),
                 variant_of: Some(base.id.clone()),
                 policy: None,
+                // Another program may link anything.
+                library: if a.with_program.is_some() { None } else { base.library },
                 cell_timeout: base.cell_timeout,
                 requires: base.requires.clone(),
                 build: base.build.clone(),

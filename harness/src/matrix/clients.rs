@@ -82,6 +82,9 @@ pub struct ClientStack {
     pub variant_of: Option<String>,
     /// Its declared policy, for the fuzzing oracle (checked to exist when loaded).
     pub policy: Option<String>,
+    /// Its TLS library and linkage, as declared (a sender: its MTA's, dynamic); `None` when
+    /// the matrix does not say.
+    pub library: Option<report_format::LinkedLibrary>,
     /// Its own cell timeout, if it has one.
     #[serde(skip)]
     pub cell_timeout: Option<Duration>,
@@ -237,6 +240,9 @@ pub fn parse(
         program_keys?;
         let kind = sender_kind(&c.id, keys, base_sender, &at_key)?;
         let StackKind::Sender { mta, policy, attempts } = &kind else { unreachable!() };
+        // Debian's MTAs link their TLS library dynamically.
+        let sender_library =
+            report_format::LinkedLibrary { library: mta.library(), linkage: report_format::Linkage::Dynamic };
         let errors = match c.errors.clone().or_else(|| base.as_ref().map(|b| b.errors.clone())) {
             Some(t) if tables.contains(&t) => t,
             Some(t) => return Err(invalid(at("errors"), format!("client {:?}: unknown error table {t:?}", c.id))),
@@ -267,6 +273,8 @@ pub fn parse(
             env: BTreeMap::new(),
             errors,
             policy: None,
+            // Debian's MTAs link their TLS library dynamically.
+            library: Some(sender_library),
             variant_of: c.variant_of,
             matrix_dir,
             line: line_of(source, span.start),
@@ -379,6 +387,19 @@ pub fn parse(
         _ => c.requires,
     };
     let build = c.build.or_else(|| base.as_ref().and_then(|b| b.build.clone()));
+    let library = match (c.library, c.linkage) {
+        (Some(library), Some(linkage)) => Some(report_format::LinkedLibrary { library, linkage }),
+        (None, None) => base.as_ref().and_then(|b| b.library),
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(invalid(
+                at(if c.library.is_some() { "library" } else { "linkage" }),
+                format!(
+                    "client {:?}: set `library` and `linkage` together (e.g. library = \"openssl\", linkage = \"dynamic\")",
+                    c.id
+                ),
+            ));
+        }
+    };
     // Batch mode belongs to programs: `batch` on anything else cannot mean anything.
     let kind = match (kind, c.batch) {
         (StackKind::Program { path, batch }, wanted) => StackKind::Program { path, batch: wanted.unwrap_or(batch) },
@@ -404,6 +425,7 @@ pub fn parse(
         env,
         errors,
         policy,
+        library,
         variant_of: c.variant_of,
         matrix_dir,
         line: line_of(source, span.start),

@@ -43,6 +43,10 @@ pub struct RawClient {
     pub errors: Option<String>,
     /// The declared policy for the fuzzing oracle (`harness/policies/<name>.toml`).
     pub policy: Option<String>,
+    /// The TLS library the stack uses (openssl, gnutls, rustls, go, jsse) and how it links it
+    /// (dynamic, static, built): which stacks `compare --candidate` swaps a build under.
+    pub library: Option<report_format::Library>,
+    pub linkage: Option<report_format::Linkage>,
     /// A shorter (or longer) cell timeout for this stack than `[run] cell_timeout`.
     pub cell_timeout: Option<String>,
     /// Programs that must be on PATH for the stack to run (else it is skipped).
