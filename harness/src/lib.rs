@@ -7,6 +7,7 @@ pub mod adapters;
 pub mod availability;
 pub mod batch;
 pub mod blind;
+pub mod candidate;
 pub mod classify;
 pub mod delivery;
 pub mod derive;

@@ -1,7 +1,9 @@
 //! `compare --client A --variant B`: run a stack and a policy variant of it against every
 //! server profile and print what the variant breaks or fixes. The variant is a matrix entry
 //! or is made on the spot from A with `--with-env`, `--with-arg` and `--with-program` (a
-//! maintainer's library build through LD_LIBRARY_PATH, a policy file through OPENSSL_CONF).
+//! policy file through OPENSSL_CONF). `compare --candidate openssl=DIR` does it for every stack
+//! that uses the library at once, with the loader's proof of what each one loaded
+//! ([`harness::candidate`]).
 
 use super::common::{Exit, Format, usage};
 use super::run::{execute, jobs};
@@ -19,9 +21,14 @@ use std::sync::Arc;
 /// `compare`'s flags.
 #[derive(Debug, clap::Args)]
 pub struct CompareArgs {
-    /// The client stack as it is.
+    /// The client stack as it is; with --candidate, only stacks whose id matches this glob
+    /// (repeatable).
     #[arg(long)]
-    pub client: String,
+    pub client: Vec<String>,
+    /// A candidate build of a TLS library, swapped under every stack that declares it:
+    /// openssl=DIR (holding libssl.so.3 and libcrypto.so.3) or gnutls=DIR (libgnutls.so.30).
+    #[arg(long, value_name = "LIBRARY=DIR", conflicts_with_all = ["variant", "with_env", "with_args", "with_program"])]
+    pub candidate: Option<String>,
     /// A variant declared in the matrix (e.g. `openssl@seclevel1`).
     #[arg(long, visible_alias = "client-variant")]
     pub variant: Option<String>,
@@ -46,11 +53,17 @@ pub struct CompareArgs {
 }
 
 pub async fn main(a: CompareArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
+    if let Some(candidate) = &a.candidate {
+        return super::candidate::main(&a, candidate, tables).await;
+    }
     let mut matrix = super::common::load_matrix(&a.matrix, &tables)?;
+    let [client] = a.client.as_slice() else {
+        return Err(usage(anyhow::anyhow!("compare: give one --client ID (or --candidate LIBRARY=DIR)")));
+    };
     let base = matrix
-        .client(&a.client)
+        .client(client)
         .cloned()
-        .ok_or_else(|| usage(anyhow::anyhow!("compare: no client stack {:?} in {}", a.client, a.matrix.display())))?;
+        .ok_or_else(|| usage(anyhow::anyhow!("compare: no client stack {client:?} in {}", a.matrix.display())))?;
     let ad_hoc = !a.with_env.is_empty() || !a.with_args.is_empty() || a.with_program.is_some();
     let variant_id = match (&a.variant, ad_hoc) {
         (Some(v), false) => {

@@ -1,5 +1,6 @@
 //! The subcommands of the `starttls-matrix` binary, one file each, and what they share.
 
+pub mod candidate;
 pub mod common;
 pub mod compare;
 pub mod diff;

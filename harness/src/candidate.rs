@@ -1,0 +1,327 @@
+//! A maintainer's candidate build of a TLS library, swapped under every stack that declares it
+//! (`compare --candidate openssl=DIR`): which stacks take it and how, which cannot and why, and
+//! the dynamic loader's own record of what every process really loaded — so a stack that
+//! ignored the swap is never shown as running the candidate.
+
+use crate::matrix::{ClientStack, Matrix};
+use report_format::{Library, Linkage};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The id suffix of a stack run on the candidate.
+pub const SUFFIX: &str = "@candidate";
+
+/// A candidate given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub library: Library,
+    /// The directory holding its shared objects (`libssl.so.3`, `libgnutls.so.30`).
+    pub dir: PathBuf,
+}
+
+/// Why a candidate cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CandidateError {
+    #[error("--candidate {0:?}: write LIBRARY=DIR, e.g. openssl=.cache/candidate/openssl-3.6/lib")]
+    Syntax(String),
+    #[error(
+        "--candidate {0}: a candidate is swapped in as a shared library: openssl (libssl.so.3) or gnutls (libgnutls.so.30); a rustls checkout is built into the programs, which this command does not do yet"
+    )]
+    NotShared(String),
+    #[error("--candidate {library}={dir}: no {file} there (scripts/build-candidate openssl 3.6 builds one)")]
+    Missing { library: &'static str, dir: String, file: &'static str },
+}
+
+/// The shared objects a library's candidate directory must hold.
+fn files(library: Library) -> Option<&'static [&'static str]> {
+    match library {
+        Library::Openssl => Some(&["libssl.so.3", "libcrypto.so.3"]),
+        Library::Gnutls => Some(&["libgnutls.so.30"]),
+        Library::Rustls | Library::Go | Library::Jsse => None,
+    }
+}
+
+impl Candidate {
+    /// Parse and check `openssl=DIR`.
+    pub fn parse(text: &str) -> Result<Candidate, CandidateError> {
+        let (name, dir) = text.split_once('=').ok_or_else(|| CandidateError::Syntax(text.into()))?;
+        let library =
+            Library::ALL.into_iter().find(|l| l.as_str() == name).ok_or_else(|| CandidateError::Syntax(text.into()))?;
+        let needed = files(library).ok_or_else(|| CandidateError::NotShared(name.into()))?;
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| PathBuf::from(dir));
+        for file in needed {
+            if !dir.join(file).is_file() {
+                return Err(CandidateError::Missing {
+                    library: library.as_str(),
+                    dir: dir.display().to_string(),
+                    file,
+                });
+            }
+        }
+        Ok(Candidate { library, dir })
+    }
+
+    /// The library's version as its own file says (`OpenSSL 3.6.3 7 Apr 2026`).
+    pub fn version(&self) -> Option<String> {
+        let (family, file) = match self.library {
+            Library::Openssl => (procs::library::LibraryFamily::Openssl, "libcrypto.so.3"),
+            Library::Gnutls => (procs::library::LibraryFamily::Gnutls, "libgnutls.so.30"),
+            Library::Rustls | Library::Go | Library::Jsse => return None,
+        };
+        procs::library::version_in_file(family, &self.dir.join(file))
+    }
+}
+
+/// A stack that does not run on the candidate, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NotSwapped {
+    /// A client stack's id, or `server profile <id>`.
+    pub what: String,
+    pub reason: String,
+}
+
+/// Which stacks of a matrix take the candidate, as variants of themselves.
+#[derive(Debug, Clone)]
+pub struct SwapPlan {
+    /// (stack, its variant on the candidate), in matrix order.
+    pub pairs: Vec<(String, String)>,
+    pub variants: Vec<ClientStack>,
+    pub not_swapped: Vec<NotSwapped>,
+}
+
+/// The environment that makes the dynamic loader take the candidate and record, one file per
+/// process under `record`, every library it loaded (`LD_DEBUG=libs`): the proof of the swap.
+fn loader_env(env: &mut BTreeMap<String, String>, candidate: Option<&Path>, record: &Path) {
+    if let Some(dir) = candidate {
+        let path = match env.get("LD_LIBRARY_PATH") {
+            Some(old) if !old.is_empty() => format!("{}:{old}", dir.display()),
+            _ => dir.display().to_string(),
+        };
+        env.insert("LD_LIBRARY_PATH".into(), path);
+    }
+    env.insert("LD_DEBUG".into(), "libs".into());
+    env.insert("LD_DEBUG_OUTPUT".into(), record.join("ld").display().to_string());
+}
+
+/// The stacks of `matrix` (narrowed by `selected`) that use the candidate's library: dynamic
+/// ones get a variant on the candidate, and both they and their variants record what they
+/// load under `records/<stack id>/`; the others are listed with the reason.
+pub fn plan(matrix: &mut Matrix, candidate: &Candidate, selected: &dyn Fn(&str) -> bool, records: &Path) -> SwapPlan {
+    let mut plan = SwapPlan { pairs: vec![], variants: vec![], not_swapped: vec![] };
+    let lib = candidate.library.as_str();
+    for stack in matrix.clients.iter_mut() {
+        let Some(linked) = stack.library.filter(|l| l.library == candidate.library) else { continue };
+        if !selected(&stack.id) {
+            continue;
+        }
+        let reason = match linked.linkage {
+            Linkage::Static => Some(format!("statically linked: its own {lib} is built into the program")),
+            Linkage::Built => Some(format!("{lib} is compiled into a program we build: a rebuild, not a swap")),
+            Linkage::Dynamic if stack.is_sender() => Some(format!(
+                "a sender: the MTA's daemons take their environment from the MTA, not from us; {} not swapped yet",
+                stack.id
+            )),
+            Linkage::Dynamic => None,
+        };
+        if let Some(reason) = reason {
+            plan.not_swapped.push(NotSwapped { what: stack.id.clone(), reason });
+            continue;
+        }
+        let variant_id = format!("{}{SUFFIX}", stack.id);
+        let mut variant = stack.clone();
+        variant.id = variant_id.clone();
+        variant.variant_of = Some(stack.id.clone());
+        variant.description = format!("{} on the candidate {lib} in {}", stack.id, candidate.dir.display());
+        loader_env(&mut variant.env, Some(&candidate.dir), &records.join(&variant_id));
+        loader_env(&mut stack.env, None, &records.join(&stack.id));
+        plan.pairs.push((stack.id.clone(), variant_id));
+        plan.variants.push(variant);
+    }
+    for profile in matrix.servers.iter().map(|s| &s.profile) {
+        if let Some(mta) = profile.backend.mta().filter(|m| m.library() == candidate.library) {
+            plan.not_swapped.push(NotSwapped {
+                what: format!("server profile {}", profile.id),
+                reason: format!(
+                    "served by {mta}, whose daemons take their environment from the MTA: not swapped yet (its clients' cells run against the system {lib})"
+                ),
+            });
+        }
+    }
+    matrix.clients.extend(plan.variants.iter().cloned());
+    plan
+}
+
+/// What the dynamic loader recorded for one stack's processes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LoaderRecord {
+    /// Processes that left a record.
+    pub processes: usize,
+    /// Each TLS library object loaded, and in how many processes.
+    pub loaded: BTreeMap<PathBuf, usize>,
+}
+
+/// The records under `dir` (`ld.<pid>` files written by the loader under `LD_DEBUG=libs`): the
+/// libraries whose initialisers it called, i.e. that the process really loaded, dlopen included.
+pub fn read_records(dir: &Path) -> LoaderRecord {
+    let mut record = LoaderRecord::default();
+    let Ok(entries) = std::fs::read_dir(dir) else { return record };
+    for entry in entries.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else { continue };
+        record.processes += 1;
+        let mut seen: Vec<PathBuf> = Vec::new();
+        for line in text.lines() {
+            let Some((_, path)) = line.split_once("calling init: ") else { continue };
+            let path = PathBuf::from(path.trim());
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let tls = ["libssl.so", "libcrypto.so", "libgnutls.so"].iter().any(|p| name.starts_with(p));
+            if tls && !seen.contains(&path) {
+                seen.push(path);
+            }
+        }
+        for path in seen {
+            *record.loaded.entry(path).or_default() += 1;
+        }
+    }
+    record
+}
+
+/// What the loader's record proves about one stack on the candidate.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Proof {
+    /// Every process that loaded the library loaded the candidate's.
+    Swapped { processes: usize, path: PathBuf, version: Option<String> },
+    /// Some processes loaded another copy: the stack ignored the swap (in part).
+    Ignored { processes: usize, other: PathBuf, version: Option<String> },
+    /// No process left a record naming the library: it cleared its environment, is setuid, or
+    /// loaded nothing.
+    NotMeasured { processes: usize },
+}
+
+impl Proof {
+    /// Judge a variant's record against the candidate directory.
+    pub fn of(record: &LoaderRecord, candidate: &Candidate) -> Proof {
+        let main = match candidate.library {
+            Library::Openssl => "libssl.so",
+            _ => "libgnutls.so",
+        };
+        let family = match candidate.library {
+            Library::Openssl => procs::library::LibraryFamily::Openssl,
+            _ => procs::library::LibraryFamily::Gnutls,
+        };
+        let ours: Vec<&PathBuf> = record
+            .loaded
+            .keys()
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(main)))
+            .collect();
+        let inside =
+            |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).starts_with(&candidate.dir);
+        let version_of = |p: &Path| {
+            let file = if family == procs::library::LibraryFamily::Openssl {
+                p.with_file_name(p.file_name().and_then(|n| n.to_str()).unwrap_or("").replace("libssl", "libcrypto"))
+            } else {
+                p.to_path_buf()
+            };
+            procs::library::version_in_file(family, &file)
+        };
+        match (ours.iter().find(|p| !inside(p)), ours.first()) {
+            (Some(other), _) => {
+                Proof::Ignored { processes: record.processes, other: other.to_path_buf(), version: version_of(other) }
+            }
+            (None, Some(path)) => {
+                Proof::Swapped { processes: record.processes, path: path.to_path_buf(), version: version_of(path) }
+            }
+            (None, None) => Proof::NotMeasured { processes: record.processes },
+        }
+    }
+
+    /// One line for a header.
+    pub fn line(&self) -> String {
+        match self {
+            Proof::Swapped { processes, path, version } => format!(
+                "{} ({}), loaded by all {processes} processes",
+                version.as_deref().unwrap_or("version not readable"),
+                path.display()
+            ),
+            Proof::Ignored { processes, other, version } => format!(
+                "NOT SWAPPED: its processes loaded {} ({}) instead, of {processes} recorded",
+                version.as_deref().unwrap_or("version not readable"),
+                other.display()
+            ),
+            Proof::NotMeasured { processes } => format!(
+                "NOT MEASURED: no loader record names the library ({processes} processes recorded): the program clears its environment or is setuid"
+            ),
+        }
+    }
+
+    pub fn swapped(&self) -> bool {
+        matches!(self, Proof::Swapped { .. })
+    }
+}
+
+/// The system library a stack loaded, as its own records say: `OpenSSL 3.0.19 … (/usr/lib/…)`.
+pub fn system_line(record: &LoaderRecord, library: Library) -> String {
+    let main = if library == Library::Openssl { "libssl.so" } else { "libgnutls.so" };
+    let family = if library == Library::Openssl {
+        procs::library::LibraryFamily::Openssl
+    } else {
+        procs::library::LibraryFamily::Gnutls
+    };
+    match record.loaded.keys().find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(main))) {
+        Some(p) => {
+            let versioned = if library == Library::Openssl {
+                p.with_file_name(p.file_name().and_then(|n| n.to_str()).unwrap_or("").replace("libssl", "libcrypto"))
+            } else {
+                p.clone()
+            };
+            let version = procs::library::version_in_file(family, &versioned);
+            format!("{} ({})", version.as_deref().unwrap_or("version not readable"), p.display())
+        }
+        None => "not recorded".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_candidate_must_be_library_equals_a_directory_with_its_objects() {
+        assert!(matches!(Candidate::parse("openssl"), Err(CandidateError::Syntax(_))));
+        assert!(matches!(Candidate::parse("libressl=/tmp"), Err(CandidateError::Syntax(_))));
+        assert!(matches!(Candidate::parse("rustls=/tmp"), Err(CandidateError::NotShared(_))));
+        let dir = tempfile::tempdir().unwrap();
+        let e = Candidate::parse(&format!("openssl={}", dir.path().display())).unwrap_err();
+        assert!(e.to_string().contains("no libssl.so.3"), "{e}");
+        for f in ["libssl.so.3", "libcrypto.so.3"] {
+            std::fs::write(dir.path().join(f), b"").unwrap();
+        }
+        assert_eq!(Candidate::parse(&format!("openssl={}", dir.path().display())).unwrap().library, Library::Openssl);
+    }
+
+    #[test]
+    fn the_loaders_record_says_which_copy_each_process_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let cand = dir.path().join("cand");
+        std::fs::create_dir(&cand).unwrap();
+        for f in ["libssl.so.3", "libcrypto.so.3"] {
+            std::fs::write(cand.join(f), b"OpenSSL 9.9.9 1 Jan 2030").unwrap();
+        }
+        let candidate = Candidate::parse(&format!("openssl={}", cand.display())).unwrap();
+        let records = dir.path().join("rec");
+        std::fs::create_dir(&records).unwrap();
+        let line = |pid: u32, path: &Path| format!("     {pid}:\tcalling init: {}\n", path.display());
+        std::fs::write(records.join("ld.1"), line(1, &cand.join("libssl.so.3"))).unwrap();
+        std::fs::write(records.join("ld.2"), "     2:\tcalling init: /lib/x86_64-linux-gnu/libc.so.6\n").unwrap();
+        let record = read_records(&records);
+        assert_eq!(record.processes, 2);
+        match Proof::of(&record, &candidate) {
+            Proof::Swapped { version, .. } => assert_eq!(version.as_deref(), Some("OpenSSL 9.9.9 1 Jan 2030")),
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(records.join("ld.3"), line(3, Path::new("/usr/lib/x86_64-linux-gnu/libssl.so.3"))).unwrap();
+        assert!(matches!(Proof::of(&read_records(&records), &candidate), Proof::Ignored { .. }));
+        let empty = dir.path().join("none");
+        assert_eq!(Proof::of(&read_records(&empty), &candidate), Proof::NotMeasured { processes: 0 });
+    }
+}

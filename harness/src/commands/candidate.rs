@@ -1,0 +1,139 @@
+//! `compare --candidate openssl=DIR`: every stack that declares the library runs twice against
+//! every server profile — as it is, and with the candidate swapped in — and the grid shows what
+//! the candidate breaks, newly broken first, under headers that say which library each side's
+//! processes really loaded (the dynamic loader's record), with the stacks not swapped and why.
+
+use super::common::{Exit, Format, harness, usage};
+use super::compare::CompareArgs;
+use super::run::{execute, jobs};
+use anyhow::Context as _;
+use harness::candidate::{self, Candidate, LoaderRecord, Proof};
+use harness::classify::Tables;
+use harness::diff::Diff;
+use harness::judge::Judge;
+use harness::plan::Plan;
+use harness::runner::RunOptions;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+/// One swapped stack: what it loaded as it is and on the candidate.
+#[derive(Debug, serde::Serialize)]
+struct Swapped {
+    stack: String,
+    system: String,
+    candidate: Proof,
+    system_record: LoaderRecord,
+}
+
+pub async fn main(a: &CompareArgs, candidate: &str, tables: Arc<Tables>) -> Result<i32, Exit> {
+    let candidate = Candidate::parse(candidate).map_err(|e| usage(anyhow::anyhow!("compare: {e}")))?;
+    let mut matrix = super::common::load_matrix(&a.matrix, &tables)?;
+    let globs = super::common::globs("compare --client", &a.client)?;
+    let records = tempfile::Builder::new()
+        .prefix("starttls-matrix-candidate-")
+        .tempdir()
+        .context("make a directory for the loader's records")
+        .map_err(harness)?;
+    let selected = |id: &str| globs.as_ref().is_none_or(|g| g.is_match(id));
+    let plan = candidate::plan(&mut matrix, &candidate, &selected, records.path());
+    if plan.pairs.is_empty() {
+        let reasons: Vec<String> = plan.not_swapped.iter().map(|n| format!("{}: {}", n.what, n.reason)).collect();
+        return Err(usage(anyhow::anyhow!(
+            "compare --candidate: no stack of {} takes a {} candidate{}",
+            a.matrix.display(),
+            candidate.library.as_str(),
+            if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join("; ")) }
+        )));
+    }
+    let matrix = Arc::new(matrix);
+    let all = Plan::new(&matrix, &a.servers, &[]).context("select server profiles").map_err(usage)?;
+    let ids: Vec<String> = plan.pairs.iter().flat_map(|(s, v)| [s.clone(), v.clone()]).collect();
+    let run_plan = Plan::with_clients(&all, ids);
+    let judge = Arc::new(Judge {
+        matrix: Some(matrix.clone()),
+        baseline: None,
+        tables: tables.clone(),
+        view: harness::judge::View::Informed,
+    });
+    let options = RunOptions { jobs: jobs(a.jobs, &matrix), repeat: 1 };
+    let started = std::time::Instant::now();
+    let report = execute(matrix.clone(), &run_plan, &run_plan, tables, judge, options, None).await?;
+    let wall = started.elapsed();
+
+    // Each side's cells under the stack's own id, so the grid pairs them.
+    let mut old = BTreeMap::new();
+    let mut new = BTreeMap::new();
+    let mut swapped = Vec::new();
+    for (stack, variant) in &plan.pairs {
+        for c in report.cells.values() {
+            let seen = harness::diff::Seen::cell(c);
+            if &c.client == stack {
+                old.insert(format!("{stack}/{}", c.server), seen);
+            } else if &c.client == variant {
+                new.insert(format!("{stack}/{}", c.server), seen);
+            }
+        }
+        let system_record = candidate::read_records(&records.path().join(stack));
+        swapped.push(Swapped {
+            stack: stack.clone(),
+            system: candidate::system_line(&system_record, candidate.library),
+            candidate: Proof::of(&candidate::read_records(&records.path().join(variant)), &candidate),
+            system_record,
+        });
+    }
+    let version = candidate.version().unwrap_or_else(|| "version not readable".into());
+    let system_name = format!("system {}", candidate.library.as_str());
+    let candidate_name = format!("candidate {version}");
+    let stacks: Vec<String> = plan.pairs.iter().map(|(s, _)| s.clone()).collect();
+    let diff = Diff::between((&system_name, &old), (&candidate_name, &new), run_plan.servers.clone(), stacks);
+
+    match a.format {
+        Format::Json => {
+            let out = serde_json::json!({
+                "candidate": { "library": candidate.library.as_str(), "dir": candidate.dir, "version": version },
+                "swapped": swapped,
+                "not_swapped": plan.not_swapped,
+                "cells": report.cells.len(),
+                "wall_ms": wall.as_millis() as u64,
+                "diff": serde_json::to_value(&diff).map_err(harness)?,
+            });
+            println!("{}", serde_json::to_string_pretty(&out).map_err(harness)?);
+        }
+        Format::Table | Format::Md => {
+            print!("{}", headers(&candidate, &version, &swapped, &plan.not_swapped));
+            println!(
+                "{} cells ({} stacks × {} server profiles, twice) in {:.1} s\n",
+                report.cells.len(),
+                plan.pairs.len(),
+                run_plan.servers.len(),
+                wall.as_secs_f64()
+            );
+            super::diff::print(&diff, a.format)?;
+        }
+    }
+    let harness_errors = report.cells.values().any(|c| c.verdict == report_format::Verdict::HarnessError);
+    Ok(if harness_errors { report_format::exit::HARNESS_ERROR } else { diff.exit_code() })
+}
+
+/// The headers: the candidate, each swapped stack's library on either side as its processes
+/// loaded it, and the stacks not swapped with the reason.
+fn headers(candidate: &Candidate, version: &str, swapped: &[Swapped], not: &[candidate::NotSwapped]) -> String {
+    let mut out = String::new();
+    let lib = candidate.library.as_str();
+    let _ = writeln!(out, "candidate {lib}: {version} ({})\n", candidate.dir.display());
+    let _ = writeln!(out, "swapped (what each side's processes loaded, from the dynamic loader's record):");
+    let width = swapped.iter().map(|s| s.stack.len()).max().unwrap_or(0);
+    for s in swapped {
+        let _ = writeln!(out, "  {:width$}  system:    {}", s.stack, s.system);
+        let _ = writeln!(out, "  {:width$}  candidate: {}", "", s.candidate.line());
+    }
+    if !not.is_empty() {
+        let _ = writeln!(out, "not swapped:");
+        for n in not {
+            let _ = writeln!(out, "  {}: {}", n.what, n.reason);
+        }
+    }
+    out.push('\n');
+    out
+}
