@@ -1,10 +1,11 @@
-// go-crypto-tls and go-1.23: Go's crypto/tls with its defaults (Config.CurvePreferences nil),
-// speaking the starttls-matrix client contract: flags in, SMTP up to STARTTLS (net/textproto,
+// go-crypto-tls, go-1.23 and go-1.24: Go's crypto/tls with its defaults (Config.CurvePreferences
+// nil), speaking the starttls-matrix client contract: flags in, SMTP up to STARTTLS (net/textproto,
 // every reply checked), the handshake with SNI and verification against --cafile, EHLO again over
 // TLS, QUIT, and one `RESULT {json}` line out; exit 89 for a flag it does not know. The error text
 // is Go's own. Built once per toolchain by clients/go/go-client (Debian's Go 1.19, GOPATH mode)
-// and clients/go/go-1.23-client (Go 1.23 from bookworm-backports, a go.mod saying go 1.23), which
-// set stackName and goModLine with -ldflags -X. Go 1.19 and 1.23 both build it.
+// and clients/go/go-versioned-client (Go 1.23 from bookworm-backports, Go 1.24 from trixie, each
+// under a go.mod whose go line is its version), which set stackName and goModLine with -ldflags
+// -X. Go 1.19, 1.23 and 1.24 all build it.
 package main
 
 import (
@@ -34,7 +35,8 @@ var (
 	stackName = "go-crypto-tls"
 	// The go.mod `go` line the program was built under, empty in GOPATH mode. From Go 1.21 on
 	// it picks the GODEBUG defaults: Go 1.23 sends an X25519Kyber768Draft00 key share by
-	// default only for a main module that says go 1.23 or later.
+	// default only for a main module that says go 1.23 or later, Go 1.24 an X25519MLKEM768 one
+	// only for go 1.24 or later.
 	goModLine = ""
 )
 
