@@ -99,6 +99,9 @@ fn loader_env(env: &mut BTreeMap<String, String>, candidate: Option<&Path>, reco
         };
         env.insert("LD_LIBRARY_PATH".into(), path);
     }
+    // The loader writes `ld.<pid>` only into a directory that exists (else to stderr, which is
+    // the program's words).
+    let _ = std::fs::create_dir_all(record);
     env.insert("LD_DEBUG".into(), "libs".into());
     env.insert("LD_DEBUG_OUTPUT".into(), record.join("ld").display().to_string());
 }
