@@ -103,9 +103,8 @@ impl ClientHelloInfo {
         if self.records > 1 {
             out.push_str(&format!(", in {} records", self.records));
         }
-        match self.hello_retry {
-            Some(true) => out.push_str(", HelloRetryRequest needed"),
-            Some(false) | None => {}
+        if self.hello_retry == Some(true) {
+            out.push_str(", HelloRetryRequest needed");
         }
         out
     }
