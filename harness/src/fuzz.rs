@@ -188,7 +188,7 @@ pub fn fuzz_stack(
                 let reruns: Vec<String> =
                     (0..3).map(|_| rt.block_on(evaluate(ctx, &stack.id, &minimal)).signature()).collect();
                 let diagnosis = if reruns.iter().all(|r| *r == observed.signature()) {
-                    Diagnosis::PolicyWrong { field: oracle::field_to_check(&prediction, &observed).to_string() }
+                    Diagnosis::PolicyWrong { field: oracle::field_to_check(&minimal, &prediction, &observed).to_string() }
                 } else {
                     let mut outcomes = vec![observed.signature()];
                     outcomes.extend(reruns);
@@ -266,6 +266,7 @@ pub fn replay_matrix(finding: &Finding, stack: &ClientStack) -> String {
     match &finding.predicted.outcome {
         Predicted::Connected { .. } => out.push_str("outcome = \"connected\"\n"),
         Predicted::Failed { class } => out.push_str(&format!("outcome = \"failed\"\nclass = \"{class}\"\n")),
+        Predicted::Timeout => out.push_str("outcome = \"timeout\"\n"),
     }
     out.push_str(&format!(
         "reason = {}\n",
