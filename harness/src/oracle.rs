@@ -256,13 +256,13 @@ pub fn predict(profile: &ServerProfile, policy: &Policy) -> Option<Prediction> {
     let prediction = predict_handshake(profile, policy, backend);
     if profile.fault == Some(Fault::NoEms) && policy.requires_ems {
         // The client reads the missing extension in the ServerHello: what is decided before it
-        // (version, suite, group) stands; anything after is its own refusal, a handshake_failure
-        // alert ('ExtendedMasterSecretExtensionRequired' in rustls' words; no class names EMS).
+        // (version, suite, group) stands; anything after is its own refusal, ems_missing
+        // ('ExtendedMasterSecretExtensionRequired' in rustls' words).
         return Some(match prediction.outcome {
             Predicted::Failed {
                 class: ErrorClass::ProtocolVersion | ErrorClass::NoSharedCipher | ErrorClass::NoSharedGroup,
             } => prediction,
-            _ => fail(ErrorClass::HandshakeFailure, "requires_ems"),
+            _ => fail(ErrorClass::EmsMissing, "requires_ems"),
         });
     }
     Some(prediction)
@@ -764,11 +764,11 @@ mod tests {
         assert_eq!(said(predict(&no_ems, &p["rustls-ring"])), "ecdhe");
         assert_eq!(said(predict(&no_ems, &p["openssl-3.6"])), "ecdhe");
         let pr = predict(&no_ems, &p["rustls-ring-require-ems"]).unwrap();
-        assert_eq!((said(Some(pr.clone())), pr.because), ("handshake_failure".into(), "requires_ems"));
+        assert_eq!((said(Some(pr.clone())), pr.because), ("ems_missing".into(), "requires_ems"));
         // Before the certificate: the ServerHello already said it.
         let weak = profile(serde_json::json!({"id": "t", "backend": "openssl", "max_tls": "1.2", "fault": "no-ems",
             "cert": "rsa1024"}));
-        assert_eq!(said(predict(&weak, &p["rustls-ring-require-ems"])), "handshake_failure");
+        assert_eq!(said(predict(&weak, &p["rustls-ring-require-ems"])), "ems_missing");
         assert_eq!(said(predict(&weak, &p["rustls-ring"])), "cert_key_too_small");
         // What is decided before the ServerHello still is.
         let no_suite = profile(serde_json::json!({"id": "t", "backend": "openssl", "max_tls": "1.2",
