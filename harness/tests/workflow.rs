@@ -27,7 +27,7 @@ fn keys(v: &serde_json::Value, field: &str) -> Vec<String> {
 }
 
 #[test]
-fn raising_the_security_level_breaks_exactly_the_1024_and_1536_bit_servers() {
+fn raising_the_security_level_breaks_exactly_the_1024_and_1536_bit_dh_and_the_1024_bit_rsa_servers() {
     let dir = tempfile::tempdir().unwrap();
     let servers = default_servers();
     write(
@@ -45,9 +45,10 @@ fn raising_the_security_level_breaks_exactly_the_1024_and_1536_bit_servers() {
     let r = starttls_matrix(dir.path(), &["diff", "old/report.json", "new/report.json", "--format", "json"]);
     assert_eq!(r.code, Some(1), "something broke: exit 1");
     let d: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(keys(&d, "newly_broken"), ["openssl/dhe1024", "openssl/dhe1536"]);
+    assert_eq!(keys(&d, "newly_broken"), ["openssl/cert-rsa1024", "openssl/dhe1024", "openssl/dhe1536"]);
     assert!(keys(&d, "newly_fixed").is_empty() && keys(&d, "changed").is_empty());
-    assert_eq!(d["newly_broken"][0]["new"]["class"], "dh_too_small");
+    assert_eq!(d["newly_broken"][0]["new"]["class"], "cert_key_too_small");
+    assert_eq!(d["newly_broken"][1]["new"]["class"], "dh_too_small");
     let r = starttls_matrix(dir.path(), &["diff", "new/report.json", "old/report.json", "--format", "md"]);
     assert_eq!(r.code, Some(0), "the other way round nothing breaks");
     assert!(r.stdout.contains("✓ dh_too_small → TLSv1.2 DHE-1024"), "{}", r.stdout);
