@@ -85,6 +85,8 @@ pub struct NotSwapped {
 pub struct SwapPlan {
     /// (stack, its variant on the candidate), in matrix order.
     pub pairs: Vec<(String, String)>,
+    /// (server profile served by an MTA on the library, its twin on the candidate).
+    pub server_pairs: Vec<(String, String)>,
     pub variants: Vec<ClientStack>,
     pub not_swapped: Vec<NotSwapped>,
 }
@@ -110,7 +112,7 @@ fn loader_env(env: &mut BTreeMap<String, String>, candidate: Option<&Path>, reco
 /// ones get a variant on the candidate, and both they and their variants record what they
 /// load under `records/<stack id>/`; the others are listed with the reason.
 pub fn plan(matrix: &mut Matrix, candidate: &Candidate, selected: &dyn Fn(&str) -> bool, records: &Path) -> SwapPlan {
-    let mut plan = SwapPlan { pairs: vec![], variants: vec![], not_swapped: vec![] };
+    let mut plan = SwapPlan { pairs: vec![], server_pairs: vec![], variants: vec![], not_swapped: vec![] };
     let lib = candidate.library.as_str();
     for stack in matrix.clients.iter_mut() {
         let Some(linked) = stack.library.filter(|l| l.library == candidate.library) else { continue };
@@ -140,16 +142,20 @@ pub fn plan(matrix: &mut Matrix, candidate: &Candidate, selected: &dyn Fn(&str) 
         plan.pairs.push((stack.id.clone(), variant_id));
         plan.variants.push(variant);
     }
-    for profile in matrix.servers.iter().map(|s| &s.profile) {
-        if let Some(mta) = profile.backend.mta().filter(|m| m.library() == candidate.library) {
-            plan.not_swapped.push(NotSwapped {
-                what: format!("server profile {}", profile.id),
-                reason: format!(
-                    "served by {mta}, whose daemons take their environment from the MTA: not swapped yet (its clients' cells run against the system {lib})"
-                ),
-            });
+    // An MTA serving a profile on the library gets a twin on the candidate: the candidate's
+    // directory first on its daemons' LD_LIBRARY_PATH (they are exec'd by the harness, as root,
+    // so the loader honours it); what they loaded is read from /proc/PID/maps.
+    let mut twins = Vec::new();
+    for entry in &matrix.servers {
+        if entry.profile.backend.mta().is_some_and(|m| m.library() == candidate.library) {
+            let mut twin = entry.clone();
+            twin.profile.id = format!("{}{SUFFIX}", entry.profile.id);
+            twin.profile.library_dir = Some(candidate.dir.clone());
+            plan.server_pairs.push((entry.profile.id.clone(), twin.profile.id.clone()));
+            twins.push(twin);
         }
     }
+    matrix.servers.extend(twins);
     matrix.clients.extend(plan.variants.iter().cloned());
     plan
 }

@@ -118,6 +118,7 @@ pub fn profiles() -> impl Strategy<Value = ServerProfile> {
                 cert,
                 fault,
                 section: None,
+                library_dir: None,
             }
         })
         .prop_filter("a valid profile", |p| p.validate().is_ok())

@@ -27,6 +27,17 @@ pub struct ServerOptions {
     /// The run's own directory that holds `work`: directories from `work` up to it are opened
     /// to the MTA's unprivileged users (`o+x`), none beyond.
     pub base: PathBuf,
+    /// A candidate TLS library's directory, put first on the daemon's `LD_LIBRARY_PATH`.
+    pub candidate: Option<PathBuf>,
+}
+
+/// Put a candidate library's directory first on a daemon's `LD_LIBRARY_PATH`.
+pub fn prepend_library_dir(env: &mut Vec<(String, String)>, dir: &std::path::Path) {
+    match env.iter_mut().find(|(k, _)| k == "LD_LIBRARY_PATH") {
+        Some((_, v)) if !v.is_empty() => *v = format!("{}:{v}", dir.display()),
+        Some((_, v)) => *v = dir.display().to_string(),
+        None => env.push(("LD_LIBRARY_PATH".into(), dir.display().to_string())),
+    }
 }
 
 /// A started MTA serving a profile.
@@ -81,13 +92,16 @@ impl MtaServer {
             traversable(&opts.work, &opts.base)?;
             let port = free_port().map_err(|e| harness("find a free port", e))?;
             let dirs = Dirs { root: &root, libs: &libs, work: &opts.work, port, creds };
-            let prepared = match kind.prepare_server(profile, &dirs) {
+            let mut prepared = match kind.prepare_server(profile, &dirs) {
                 Ok(p) => p,
                 Err(Prepare::Unsupported(why)) => return Err(StartError::Unsupported(why)),
                 Err(Prepare::Io(e)) => {
                     return Err(StartError::Harness(format!("write {}'s configuration: {e}", mta.name())));
                 }
             };
+            if let Some(dir) = &opts.candidate {
+                prepend_library_dir(&mut prepared.env, dir);
+            }
             let started = Instant::now();
             let mut daemon = Daemon::spawn(mta, &prepared, &opts.work).await?;
             let addr = SocketAddr::from(([127, 0, 0, 1], port));

@@ -71,7 +71,12 @@ async fn each_mta_starts_and_stops_twenty_times_leaving_nothing_behind() {
     let pki = TestPki::generate(base.path()).unwrap();
     for backend in ["postfix", "exim", "sendmail", "opensmtpd"] {
         let p = profile(serde_json::json!({"id": format!("{backend}-t"), "backend": backend}));
-        let opts = ServerOptions { roots: mta_root(), work: base.path().join(&p.id), base: base.path().to_path_buf() };
+        let opts = ServerOptions {
+            roots: mta_root(),
+            work: base.path().join(&p.id),
+            base: base.path().to_path_buf(),
+            candidate: None,
+        };
         let (mut ready, mut stop, mut usable) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..ROUNDS {
             let t = std::time::Instant::now();
@@ -129,7 +134,12 @@ async fn what_an_mta_cannot_express_is_unsupported_not_substituted() {
     ];
     for (json, words) in cases {
         let p = profile(json);
-        let opts = ServerOptions { roots: mta_root(), work: base.path().join(&p.id), base: base.path().to_path_buf() };
+        let opts = ServerOptions {
+            roots: mta_root(),
+            work: base.path().join(&p.id),
+            base: base.path().to_path_buf(),
+            candidate: None,
+        };
         match MtaServer::start(the_mta(&p), &p, &creds(&pki, &p), &opts).await {
             Err(StartError::Unsupported(why)) => assert!(why.contains(words), "{}: {why}", p.id),
             Err(StartError::NotInstalled(why)) => eprintln!("{}: skipped: {why}", p.id),

@@ -425,6 +425,10 @@ pub struct ServerProfile {
     /// The table the row goes in; absent = decided by the fault (none: TLS configurations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub section: Option<Section>,
+    /// A candidate TLS library's directory, first on the MTA's `LD_LIBRARY_PATH` (set by
+    /// `compare --candidate` on a twin of the profile; never read from a matrix).
+    #[serde(skip)]
+    pub library_dir: Option<std::path::PathBuf>,
 }
 
 /// The tables of a report, in the order they are shown.

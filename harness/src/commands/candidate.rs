@@ -48,8 +48,37 @@ pub async fn main(a: &CompareArgs, candidate: &str, tables: Arc<Tables>) -> Resu
     }
     let matrix = Arc::new(matrix);
     let all = Plan::new(&matrix, &a.servers, &[]).context("select server profiles").map_err(usage)?;
-    let ids: Vec<String> = plan.pairs.iter().flat_map(|(s, v)| [s.clone(), v.clone()]).collect();
-    let run_plan = Plan::with_clients(&all, ids);
+    // The stacks on the library, as they are and on the candidate, against every profile (the
+    // twins aside); and every client program against each MTA profile and its twin.
+    let profiles: Vec<String> = all.servers.iter().filter(|s| !s.ends_with(candidate::SUFFIX)).cloned().collect();
+    let stack_ids: Vec<String> = plan.pairs.iter().flat_map(|(s, v)| [s.clone(), v.clone()]).collect();
+    let server_pairs: Vec<(String, String)> =
+        plan.server_pairs.iter().filter(|(p, _)| profiles.contains(p)).cloned().collect();
+    let programs: Vec<String> = matrix
+        .clients
+        .iter()
+        .filter(|c| !c.is_sender() && !c.id.ends_with(candidate::SUFFIX))
+        .map(|c| c.id.clone())
+        .collect();
+    let mut cells: Vec<report_format::CellId> = profiles
+        .iter()
+        .flat_map(|s| stack_ids.iter().map(move |c| report_format::CellId::new(c.clone(), s.clone())))
+        .collect();
+    for (p, twin) in &server_pairs {
+        for c in &programs {
+            for s in [p, twin] {
+                let id = report_format::CellId::new(c.clone(), s.clone());
+                if !cells.contains(&id) {
+                    cells.push(id);
+                }
+            }
+        }
+    }
+    let mut servers = profiles.clone();
+    servers.extend(server_pairs.iter().map(|(_, t)| t.clone()));
+    let mut clients = stack_ids.clone();
+    clients.extend(programs.iter().filter(|c| !stack_ids.contains(c)).cloned());
+    let run_plan = Plan { servers, clients, cells };
     let judge = Arc::new(Judge {
         matrix: Some(matrix.clone()),
         baseline: None,
@@ -66,7 +95,7 @@ pub async fn main(a: &CompareArgs, candidate: &str, tables: Arc<Tables>) -> Resu
     let mut new = BTreeMap::new();
     let mut swapped = Vec::new();
     for (stack, variant) in &plan.pairs {
-        for c in report.cells.values() {
+        for c in report.cells.values().filter(|c| !c.server.ends_with(candidate::SUFFIX)) {
             let seen = harness::diff::Seen::cell(c);
             if &c.client == stack {
                 old.insert(format!("{stack}/{}", c.server), seen);
@@ -82,43 +111,110 @@ pub async fn main(a: &CompareArgs, candidate: &str, tables: Arc<Tables>) -> Resu
             system_record,
         });
     }
+    // The MTA servers: every client against the profile as it is and against its twin.
+    let (mut old_servers, mut new_servers) = (BTreeMap::new(), BTreeMap::new());
+    let mut served = Vec::new();
+    for (p, twin) in &server_pairs {
+        for c in report.cells.values() {
+            if !programs.contains(&c.client) {
+                continue;
+            }
+            if &c.server == p {
+                old_servers.insert(format!("{}/{p}", c.client), harness::diff::Seen::cell(c));
+            } else if &c.server == twin {
+                new_servers.insert(format!("{}/{p}", c.client), harness::diff::Seen::cell(c));
+            }
+        }
+        served.push(ServedBy::of(p, report.server_runs.get(p), report.server_runs.get(twin), &candidate));
+    }
     let version = candidate.version().unwrap_or_else(|| "version not readable".into());
     let system_name = format!("system {}", candidate.library.as_str());
     let candidate_name = format!("candidate {version}");
     let stacks: Vec<String> = plan.pairs.iter().map(|(s, _)| s.clone()).collect();
-    let diff = Diff::between((&system_name, &old), (&candidate_name, &new), run_plan.servers.clone(), stacks);
+    let diff = Diff::between((&system_name, &old), (&candidate_name, &new), profiles.clone(), stacks);
+    let server_rows: Vec<String> = server_pairs.iter().map(|(p, _)| p.clone()).collect();
+    let server_diff = (!server_pairs.is_empty()).then(|| {
+        Diff::between((&system_name, &old_servers), (&candidate_name, &new_servers), server_rows, programs.clone())
+    });
 
     match a.format {
         Format::Json => {
             let out = serde_json::json!({
                 "candidate": { "library": candidate.library.as_str(), "dir": candidate.dir, "version": version },
                 "swapped": swapped,
+                "servers": served,
                 "not_swapped": plan.not_swapped,
                 "cells": report.cells.len(),
                 "wall_ms": wall.as_millis() as u64,
                 "diff": serde_json::to_value(&diff).map_err(harness)?,
+                "servers_diff": server_diff.as_ref().map(serde_json::to_value).transpose().map_err(harness)?,
             });
             println!("{}", serde_json::to_string_pretty(&out).map_err(harness)?);
         }
         Format::Table | Format::Md => {
-            print!("{}", headers(&candidate, &version, &swapped, &plan.not_swapped));
+            print!("{}", headers(&candidate, &version, &swapped, &served, &plan.not_swapped));
             println!(
-                "{} cells ({} stacks × {} server profiles, twice) in {:.1} s\n",
+                "{} cells ({} stacks × {} server profiles, twice; {} client programs × {} MTA profiles, twice) in {:.1} s\n",
                 report.cells.len(),
                 plan.pairs.len(),
-                run_plan.servers.len(),
+                profiles.len(),
+                programs.len(),
+                server_pairs.len(),
                 wall.as_secs_f64()
             );
+            println!("The stacks on the library, each as it is and on the candidate:");
             super::diff::print(&diff, a.format)?;
+            if let Some(d) = &server_diff {
+                println!(
+                    "\nThe MTAs on the library as servers, each as it is and on the candidate, against every client:"
+                );
+                super::diff::print(d, a.format)?;
+            }
         }
     }
     let harness_errors = report.cells.values().any(|c| c.verdict == report_format::Verdict::HarnessError);
-    Ok(if harness_errors { report_format::exit::HARNESS_ERROR } else { diff.exit_code() })
+    let code = diff.exit_code().max(server_diff.as_ref().map_or(0, Diff::exit_code));
+    Ok(if harness_errors { report_format::exit::HARNESS_ERROR } else { code })
+}
+
+/// An MTA profile's server as it is and on the candidate, as /proc/PID/maps of its daemons said.
+#[derive(Debug, serde::Serialize)]
+struct ServedBy {
+    profile: String,
+    system: String,
+    candidate: String,
+    swapped: bool,
+}
+
+impl ServedBy {
+    fn of(
+        profile: &str,
+        system: Option<&report_format::MtaRun>,
+        twin: Option<&report_format::MtaRun>,
+        candidate: &Candidate,
+    ) -> ServedBy {
+        let line = |run: Option<&report_format::MtaRun>| match run.and_then(|r| r.info.loaded.as_ref()) {
+            Some(l) => format!("{} ({})", l.version, l.path.as_deref().unwrap_or("path not read")),
+            None => "not measured (no process of it had the library mapped)".to_string(),
+        };
+        let swapped = twin
+            .and_then(|r| r.info.loaded.as_ref())
+            .and_then(|l| l.path.as_deref())
+            .is_some_and(|p| std::fs::canonicalize(p).is_ok_and(|p| p.starts_with(&candidate.dir)));
+        let candidate_line = if swapped { line(twin) } else { format!("NOT SWAPPED: {}", line(twin)) };
+        ServedBy { profile: profile.to_string(), system: line(system), candidate: candidate_line, swapped }
+    }
 }
 
 /// The headers: the candidate, each swapped stack's library on either side as its processes
 /// loaded it, and the stacks not swapped with the reason.
-fn headers(candidate: &Candidate, version: &str, swapped: &[Swapped], not: &[candidate::NotSwapped]) -> String {
+fn headers(
+    candidate: &Candidate,
+    version: &str,
+    swapped: &[Swapped],
+    served: &[ServedBy],
+    not: &[candidate::NotSwapped],
+) -> String {
     let mut out = String::new();
     let lib = candidate.library.as_str();
     let _ = writeln!(out, "candidate {lib}: {version} ({})\n", candidate.dir.display());
@@ -127,6 +223,14 @@ fn headers(candidate: &Candidate, version: &str, swapped: &[Swapped], not: &[can
     for s in swapped {
         let _ = writeln!(out, "  {:width$}  system:    {}", s.stack, s.system);
         let _ = writeln!(out, "  {:width$}  candidate: {}", "", s.candidate.line());
+    }
+    if !served.is_empty() {
+        let _ = writeln!(out, "MTA servers (what their daemons mapped, from /proc/PID/maps):");
+        let width = served.iter().map(|s| s.profile.len()).max().unwrap_or(0);
+        for s in served {
+            let _ = writeln!(out, "  {:width$}  system:    {}", s.profile, s.system);
+            let _ = writeln!(out, "  {:width$}  candidate: {}", "", s.candidate);
+        }
     }
     if !not.is_empty() {
         let _ = writeln!(out, "not swapped:");

@@ -89,7 +89,12 @@ async fn serve_mta(
 ) -> Result<i32, Exit> {
     use servers::DhParams;
     let roots = ::mta::extracted_roots(a.matrix.parent().unwrap_or(Path::new(".")));
-    let options = ::mta::ServerOptions { roots, work: dir.join("mta").join(&profile.id), base: dir.to_path_buf() };
+    let options = ::mta::ServerOptions {
+        roots,
+        work: dir.join("mta").join(&profile.id),
+        base: dir.to_path_buf(),
+        candidate: None,
+    };
     let creds = ::mta::Credentials {
         ca_cert: pki.ca_cert.clone(),
         cert: pki.cert(profile.cert),

@@ -202,6 +202,7 @@ impl Context {
                     roots: self.mta_root.clone(),
                     work: self.work.path().join("mta").join(&profile.id),
                     base: self.work.path().to_path_buf(),
+                    candidate: profile.library_dir.clone(),
                 };
                 match MtaServer::start(m, profile, &self.credentials(profile), &options).await {
                     Ok(server) => ServerState::Mta(Box::new(server)),

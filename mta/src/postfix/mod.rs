@@ -237,7 +237,9 @@ pub(crate) fn instance(
         ("default_privs", "nobody".into()),
         (
             "import_environment",
-            format!("MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C LD_LIBRARY_PATH={root}/usr/lib/postfix"),
+            // LD_LIBRARY_PATH as master got it (environment() below, and a candidate library
+            // before it when one is swapped in).
+            "MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C LD_LIBRARY_PATH".to_string(),
         ),
         ("maillog_file", log.display().to_string()),
         ("maillog_file_prefixes", d.work.display().to_string()),
