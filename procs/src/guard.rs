@@ -329,11 +329,21 @@ mod tests {
         use tokio::io::AsyncReadExt;
         child.stdout.take().unwrap().read_exact(&mut line).await.unwrap();
         let guard = child.id().unwrap() as i32;
-        let found = program_processes(guard);
-        let names: Vec<String> = found
-            .iter()
-            .map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default().trim().to_string())
-            .collect();
+        let names_of = |found: &[i32]| -> Vec<String> {
+            found
+                .iter()
+                .map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default().trim().to_string())
+                .collect()
+        };
+        // The background job is a forked `sh` until it has exec'd setsid and sleep: wait for that
+        // (a loaded machine showed ["sh", "sh"] at once), at most 2 s.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut found = program_processes(guard);
+        while !names_of(&found).contains(&"sleep".to_string()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            found = program_processes(guard);
+        }
+        let names = names_of(&found);
         assert!(names.contains(&"sh".to_string()) && names.contains(&"sleep".to_string()), "{names:?}");
         assert!(!found.contains(&guard));
         child.kill().await.unwrap();
