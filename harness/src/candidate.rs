@@ -24,10 +24,10 @@ pub struct Candidate {
 pub enum CandidateError {
     #[error("--candidate {0:?}: write LIBRARY=DIR, e.g. openssl=.cache/candidate/openssl-3.6/lib")]
     Syntax(String),
-    #[error(
-        "--candidate {0}: a candidate is swapped in as a shared library: openssl (libssl.so.3) or gnutls (libgnutls.so.30); a rustls checkout is built into the programs, which this command does not do yet"
-    )]
+    #[error("--candidate {0}: a candidate is openssl=DIR, gnutls=DIR or rustls=CHECKOUT")]
     NotShared(String),
+    #[error("--candidate rustls={0}: no rustls crate there (rustls/Cargo.toml or Cargo.toml naming rustls)")]
+    NoRustls(String),
     #[error("--candidate {library}={dir}: no {file} there (scripts/build-candidate openssl 3.6 builds one)")]
     Missing { library: &'static str, dir: String, file: &'static str },
 }
@@ -47,8 +47,17 @@ impl Candidate {
         let (name, dir) = text.split_once('=').ok_or_else(|| CandidateError::Syntax(text.into()))?;
         let library =
             Library::ALL.into_iter().find(|l| l.as_str() == name).ok_or_else(|| CandidateError::Syntax(text.into()))?;
-        let needed = files(library).ok_or_else(|| CandidateError::NotShared(name.into()))?;
         let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| PathBuf::from(dir));
+        if library == Library::Rustls {
+            let is_rustls = |p: &Path| {
+                std::fs::read_to_string(p.join("Cargo.toml")).is_ok_and(|t| t.lines().any(|l| l == "name = \"rustls\""))
+            };
+            return match [dir.join("rustls"), dir.clone()].into_iter().find(|d| is_rustls(d)) {
+                Some(krate) => Ok(Candidate { library, dir: krate }),
+                None => Err(CandidateError::NoRustls(dir.display().to_string())),
+            };
+        }
+        let needed = files(library).ok_or_else(|| CandidateError::NotShared(name.into()))?;
         for file in needed {
             if !dir.join(file).is_file() {
                 return Err(CandidateError::Missing {
@@ -110,8 +119,16 @@ fn loader_env(env: &mut BTreeMap<String, String>, candidate: Option<&Path>, reco
 
 /// The stacks of `matrix` (narrowed by `selected`) that use the candidate's library: dynamic
 /// ones get a variant on the candidate, and both they and their variants record what they
-/// load under `records/<stack id>/`; the others are listed with the reason.
-pub fn plan(matrix: &mut Matrix, candidate: &Candidate, selected: &dyn Fn(&str) -> bool, records: &Path) -> SwapPlan {
+/// load under `records/<stack id>/`; the others are listed with the reason. `built`: for a
+/// rustls candidate, the rustls client program built against it (`scripts/build-candidate
+/// rustls CHECKOUT`), which replaces the built-in one.
+pub fn plan(
+    matrix: &mut Matrix,
+    candidate: &Candidate,
+    selected: &dyn Fn(&str) -> bool,
+    records: &Path,
+    built: Option<&Path>,
+) -> SwapPlan {
     let mut plan = SwapPlan { pairs: vec![], server_pairs: vec![], variants: vec![], not_swapped: vec![] };
     let lib = candidate.library.as_str();
     for stack in matrix.clients.iter_mut() {
@@ -119,9 +136,16 @@ pub fn plan(matrix: &mut Matrix, candidate: &Candidate, selected: &dyn Fn(&str) 
         if !selected(&stack.id) {
             continue;
         }
+        let rebuilt = match (&stack.kind, built) {
+            (crate::matrix::StackKind::Builtin(b), Some(program)) if b == "rustls-client" => Some(program),
+            _ => None,
+        };
         let reason = match linked.linkage {
             Linkage::Static => Some(format!("statically linked: its own {lib} is built into the program")),
-            Linkage::Built => Some(format!("{lib} is compiled into a program we build: a rebuild, not a swap")),
+            Linkage::Built if rebuilt.is_some() => None,
+            Linkage::Built => Some(format!(
+                "{lib} is compiled into a program we build, and only the rustls client program is rebuilt against a candidate"
+            )),
             Linkage::Dynamic if stack.is_sender() => Some(format!(
                 "a sender: the MTA's daemons take their environment from the MTA, not from us; {} not swapped yet",
                 stack.id
@@ -137,8 +161,16 @@ pub fn plan(matrix: &mut Matrix, candidate: &Candidate, selected: &dyn Fn(&str) 
         variant.id = variant_id.clone();
         variant.variant_of = Some(stack.id.clone());
         variant.description = format!("{} on the candidate {lib} in {}", stack.id, candidate.dir.display());
-        loader_env(&mut variant.env, Some(&candidate.dir), &records.join(&variant_id));
-        loader_env(&mut stack.env, None, &records.join(&stack.id));
+        match rebuilt {
+            // The same program and flags, built against the checkout.
+            Some(program) => {
+                variant.kind = crate::matrix::StackKind::Program { path: program.to_path_buf(), batch: false };
+            }
+            None => {
+                loader_env(&mut variant.env, Some(&candidate.dir), &records.join(&variant_id));
+                loader_env(&mut stack.env, None, &records.join(&stack.id));
+            }
+        }
         plan.pairs.push((stack.id.clone(), variant_id));
         plan.variants.push(variant);
     }
@@ -146,6 +178,18 @@ pub fn plan(matrix: &mut Matrix, candidate: &Candidate, selected: &dyn Fn(&str) 
     // directory first on its daemons' LD_LIBRARY_PATH (they are exec'd by the harness, as root,
     // so the loader honours it); what they loaded is read from /proc/PID/maps.
     let mut twins = Vec::new();
+    for entry in matrix
+        .servers
+        .iter()
+        .filter(|e| e.profile.backend == report_format::Backend::Builtin(report_format::TlsBackend::Rustls))
+    {
+        if candidate.library == Library::Rustls {
+            plan.not_swapped.push(NotSwapped {
+                what: format!("server profile {}", entry.profile.id),
+                reason: "the built-in server's rustls backend runs inside starttls-matrix itself: build the harness with the same [patch] to serve it on the candidate".into(),
+            });
+        }
+    }
     for entry in &matrix.servers {
         if entry.profile.backend.mta().is_some_and(|m| m.library() == candidate.library) {
             let mut twin = entry.clone();
@@ -268,6 +312,26 @@ impl Proof {
     }
 }
 
+/// Whether a program was built from `krate`: the sources' paths the compiler leaves in it
+/// (panic locations) name the checkout.
+pub fn built_from(program: &Path, krate: &Path) -> Proof {
+    let needle = krate.join("src").display().to_string();
+    let found = std::fs::read(program).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()));
+    if found {
+        Proof::Swapped {
+            processes: 0,
+            path: program.to_path_buf(),
+            version: Some(format!("built from {}", krate.display())),
+        }
+    } else {
+        Proof::Ignored {
+            processes: 0,
+            other: program.to_path_buf(),
+            version: Some(format!("no path of {} in the program", krate.display())),
+        }
+    }
+}
+
 /// The system library a stack loaded, as its own records say: `OpenSSL 3.0.19 … (/usr/lib/…)`.
 pub fn system_line(record: &LoaderRecord, library: Library) -> String {
     let main = if library == Library::Openssl { "libssl.so" } else { "libgnutls.so" };
@@ -298,7 +362,13 @@ mod tests {
     fn a_candidate_must_be_library_equals_a_directory_with_its_objects() {
         assert!(matches!(Candidate::parse("openssl"), Err(CandidateError::Syntax(_))));
         assert!(matches!(Candidate::parse("libressl=/tmp"), Err(CandidateError::Syntax(_))));
-        assert!(matches!(Candidate::parse("rustls=/tmp"), Err(CandidateError::NotShared(_))));
+        assert!(matches!(Candidate::parse("go=/tmp"), Err(CandidateError::NotShared(_))));
+        assert!(matches!(Candidate::parse("rustls=/tmp"), Err(CandidateError::NoRustls(_))));
+        let checkout = tempfile::tempdir().unwrap();
+        std::fs::create_dir(checkout.path().join("rustls")).unwrap();
+        std::fs::write(checkout.path().join("rustls/Cargo.toml"), "[package]\nname = \"rustls\"\n").unwrap();
+        let c = Candidate::parse(&format!("rustls={}", checkout.path().display())).unwrap();
+        assert!(c.dir.ends_with("rustls"), "a repository's crate is in rustls/: {}", c.dir.display());
         let dir = tempfile::tempdir().unwrap();
         let e = Candidate::parse(&format!("openssl={}", dir.path().display())).unwrap_err();
         assert!(e.to_string().contains("no libssl.so.3"), "{e}");

@@ -36,7 +36,11 @@ pub async fn main(a: &CompareArgs, candidate: &str, tables: Arc<Tables>) -> Resu
         .context("make a directory for the loader's records")
         .map_err(harness)?;
     let selected = |id: &str| globs.as_ref().is_none_or(|g| g.is_match(id));
-    let plan = candidate::plan(&mut matrix, &candidate, &selected, records.path());
+    let built = match candidate.library {
+        report_format::Library::Rustls => Some(build_rustls(&matrix.path, &candidate).await?),
+        _ => None,
+    };
+    let plan = candidate::plan(&mut matrix, &candidate, &selected, records.path(), built.as_deref());
     if plan.pairs.is_empty() {
         let reasons: Vec<String> = plan.not_swapped.iter().map(|n| format!("{}: {}", n.what, n.reason)).collect();
         return Err(usage(anyhow::anyhow!(
@@ -104,12 +108,22 @@ pub async fn main(a: &CompareArgs, candidate: &str, tables: Arc<Tables>) -> Resu
             }
         }
         let system_record = candidate::read_records(&records.path().join(stack));
-        swapped.push(Swapped {
-            stack: stack.clone(),
-            system: candidate::system_line(&system_record, candidate.library),
-            candidate: Proof::of(&candidate::read_records(&records.path().join(variant)), &candidate),
-            system_record,
-        });
+        let (system, proof) = match &built {
+            // A rebuilt program: what it says of itself, and the checkout's paths inside it.
+            Some(program) => {
+                let said = |id: &str| report.clients.get(id).and_then(|c| c.version.clone()).unwrap_or_default();
+                let mut proof = candidate::built_from(program, &candidate.dir);
+                if let Proof::Swapped { version, .. } = &mut proof {
+                    *version = Some(format!("{} ({})", said(variant), version.as_deref().unwrap_or("")));
+                }
+                (format!("{} (the workspace's Cargo.lock)", said(stack)), proof)
+            }
+            None => (
+                candidate::system_line(&system_record, candidate.library),
+                Proof::of(&candidate::read_records(&records.path().join(variant)), &candidate),
+            ),
+        };
+        swapped.push(Swapped { stack: stack.clone(), system, candidate: proof, system_record });
     }
     // The MTA servers: every client against the profile as it is and against its twin.
     let (mut old_servers, mut new_servers) = (BTreeMap::new(), BTreeMap::new());
@@ -240,4 +254,39 @@ fn headers(
     }
     out.push('\n');
     out
+}
+
+/// Build the rustls client program against a checkout (`scripts/build-candidate rustls`, beside
+/// the matrix), bounded at 30 minutes: the program's path.
+async fn build_rustls(matrix: &std::path::Path, candidate: &Candidate) -> Result<std::path::PathBuf, Exit> {
+    let dir = matrix.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let script = dir.join("scripts/build-candidate");
+    if !script.exists() {
+        return Err(usage(anyhow::anyhow!(
+            "compare --candidate rustls=…: {} is missing (it builds the rustls client against the checkout)",
+            script.display()
+        )));
+    }
+    eprintln!("compare: building the rustls client against {} (minutes the first time) …", candidate.dir.display());
+    let spec = procs::Spec {
+        program: script,
+        args: vec!["rustls".into(), candidate.dir.clone().into_os_string()],
+        env: vec![],
+        stdin: None,
+        stdin_then: None,
+        timeout: std::time::Duration::from_secs(30 * 60),
+        confine: procs::Confine::Group,
+    };
+    match procs::run(&spec).await.map_err(harness)? {
+        procs::Exit::Finished { status, stdout, .. } if status.success() => {
+            let program = stdout.lines().last().and_then(|l| l.split_whitespace().next()).unwrap_or_default();
+            Ok(std::path::PathBuf::from(program))
+        }
+        procs::Exit::Finished { stderr, .. } => {
+            Err(harness(anyhow::anyhow!("build the rustls client against {}: {stderr}", candidate.dir.display())))
+        }
+        procs::Exit::TimedOut { .. } => {
+            Err(harness(anyhow::anyhow!("building the rustls client took over 30 minutes")))
+        }
+    }
 }
