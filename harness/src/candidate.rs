@@ -75,7 +75,13 @@ impl Candidate {
         let (family, file) = match self.library {
             Library::Openssl => (procs::library::LibraryFamily::Openssl, "libcrypto.so.3"),
             Library::Gnutls => (procs::library::LibraryFamily::Gnutls, "libgnutls.so.30"),
-            Library::Rustls | Library::Go | Library::Jsse => return None,
+            // The crate's own manifest: `version = "0.23.46"`.
+            Library::Rustls => {
+                let manifest = std::fs::read_to_string(self.dir.join("Cargo.toml")).ok()?;
+                let version = manifest.lines().find_map(|l| l.strip_prefix("version = \""))?;
+                return Some(format!("rustls {}", version.trim_end_matches('"')));
+            }
+            Library::Go | Library::Jsse => return None,
         };
         procs::library::version_in_file(family, &self.dir.join(file))
     }
@@ -291,6 +297,10 @@ impl Proof {
     /// One line for a header.
     pub fn line(&self) -> String {
         match self {
+            // A program rebuilt against the candidate: nothing is loaded at run time.
+            Proof::Swapped { processes: 0, path, version } => {
+                format!("{} ({})", version.as_deref().unwrap_or("version not readable"), path.display())
+            }
             Proof::Swapped { processes, path, version } => format!(
                 "{} ({}), loaded by all {processes} processes",
                 version.as_deref().unwrap_or("version not readable"),

@@ -232,7 +232,13 @@ fn headers(
     let mut out = String::new();
     let lib = candidate.library.as_str();
     let _ = writeln!(out, "candidate {lib}: {version} ({})\n", candidate.dir.display());
-    let _ = writeln!(out, "swapped (what each side's processes loaded, from the dynamic loader's record):");
+    let how = match candidate.library {
+        report_format::Library::Rustls => {
+            "what each side's program says of itself, and the checkout's source paths in the rebuilt one"
+        }
+        _ => "what each side's processes loaded, from the dynamic loader's record",
+    };
+    let _ = writeln!(out, "swapped ({how}):");
     let width = swapped.iter().map(|s| s.stack.len()).max().unwrap_or(0);
     for s in swapped {
         let _ = writeln!(out, "  {:width$}  system:    {}", s.stack, s.system);
