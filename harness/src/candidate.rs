@@ -152,10 +152,6 @@ pub fn plan(
             Linkage::Built => Some(format!(
                 "{lib} is compiled into a program we build, and only the rustls client program is rebuilt against a candidate"
             )),
-            Linkage::Dynamic if stack.is_sender() => Some(format!(
-                "a sender: the MTA's daemons take their environment from the MTA, not from us; {} not swapped yet",
-                stack.id
-            )),
             Linkage::Dynamic => None,
         };
         if let Some(reason) = reason {
@@ -167,6 +163,14 @@ pub fn plan(
         variant.id = variant_id.clone();
         variant.variant_of = Some(stack.id.clone());
         variant.description = format!("{} on the candidate {lib} in {}", stack.id, candidate.dir.display());
+        if stack.is_sender() {
+            // The MTA's programs get the candidate first on their LD_LIBRARY_PATH; the loader's
+            // resolution under that environment is the proof (the report's stack version).
+            variant.library_dir = Some(candidate.dir.clone());
+            plan.pairs.push((stack.id.clone(), variant_id));
+            plan.variants.push(variant);
+            continue;
+        }
         match rebuilt {
             // The same program and flags, built against the checkout.
             Some(program) => {

@@ -71,6 +71,18 @@ pub struct SenderOptions {
     /// The loopback address its connections come from (`127.0.0.2`…): what tells a server's
     /// records of this sender from those of other senders delivering at the same time.
     pub source: std::net::Ipv4Addr,
+    /// A candidate TLS library's directory, first on its programs' `LD_LIBRARY_PATH`.
+    pub candidate: Option<PathBuf>,
+}
+
+impl SenderOptions {
+    /// Put the candidate library (if any) first on a program's environment.
+    pub fn with_candidate(&self, mut env: Vec<(String, String)>) -> Vec<(String, String)> {
+        if let Some(dir) = &self.candidate {
+            crate::server::prepend_library_dir(&mut env, dir);
+        }
+        env
+    }
 }
 
 /// Where one cell's message goes.

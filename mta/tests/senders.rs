@@ -32,6 +32,7 @@ async fn run(mta: Mta, policy: SenderPolicy, cases: &[Case]) {
         base: base.path().to_path_buf(),
         ca_cert: pki.ca_cert.clone(),
         source: std::net::Ipv4Addr::new(127, 0, 0, 10 + mta as u8),
+        candidate: None,
     };
     let s = match sender::start(mta, policy, &opts).await {
         Ok(s) => s,

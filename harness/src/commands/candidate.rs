@@ -108,10 +108,29 @@ pub async fn main(a: &CompareArgs, candidate: &str, tables: Arc<Tables>) -> Resu
             }
         }
         let system_record = candidate::read_records(&records.path().join(stack));
+        let sender = matrix.client(stack).is_some_and(|c| c.is_sender());
+        let said = |id: &str| report.clients.get(id).and_then(|c| c.version.clone()).unwrap_or_default();
+        // A sender's TLS program as the dynamic loader resolves it under the sender's environment.
+        let resolved = |id: &str| {
+            report
+                .clients
+                .get(id)
+                .and_then(|c| c.policy["tls_library_loaded"][0].as_str().map(str::to_string))
+                .unwrap_or_else(|| "not resolved".into())
+        };
         let (system, proof) = match &built {
+            _ if sender => {
+                let words = resolved(variant);
+                let inside = words.contains(&candidate.dir.display().to_string());
+                let proof = if inside {
+                    Proof::Swapped { processes: 0, path: candidate.dir.clone(), version: Some(words) }
+                } else {
+                    Proof::Ignored { processes: 0, other: std::path::PathBuf::from(&words), version: None }
+                };
+                (format!("{} ({})", resolved(stack), said(stack)), proof)
+            }
             // A rebuilt program: what it says of itself, and the checkout's paths inside it.
             Some(program) => {
-                let said = |id: &str| report.clients.get(id).and_then(|c| c.version.clone()).unwrap_or_default();
                 let mut proof = candidate::built_from(program, &candidate.dir);
                 if let Proof::Swapped { version, .. } = &mut proof {
                     *version = Some(format!("{} ({})", said(variant), version.as_deref().unwrap_or("")));

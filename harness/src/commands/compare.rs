@@ -96,6 +96,7 @@ pub async fn main(a: CompareArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
                 policy: None,
                 // Another program may link anything.
                 library: if a.with_program.is_some() { None } else { base.library },
+                library_dir: None,
                 cell_timeout: base.cell_timeout,
                 requires: base.requires.clone(),
                 build: base.build.clone(),

@@ -85,6 +85,10 @@ pub struct ClientStack {
     /// Its TLS library and linkage, as declared (a sender: its MTA's, dynamic); `None` when
     /// the matrix does not say.
     pub library: Option<report_format::LinkedLibrary>,
+    /// A sender on a candidate library: its directory, first on the MTA's `LD_LIBRARY_PATH`
+    /// (set by `compare --candidate`; never read from a matrix).
+    #[serde(skip)]
+    pub library_dir: Option<PathBuf>,
     /// Its own cell timeout, if it has one.
     #[serde(skip)]
     pub cell_timeout: Option<Duration>,
@@ -275,6 +279,7 @@ pub fn parse(
             policy: None,
             // Debian's MTAs link their TLS library dynamically.
             library: Some(sender_library),
+            library_dir: None,
             variant_of: c.variant_of,
             matrix_dir,
             line: line_of(source, span.start),
@@ -426,6 +431,7 @@ pub fn parse(
         errors,
         policy,
         library,
+        library_dir: None,
         variant_of: c.variant_of,
         matrix_dir,
         line: line_of(source, span.start),

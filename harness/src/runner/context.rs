@@ -147,6 +147,7 @@ impl Context {
                     base: work.path().to_path_buf(),
                     ca_cert: ca.map_or_else(|| pki.ca_cert.clone(), Path::to_path_buf),
                     source: sender_source(senders),
+                    candidate: stack.library_dir.clone(),
                 }
             });
             set.spawn(async move { ResolvedStack::resolve(&stack, &exe, options).await });

@@ -99,12 +99,12 @@ pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<EximSen
         &[format!("Debian-exim:x:{EXIM_ID}:")],
     )
     .map_err(|_| StartError::Harness("write nss_wrapper's files".into()))?;
-    let env = vec![
+    let env = opts.with_candidate(vec![
         ("LD_LIBRARY_PATH".into(), d.lib_path().display().to_string()),
         ("LD_PRELOAD".into(), nss.display().to_string()),
         ("NSS_WRAPPER_PASSWD".into(), passwd.display().to_string()),
         ("NSS_WRAPPER_GROUP".into(), group.display().to_string()),
-    ];
+    ]);
     let exim = root.join("usr/sbin/exim4");
     let tls_library = crate::sender::tls_library(&exim, &env, procs::LibraryFamily::Gnutls).await;
     let settings = transport_settings(policy, opts.source);

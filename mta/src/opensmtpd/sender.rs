@@ -62,6 +62,8 @@ pub struct OpensmtpdSender {
     ca: PathBuf,
     relay: &'static str,
     source: std::net::Ipv4Addr,
+    /// A candidate TLS library's directory, first on every instance's `LD_LIBRARY_PATH`.
+    candidate: Option<PathBuf>,
     next: AtomicU64,
     info: SenderInfo,
 }
@@ -74,8 +76,12 @@ pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<Opensmt
             "libnss_wrapper is not extracted (scripts/install-stacks): OpenSMTPD needs its users".into(),
         ));
     }
-    let tls_library =
-        crate::sender::tls_library(&root.join("usr/sbin/smtpd"), &[], procs::LibraryFamily::Openssl).await;
+    let tls_library = crate::sender::tls_library(
+        &root.join("usr/sbin/smtpd"),
+        &opts.with_candidate(vec![]),
+        procs::LibraryFamily::Openssl,
+    )
+    .await;
     let settings = vec![
         (
             "action".into(),
@@ -97,6 +103,7 @@ pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<Opensmt
         ca: opts.ca_cert.clone(),
         relay,
         source: opts.source,
+        candidate: opts.candidate.clone(),
         next: AtomicU64::new(0),
         info,
     })
@@ -257,9 +264,12 @@ impl OpensmtpdSender {
         };
         let listen = crate::daemon::free_port().map_err(|e| e.to_string())?;
         let d = Dirs { root: &self.root, libs: &libs, work: &dir, port: listen, creds: &creds };
-        let inst = instance(&d).map_err(|e| match e {
+        let mut inst = instance(&d).map_err(|e| match e {
             Prepare::Unsupported(why) | Prepare::Io(why) => why,
         })?;
+        if let Some(dir) = &self.candidate {
+            crate::server::prepend_library_dir(&mut inst.env, dir);
+        }
         let conf = dir.join("smtpd.conf");
         std::fs::write(&conf, conf_text(listen, to, self.relay, self.source)).map_err(|e| e.to_string())?;
         let prepared = Prepared {

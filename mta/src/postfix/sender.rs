@@ -162,11 +162,12 @@ pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<Postfix
     let inject = crate::daemon::free_port().map_err(|e| crate::daemon::harness("find a free port", e))?;
     let d = Dirs { root: &root, libs: &libs, work: &opts.work, port: inject, creds: &creds };
     let listener = format!("127.0.0.1:{inject} inet n - n - - smtpd");
-    let prepared =
+    let mut prepared =
         super::instance(&d, "Postfix as a sender", &role, Some(&listener), role.clone()).map_err(|e| match e {
             Prepare::Unsupported(why) => StartError::Unsupported(why),
             Prepare::Io(e) => StartError::Harness(format!("write Postfix's sender configuration: {e}")),
         })?;
+    prepared.env = opts.with_candidate(prepared.env);
     let mut daemon = Daemon::spawn(Mta::Postfix, &prepared, &opts.work).await?;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], inject));
     if !daemon.wait_for_banner(addr, Duration::from_secs(15)).await? {
@@ -174,7 +175,7 @@ pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<Postfix
         return Err(StartError::Harness("Postfix as a sender did not answer 220 within 15 s".into()));
     }
     let etc = opts.work.join("etc");
-    let env = super::environment(&root, &etc);
+    let env = opts.with_candidate(super::environment(&root, &etc));
     let smtp = root.join("usr/lib/postfix/sbin/smtp");
     let tls_library = crate::sender::tls_library(&smtp, &env, procs::LibraryFamily::Openssl).await;
     let info = SenderInfo {

@@ -75,11 +75,12 @@ fn mc_text(root: &Path, work: &Path, ca: &Path, settings: &[(String, String)]) -
 /// sendmail as a sender.
 pub struct SendmailSender {
     program: PathBuf,
-    root: PathBuf,
     work: PathBuf,
     cf: String,
     /// Binds for a resolver that stays on the machine.
     resolver: Vec<(PathBuf, PathBuf)>,
+    /// The environment every sendmail run gets (its libraries, a candidate's first).
+    env: Vec<(String, String)>,
     next: AtomicU64,
     info: SenderInfo,
 }
@@ -105,8 +106,10 @@ pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<Sendmai
     let resolver = crate::namespace::local_resolver(&opts.work.join("ns-etc"), &[HOSTNAME])
         .map_err(|e| harness("write the sender's resolver files", &e))?;
     let program = root.join("usr/libexec/sendmail/sendmail");
-    let env =
-        vec![("LD_LIBRARY_PATH".to_string(), opts.roots.join("libs/usr/lib/x86_64-linux-gnu").display().to_string())];
+    let env = opts.with_candidate(vec![(
+        "LD_LIBRARY_PATH".to_string(),
+        opts.roots.join("libs/usr/lib/x86_64-linux-gnu").display().to_string(),
+    )]);
     let tls_library = crate::sender::tls_library(&program, &env, procs::LibraryFamily::Openssl).await;
     let info = SenderInfo {
         mta: Mta::Sendmail,
@@ -115,7 +118,7 @@ pub async fn start(policy: SenderPolicy, opts: &SenderOptions) -> Result<Sendmai
         policy,
         settings,
     };
-    Ok(SendmailSender { program, root, work: opts.work.clone(), cf, resolver, next: AtomicU64::new(0), info })
+    Ok(SendmailSender { program, work: opts.work.clone(), cf, resolver, env, next: AtomicU64::new(0), info })
 }
 
 /// `<22>Nov 29 19:00:27 sm-sender[29419]: 6ATJ0RYD029419: to=…` → the message after `]: `.
@@ -231,10 +234,7 @@ impl SendmailSender {
         let prepared = Prepared {
             program: self.program.clone(),
             args: all,
-            env: vec![(
-                "LD_LIBRARY_PATH".into(),
-                self.root.join("../libs/usr/lib/x86_64-linux-gnu").display().to_string(),
-            )],
+            env: self.env.clone(),
             ns: NsPlan {
                 hostname: Some(HOSTNAME.into()),
                 binds: self.resolver.clone(),
