@@ -5,14 +5,11 @@
 
 use super::common::{Exit, Format, harness, usage};
 use super::compare::CompareArgs;
-use super::run::{execute, jobs};
 use anyhow::Context as _;
 use harness::candidate::{self, Candidate, LoaderRecord, Proof};
 use harness::classify::Tables;
 use harness::diff::Diff;
-use harness::judge::Judge;
 use harness::plan::Plan;
-use harness::runner::RunOptions;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -83,15 +80,8 @@ pub async fn main(a: &CompareArgs, candidate: &str, tables: Arc<Tables>) -> Resu
     let mut clients = stack_ids.clone();
     clients.extend(programs.iter().filter(|c| !stack_ids.contains(c)).cloned());
     let run_plan = Plan { servers, clients, cells };
-    let judge = Arc::new(Judge {
-        matrix: Some(matrix.clone()),
-        baseline: None,
-        tables: tables.clone(),
-        view: harness::judge::View::Informed,
-    });
-    let options = RunOptions { jobs: jobs(a.jobs, &matrix), repeat: 1 };
     let started = std::time::Instant::now();
-    let report = execute(matrix.clone(), &run_plan, &run_plan, tables, judge, options, None).await?;
+    let report = super::compare::run_both(&matrix, &run_plan, tables, a.jobs).await?;
     let wall = started.elapsed();
 
     // Each side's cells under the stack's own id, so the grid pairs them.

@@ -52,6 +52,24 @@ pub struct CompareArgs {
     pub jobs: Option<usize>,
 }
 
+/// Run the cells of `plan` once, judged by the matrix's expectations with our servers' records:
+/// both sides of a comparison in one run.
+pub async fn run_both(
+    matrix: &Arc<harness::matrix::Matrix>,
+    plan: &Plan,
+    tables: Arc<Tables>,
+    jobs_flag: Option<usize>,
+) -> Result<report_format::Report, Exit> {
+    let judge = Arc::new(Judge {
+        matrix: Some(matrix.clone()),
+        baseline: None,
+        tables: tables.clone(),
+        view: harness::judge::View::Informed,
+    });
+    let options = RunOptions { jobs: jobs(jobs_flag, matrix), repeat: 1 };
+    execute(matrix.clone(), plan, plan, tables, judge, options, None).await
+}
+
 pub async fn main(a: CompareArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
     if let Some(candidate) = &a.candidate {
         return super::candidate::main(&a, candidate, tables).await;
@@ -114,14 +132,7 @@ pub async fn main(a: CompareArgs, tables: Arc<Tables>) -> Result<i32, Exit> {
     let matrix = Arc::new(matrix);
     let all = Plan::new(&matrix, &a.servers, &[]).context("select server profiles").map_err(usage)?;
     let plan = Plan::with_clients(&all, vec![base.id.clone(), variant_id.clone()]);
-    let judge = Arc::new(Judge {
-        matrix: Some(matrix.clone()),
-        baseline: None,
-        tables: tables.clone(),
-        view: harness::judge::View::Informed,
-    });
-    let options = RunOptions { jobs: jobs(a.jobs, &matrix), repeat: 1 };
-    let report = execute(matrix, &plan, &plan, tables, judge, options, None).await?;
+    let report = run_both(&matrix, &plan, tables, a.jobs).await?;
     let column = |client: &str| -> BTreeMap<String, harness::diff::Seen> {
         report
             .cells
