@@ -188,18 +188,6 @@ pub fn plan(
     // directory first on its daemons' LD_LIBRARY_PATH (they are exec'd by the harness, as root,
     // so the loader honours it); what they loaded is read from /proc/PID/maps.
     let mut twins = Vec::new();
-    for entry in matrix
-        .servers
-        .iter()
-        .filter(|e| e.profile.backend == report_format::Backend::Builtin(report_format::TlsBackend::Rustls))
-    {
-        if candidate.library == Library::Rustls {
-            plan.not_swapped.push(NotSwapped {
-                what: format!("server profile {}", entry.profile.id),
-                reason: "the built-in server's rustls backend runs inside starttls-matrix itself: build the harness with the same [patch] to serve it on the candidate".into(),
-            });
-        }
-    }
     for entry in &matrix.servers {
         if entry.profile.backend.mta().is_some_and(|m| m.library() == candidate.library) {
             let mut twin = entry.clone();

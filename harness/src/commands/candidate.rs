@@ -82,7 +82,6 @@ pub async fn main(a: &CompareArgs, candidate: &str, tables: Arc<Tables>) -> Resu
     let run_plan = Plan { servers, clients, cells };
     let started = std::time::Instant::now();
     let report = super::compare::run_both(&matrix, &run_plan, tables, a.jobs).await?;
-    let wall = started.elapsed();
 
     // Each side's cells under the stack's own id, so the grid pairs them.
     let mut old = BTreeMap::new();
@@ -150,6 +149,31 @@ pub async fn main(a: &CompareArgs, candidate: &str, tables: Arc<Tables>) -> Resu
         }
         served.push(ServedBy::of(p, report.server_runs.get(p), report.server_runs.get(twin), &candidate));
     }
+    // A rustls candidate: the built-in server's rustls backend, served by our starttls-matrix and
+    // by the one rebuilt against the checkout, each probed by every client program.
+    let mut backend = None;
+    if let Some(client) = &built {
+        let rebuilt = client.with_file_name("starttls-matrix");
+        let rows: Vec<String> = profiles
+            .iter()
+            .filter(|p| {
+                matrix.servers.iter().any(|s| {
+                    &s.profile.id == *p
+                        && s.profile.backend == report_format::Backend::Builtin(report_format::TlsBackend::Rustls)
+                })
+            })
+            .cloned()
+            .collect();
+        let ours = harness::runner::builtin_exe().map_err(harness)?;
+        let (mut old_backend, mut new_backend) = (BTreeMap::new(), BTreeMap::new());
+        for p in &rows {
+            old_backend.extend(served_by(&ours, &matrix.path, p, &programs).await?);
+            new_backend.extend(served_by(&rebuilt, &matrix.path, p, &programs).await?);
+        }
+        let proof = candidate::built_from(&rebuilt, &candidate.dir);
+        backend = Some((rows, old_backend, new_backend, proof));
+    }
+    let wall = started.elapsed();
     let version = candidate.version().unwrap_or_else(|| "version not readable".into());
     let system_name = format!("system {}", candidate.library.as_str());
     let candidate_name = format!("candidate {version}");
@@ -159,6 +183,10 @@ pub async fn main(a: &CompareArgs, candidate: &str, tables: Arc<Tables>) -> Resu
     let server_diff = (!server_pairs.is_empty()).then(|| {
         Diff::between((&system_name, &old_servers), (&candidate_name, &new_servers), server_rows, programs.clone())
     });
+    let backend_diff = backend.as_ref().filter(|(rows, ..)| !rows.is_empty()).map(|(rows, old, new, _)| {
+        Diff::between((&system_name, old), (&candidate_name, new), rows.clone(), programs.clone())
+    });
+    let backend_proof = backend.as_ref().map(|(.., proof)| proof.clone());
 
     match a.format {
         Format::Json => {
@@ -171,6 +199,8 @@ pub async fn main(a: &CompareArgs, candidate: &str, tables: Arc<Tables>) -> Resu
                 "wall_ms": wall.as_millis() as u64,
                 "diff": serde_json::to_value(&diff).map_err(harness)?,
                 "servers_diff": server_diff.as_ref().map(serde_json::to_value).transpose().map_err(harness)?,
+                "builtin_server": backend_proof,
+                "builtin_server_diff": backend_diff.as_ref().map(serde_json::to_value).transpose().map_err(harness)?,
             });
             println!("{}", serde_json::to_string_pretty(&out).map_err(harness)?);
         }
@@ -193,10 +223,22 @@ pub async fn main(a: &CompareArgs, candidate: &str, tables: Arc<Tables>) -> Resu
                 );
                 super::diff::print(d, a.format)?;
             }
+            if let (Some(d), Some(proof)) = (&backend_diff, &backend_proof) {
+                println!(
+                    "\nThe built-in server's rustls backend, served by this starttls-matrix and by one rebuilt against the checkout ({}), each probed by every client (read from the clients' words):",
+                    proof.line()
+                );
+                super::diff::print(d, a.format)?;
+            }
         }
     }
     let harness_errors = report.cells.values().any(|c| c.verdict == report_format::Verdict::HarnessError);
-    let code = diff.exit_code().max(server_diff.as_ref().map_or(0, Diff::exit_code));
+    let code = [Some(&diff), server_diff.as_ref(), backend_diff.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(Diff::exit_code)
+        .max()
+        .unwrap_or(0);
     Ok(if harness_errors { report_format::exit::HARNESS_ERROR } else { code })
 }
 
@@ -304,4 +346,77 @@ async fn build_rustls(matrix: &std::path::Path, candidate: &Candidate) -> Result
             Err(harness(anyhow::anyhow!("building the rustls client took over 30 minutes")))
         }
     }
+}
+
+/// The built-in server's rustls backend serving `profile`, once by `harness` (ours or one rebuilt
+/// against a checkout) through `serve`, probed by our own `probe` with every client program:
+/// each client's outcome, keyed `client/profile`. Both sides are read the same way (from the
+/// clients' words: `probe` is blind), so only the server differs.
+async fn served_by(
+    harness_exe: &std::path::Path,
+    matrix: &std::path::Path,
+    profile: &str,
+    programs: &[String],
+) -> Result<BTreeMap<String, harness::diff::Seen>, Exit> {
+    use tokio::io::AsyncBufReadExt;
+    let args: Vec<std::ffi::OsString> =
+        vec!["serve".into(), profile.into(), "--matrix".into(), matrix.as_os_str().to_owned()];
+    let mut server = procs::LongLived::spawn(harness_exe, &args, &[]).map_err(harness)?;
+    let stderr = server.take_stderr().ok_or_else(|| harness(anyhow::anyhow!("serve {profile}: no stderr")))?;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    // "serving profile P on 127.0.0.1:PORT as mx.test; trust /…/ca.pem", within 30 s.
+    let first = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("serving profile") {
+                return Some(line);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten();
+    let parsed = first.as_deref().and_then(|l| {
+        let addr = l.split(" on ").nth(1)?.split(' ').next()?.to_string();
+        let ca = l.rsplit("; trust ").next()?.to_string();
+        Some((addr, ca))
+    });
+    let Some((addr, ca)) = parsed else {
+        server.end(std::time::Duration::ZERO).await;
+        return Err(harness(anyhow::anyhow!("{} serve {profile} did not say where it listens", harness_exe.display())));
+    };
+    let exe = harness::runner::builtin_exe().map_err(harness)?;
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "probe".into(),
+        addr.into(),
+        "--servername".into(),
+        servers::SERVER_NAME.into(),
+        "--cafile".into(),
+        ca.into(),
+        "--matrix".into(),
+        matrix.as_os_str().to_owned(),
+        "--format".into(),
+        "json".into(),
+    ];
+    for p in programs {
+        args.extend(["--client".into(), p.into()]);
+    }
+    let spec = procs::Spec {
+        program: exe,
+        args,
+        env: vec![],
+        stdin: None,
+        stdin_then: None,
+        timeout: std::time::Duration::from_secs(300),
+        confine: procs::Confine::Group,
+    };
+    let probed = procs::run(&spec).await;
+    server.end(std::time::Duration::ZERO).await;
+    let stdout = match probed.map_err(harness)? {
+        procs::Exit::Finished { stdout, .. } => stdout,
+        procs::Exit::TimedOut { .. } => return Err(harness(anyhow::anyhow!("probe of {profile} took over 300 s"))),
+    };
+    let report: report_format::Report =
+        serde_json::from_str(&stdout).map_err(|e| harness(anyhow::anyhow!("read the probe of {profile}: {e}")))?;
+    Ok(report.cells.values().map(|c| (format!("{}/{profile}", c.client), harness::diff::Seen::cell(c))).collect())
 }
