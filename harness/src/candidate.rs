@@ -249,32 +249,30 @@ pub enum Proof {
     NotMeasured { processes: usize },
 }
 
+/// The objects of `library`'s main shared library (libssl, libgnutls) in a record.
+fn main_objects(record: &LoaderRecord, library: Library) -> Vec<&PathBuf> {
+    let main = if library == Library::Openssl { "libssl.so" } else { "libgnutls.so" };
+    record
+        .loaded
+        .keys()
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(main)))
+        .collect()
+}
+
+/// The version a loaded library's own files hold ([`procs::library::among`]: OpenSSL's text is
+/// in the libcrypto beside the libssl).
+fn version_of(path: &Path) -> Option<String> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let crypto = path.with_file_name(name.replace("libssl", "libcrypto"));
+    procs::library::among([path.to_path_buf(), crypto]).into_iter().next().and_then(|l| l.version)
+}
+
 impl Proof {
     /// Judge a variant's record against the candidate directory.
     pub fn of(record: &LoaderRecord, candidate: &Candidate) -> Proof {
-        let main = match candidate.library {
-            Library::Openssl => "libssl.so",
-            _ => "libgnutls.so",
-        };
-        let family = match candidate.library {
-            Library::Openssl => procs::library::LibraryFamily::Openssl,
-            _ => procs::library::LibraryFamily::Gnutls,
-        };
-        let ours: Vec<&PathBuf> = record
-            .loaded
-            .keys()
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(main)))
-            .collect();
+        let ours = main_objects(record, candidate.library);
         let inside =
             |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).starts_with(&candidate.dir);
-        let version_of = |p: &Path| {
-            let file = if family == procs::library::LibraryFamily::Openssl {
-                p.with_file_name(p.file_name().and_then(|n| n.to_str()).unwrap_or("").replace("libssl", "libcrypto"))
-            } else {
-                p.to_path_buf()
-            };
-            procs::library::version_in_file(family, &file)
-        };
         match (ours.iter().find(|p| !inside(p)), ours.first()) {
             (Some(other), _) => {
                 Proof::Ignored { processes: record.processes, other: other.to_path_buf(), version: version_of(other) }
@@ -336,22 +334,8 @@ pub fn built_from(program: &Path, krate: &Path) -> Proof {
 
 /// The system library a stack loaded, as its own records say: `OpenSSL 3.0.19 … (/usr/lib/…)`.
 pub fn system_line(record: &LoaderRecord, library: Library) -> String {
-    let main = if library == Library::Openssl { "libssl.so" } else { "libgnutls.so" };
-    let family = if library == Library::Openssl {
-        procs::library::LibraryFamily::Openssl
-    } else {
-        procs::library::LibraryFamily::Gnutls
-    };
-    match record.loaded.keys().find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(main))) {
-        Some(p) => {
-            let versioned = if library == Library::Openssl {
-                p.with_file_name(p.file_name().and_then(|n| n.to_str()).unwrap_or("").replace("libssl", "libcrypto"))
-            } else {
-                p.clone()
-            };
-            let version = procs::library::version_in_file(family, &versioned);
-            format!("{} ({})", version.as_deref().unwrap_or("version not readable"), p.display())
-        }
+    match main_objects(record, library).first() {
+        Some(p) => format!("{} ({})", version_of(p).as_deref().unwrap_or("version not readable"), p.display()),
         None => "not recorded".into(),
     }
 }

@@ -111,6 +111,11 @@ impl ClientHelloInfo {
 }
 
 impl ConnectionRecord {
+    /// Whether the server recorded that this connection's handshake needed a HelloRetryRequest.
+    pub fn needed_hello_retry(&self) -> bool {
+        self.client_hello.as_ref().is_some_and(|h| h.hello_retry == Some(true))
+    }
+
     /// Messages the server says it accepted without TLS on this connection; `None` when it does
     /// not say how many it accepted.
     pub fn messages_in_clear(&self) -> Option<usize> {

@@ -227,11 +227,13 @@ impl CellReport {
     /// A client's connected cell whose handshake needed a HelloRetryRequest says so
     /// (`TLSv1.3 secp384r1 after HRR`), as the built-in server recorded it.
     pub fn label(&self) -> String {
-        let retried = |r: &ConnectionRecord| r.client_hello.as_ref().is_some_and(|h| h.hello_retry == Some(true));
         match &self.delivery {
             Some(d)
                 if d.result == crate::delivery::DeliveryResult::Tls
-                    && d.attempts.iter().filter_map(|a| a.server.as_ref()).any(retried) =>
+                    && d.attempts
+                        .iter()
+                        .filter_map(|a| a.server.as_ref())
+                        .any(ConnectionRecord::needed_hello_retry) =>
             {
                 format!("{} after HRR", d.label())
             }
@@ -245,7 +247,7 @@ impl CellReport {
 
     /// Whether the server recorded a handshake of this cell that needed a HelloRetryRequest.
     pub fn needed_hello_retry(&self) -> bool {
-        self.server_log.iter().any(|r| r.client_hello.as_ref().is_some_and(|h| h.hello_retry == Some(true)))
+        self.server_log.iter().any(ConnectionRecord::needed_hello_retry)
     }
 }
 

@@ -96,7 +96,7 @@ pub fn on_client_hello(fault: Option<Fault>, read: &Read, short: Option<&Short>,
         Some(Fault::ClienthelloOneSegment) => match short {
             Some(Short::Limit(n)) => {
                 // The record header says how much more was coming.
-                let declared = read.bytes.get(3..5).map_or(0, |l| usize::from(u16::from_be_bytes([l[0], l[1]])) + 5);
+                let declared = first_record_length(&read.bytes).map_or(0, |len| len + 5);
                 HelloVerdict::Close(format!(
                     "fault clienthello-one-segment: the ClientHello ({declared} bytes with its record header) did not fit in the first {n} bytes; the server parsed a truncated hello and closed"
                 ))

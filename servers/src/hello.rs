@@ -151,11 +151,6 @@ fn grease(v: u16) -> bool {
     v & 0x0f0f == 0x0a0a && v >> 8 == v & 0xff
 }
 
-/// The IANA name of a supported-groups codepoint.
-pub fn group_name(id: u16) -> String {
-    openssl_ext::group_name_of_codepoint(id)
-}
-
 fn version_name(v: u16) -> String {
     match v {
         0x0300 => "SSLv3".into(),
@@ -217,7 +212,7 @@ fn parse_with(message: &[u8], records: usize, lenient: bool) -> Option<ClientHel
                     .chunks_exact(2)
                     .map(|g| u16::from_be_bytes([g[0], g[1]]))
                     .filter(|g| !grease(*g))
-                    .map(group_name)
+                    .map(openssl_ext::group_name_of_codepoint)
                     .collect();
             }
             // extended_master_secret
@@ -236,7 +231,7 @@ fn parse_with(message: &[u8], records: usize, lenient: bool) -> Option<ClientHel
                 let mut shares = Cursor(b.vec16()?, lenient);
                 while let (Some(group), Some(_)) = (shares.u16(), shares.vec16()) {
                     if !grease(group) {
-                        info.key_shares.push(group_name(group));
+                        info.key_shares.push(openssl_ext::group_name_of_codepoint(group));
                     }
                 }
             }

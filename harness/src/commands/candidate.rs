@@ -26,13 +26,13 @@ struct Swapped {
 pub async fn main(a: &CompareArgs, candidate: &str, tables: Arc<Tables>) -> Result<i32, Exit> {
     let candidate = Candidate::parse(candidate).map_err(|e| usage(anyhow::anyhow!("compare: {e}")))?;
     let mut matrix = super::common::load_matrix(&a.matrix, &tables)?;
-    let globs = super::common::globs("compare --client", &a.client)?;
+    let globs = super::common::client_globs(&a.client)?;
     let records = tempfile::Builder::new()
         .prefix("starttls-matrix-candidate-")
         .tempdir()
         .context("make a directory for the loader's records")
         .map_err(harness)?;
-    let selected = |id: &str| globs.as_ref().is_none_or(|g| g.is_match(id));
+    let selected = |id: &str| globs.is_empty() || globs.iter().any(|g| g.is_match(id));
     let built = match candidate.library {
         report_format::Library::Rustls => Some(build_rustls(&matrix.path, &candidate).await?),
         _ => None,

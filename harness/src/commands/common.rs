@@ -146,15 +146,3 @@ pub fn print_report(report: &Report, format: Format) -> Result<(), Exit> {
     }
     Ok(())
 }
-
-/// A glob set from repeatable `--flag GLOB`s; `None` when none was given (everything matches).
-pub fn globs(flag: &str, patterns: &[String]) -> Result<Option<globset::GlobSet>, Exit> {
-    if patterns.is_empty() {
-        return Ok(None);
-    }
-    let mut set = globset::GlobSetBuilder::new();
-    for g in patterns {
-        set.add(globset::Glob::new(g).map_err(|e| usage(anyhow::anyhow!("{flag} {g:?}: {e}")))?);
-    }
-    set.build().map(Some).map_err(|e| usage(anyhow::anyhow!("{flag}: {e}")))
-}
