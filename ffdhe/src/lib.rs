@@ -3,8 +3,10 @@
 //! made from ring's ECDHE_RSA ones (same AEAD, PRF and signature; only the key exchange differs).
 //! The built-in server serves with it; the `rustls-client --ffdhe` stack offers it.
 
-use openssl::bn::{BigNum, BigNumContext, MsbOption};
-use rustls::crypto::{ActiveKeyExchange, CipherSuiteCommon, KeyExchangeAlgorithm, SharedSecret, SupportedKxGroup};
+use openssl::bn::{BigNum, BigNumContext, BigNumRef, MsbOption};
+use rustls::crypto::{
+    ActiveKeyExchange, CipherSuiteCommon, CompletedKeyExchange, KeyExchangeAlgorithm, SharedSecret, SupportedKxGroup,
+};
 use rustls::ffdhe_groups::FfdheGroup;
 use rustls::{CipherSuite, NamedGroup, SupportedCipherSuite, Tls12CipherSuite};
 
@@ -47,18 +49,126 @@ fn crypto_err(what: &str, e: openssl::error::ErrorStack) -> rustls::Error {
     rustls::Error::General(format!("FFDHE {what}: {e}"))
 }
 
-impl SupportedKxGroup for FfdheKx {
-    fn start(&self) -> Result<Box<dyn ActiveKeyExchange>, rustls::Error> {
-        let p = BigNum::from_slice(self.group.p).map_err(|e| crypto_err("prime", e))?;
-        let g = BigNum::from_slice(self.group.g).map_err(|e| crypto_err("generator", e))?;
+/// How a public value is written: at the prime's length (TLS 1.3 always, RFC 8446 §4.2.8.1;
+/// OpenSSL in TLS 1.2), or without leading zero bytes (TLS 1.2 allows it, RFC 5246 §7.4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PubEncoding {
+    Padded,
+    Minimal,
+}
+
+/// A search that found nothing fitting within its bound.
+fn exhausted(what: &str, tries: u32) -> rustls::Error {
+    rustls::Error::General(format!("FFDHE: no {what} fitting the condition after {tries} tries"))
+}
+
+/// The numbers of one exchange in progress: a private exponent and its public value.
+struct Keys {
+    p: BigNum,
+    g: BigNum,
+    x: BigNum,
+    y: BigNum,
+    ctx: BigNumContext,
+}
+
+impl Keys {
+    fn new(group: FfdheGroup<'static>) -> Result<Keys, rustls::Error> {
+        let p = BigNum::from_slice(group.p).map_err(|e| crypto_err("prime", e))?;
+        let g = BigNum::from_slice(group.g).map_err(|e| crypto_err("generator", e))?;
         let mut ctx = BigNumContext::new().map_err(|e| crypto_err("context", e))?;
         // A private exponent of up to 512 bits: twice the strength of the largest RFC 7919 group.
         let mut x = BigNum::new().map_err(|e| crypto_err("exponent", e))?;
         x.rand(p.num_bits().min(512), MsbOption::MAYBE_ZERO, false).map_err(|e| crypto_err("exponent", e))?;
         let mut y = BigNum::new().map_err(|e| crypto_err("public value", e))?;
         y.mod_exp(&g, &x, &p, &mut ctx).map_err(|e| crypto_err("public value", e))?;
-        let pub_key = y.to_vec_padded(self.group.p.len() as i32).map_err(|e| crypto_err("public value", e))?;
-        Ok(Box::new(ActiveFfdhe { name: self.name, group: self.group, x, pub_key }))
+        Ok(Keys { p, g, x, y, ctx })
+    }
+
+    /// The next private value, x + 1, whose public value is y·g: one multiplication, not an
+    /// exponentiation, so that a search over keys costs microseconds a try.
+    fn step(&mut self) -> Result<(), rustls::Error> {
+        self.x.add_word(1).map_err(|e| crypto_err("exponent", e))?;
+        let mut next = BigNum::new().map_err(|e| crypto_err("public value", e))?;
+        next.mod_mul(&self.y, &self.g, &self.p, &mut self.ctx).map_err(|e| crypto_err("public value", e))?;
+        self.y = next;
+        Ok(())
+    }
+
+    fn padded(&self, n: &BigNumRef) -> Result<Vec<u8>, rustls::Error> {
+        n.to_vec_padded(self.p.num_bytes()).map_err(|e| crypto_err("encoding", e))
+    }
+}
+
+/// RFC 7919 §5.1: the peer's value must lie in (1, p-1).
+fn check_peer(p: &BigNum, peer: &[u8]) -> Result<BigNum, rustls::Error> {
+    let y = BigNum::from_slice(peer).map_err(|e| crypto_err("peer value", e))?;
+    let one = BigNum::from_u32(1).map_err(|e| crypto_err("constant", e))?;
+    let mut p_minus_1 = BigNum::new().map_err(|e| crypto_err("constant", e))?;
+    p_minus_1.checked_sub(p, &one).map_err(|e| crypto_err("constant", e))?;
+    if y <= one || y >= p_minus_1 {
+        return Err(rustls::PeerMisbehaved::InvalidKeyShare.into());
+    }
+    Ok(y)
+}
+
+impl FfdheKx {
+    /// Start an exchange whose public value `fits` (given at the prime's length), trying the
+    /// next private value until it does, at most `max_tries`; it is then sent as `encoding`
+    /// says. Returns the exchange and the tries it took.
+    pub fn start_fitting(
+        &self,
+        fits: impl Fn(&[u8]) -> bool,
+        encoding: PubEncoding,
+        max_tries: u32,
+    ) -> Result<(Box<dyn ActiveKeyExchange>, u32), rustls::Error> {
+        let mut keys = Keys::new(self.group)?;
+        for tries in 1..=max_tries {
+            let padded = keys.padded(&keys.y)?;
+            if fits(&padded) {
+                let pub_key = match encoding {
+                    PubEncoding::Padded => padded,
+                    PubEncoding::Minimal => keys.y.to_vec(),
+                };
+                let active = ActiveFfdhe { name: self.name, group: self.group, x: keys.x, pub_key };
+                return Ok((Box::new(active), tries));
+            }
+            keys.step()?;
+        }
+        Err(exhausted("public value", max_tries))
+    }
+
+    /// Answer a TLS 1.3 key share with a private value whose public value and shared secret
+    /// (both at the prime's length) `fit`, trying the next private value until they do (each
+    /// try two multiplications), at most `max_tries`. Returns the exchange and the tries.
+    pub fn complete_fitting(
+        &self,
+        peer: &[u8],
+        fits: impl Fn(&[u8], &[u8]) -> bool,
+        max_tries: u32,
+    ) -> Result<(CompletedKeyExchange, u32), rustls::Error> {
+        let mut keys = Keys::new(self.group)?;
+        let peer = check_peer(&keys.p, peer)?;
+        let mut z = BigNum::new().map_err(|e| crypto_err("secret", e))?;
+        z.mod_exp(&peer, &keys.x, &keys.p, &mut keys.ctx).map_err(|e| crypto_err("secret", e))?;
+        for tries in 1..=max_tries {
+            let (public, secret) = (keys.padded(&keys.y)?, keys.padded(&z)?);
+            if fits(&public, &secret) {
+                let done =
+                    CompletedKeyExchange { group: self.name, pub_key: public, secret: SharedSecret::from(secret) };
+                return Ok((done, tries));
+            }
+            keys.step()?;
+            let mut next = BigNum::new().map_err(|e| crypto_err("secret", e))?;
+            next.mod_mul(&z, &peer, &keys.p, &mut keys.ctx).map_err(|e| crypto_err("secret", e))?;
+            z = next;
+        }
+        Err(exhausted("key", max_tries))
+    }
+}
+
+impl SupportedKxGroup for FfdheKx {
+    fn start(&self) -> Result<Box<dyn ActiveKeyExchange>, rustls::Error> {
+        self.start_fitting(|_| true, PubEncoding::Padded, 1).map(|(active, _)| active)
     }
 
     fn ffdhe_group(&self) -> Option<FfdheGroup<'static>> {
@@ -84,14 +194,7 @@ struct ActiveFfdhe {
 impl ActiveKeyExchange for ActiveFfdhe {
     fn complete(self: Box<Self>, peer: &[u8]) -> Result<SharedSecret, rustls::Error> {
         let p = BigNum::from_slice(self.group.p).map_err(|e| crypto_err("prime", e))?;
-        let y = BigNum::from_slice(peer).map_err(|e| crypto_err("peer value", e))?;
-        let one = BigNum::from_u32(1).map_err(|e| crypto_err("constant", e))?;
-        let mut p_minus_1 = BigNum::new().map_err(|e| crypto_err("constant", e))?;
-        p_minus_1.checked_sub(&p, &one).map_err(|e| crypto_err("constant", e))?;
-        // RFC 7919 §5.1: the peer's value must lie in (1, p-1).
-        if y <= one || y >= p_minus_1 {
-            return Err(rustls::PeerMisbehaved::InvalidKeyShare.into());
-        }
+        let y = check_peer(&p, peer)?;
         let mut z = BigNum::new().map_err(|e| crypto_err("secret", e))?;
         let mut ctx = BigNumContext::new().map_err(|e| crypto_err("context", e))?;
         z.mod_exp(&y, &self.x, &p, &mut ctx).map_err(|e| crypto_err("secret", e))?;
@@ -183,6 +286,30 @@ mod tests {
         let b_pub = b.pub_key().to_vec();
         let a_pub = a.pub_key().to_vec();
         assert_eq!(a.complete(&b_pub).unwrap().secret_bytes(), b.complete(&a_pub).unwrap().secret_bytes());
+    }
+
+    /// The search walks private values x, x+1, … whose public values and secrets are the real
+    /// ones: the other side derives the same secret from what was sent, and the condition holds.
+    #[test]
+    fn a_chosen_key_is_a_real_key() {
+        let g = rustls::ffdhe_groups::FFDHE2048;
+        let kx = FfdheKx::new(NamedGroup::FFDHE2048, g.p.to_vec(), g.g.to_vec());
+        let client = kx.start().unwrap();
+        let (done, tries) = kx.complete_fitting(client.pub_key(), |_, s| s[0] == 0, 20_000).unwrap();
+        assert_eq!(done.secret.secret_bytes()[0], 0);
+        assert!(tries >= 1);
+        assert_eq!(done.pub_key.len(), 256);
+        let theirs = client.complete(&done.pub_key).unwrap();
+        assert_eq!(theirs.secret_bytes(), done.secret.secret_bytes());
+        // A public value with a zero top byte, sent minimal: one byte or more shorter.
+        let (active, _) = kx.start_fitting(|p| p[0] == 0, PubEncoding::Minimal, 20_000).unwrap();
+        assert!(active.pub_key().len() < 256 && active.pub_key()[0] != 0);
+        let peer = kx.start().unwrap();
+        let peer_pub = peer.pub_key().to_vec();
+        assert_eq!(
+            peer.complete(active.pub_key()).unwrap().secret_bytes(),
+            active.complete(&peer_pub).unwrap().secret_bytes()
+        );
     }
 
     #[test]

@@ -117,6 +117,7 @@ pub fn profiles() -> impl Strategy<Value = ServerProfile> {
                 dhe: None,
                 cert,
                 fault,
+                force: None,
                 section: None,
                 library_dir: None,
             }

@@ -60,10 +60,18 @@ pub enum Fault {
     /// A TLS 1.3 server that cannot send a HelloRetryRequest: when no key share the client sent
     /// is one of its groups, it answers with a handshake_failure alert.
     NoHrr,
+    /// Not an SMTP server at all: an SSH banner where the SMTP greeting was due, and OpenSSH's
+    /// words for the client's first line (a wrong port in a relay map, a redirected port).
+    NotSmtp,
+    /// With `force = "secret-leading-zero"`: the server drops the zero byte from the TLS 1.3
+    /// secret as TLS 1.2 does, deriving other keys than a correct client (the bug of OpenSSL's
+    /// TLS 1.3 FFDHE before PR 8178's fix, and the mirror of JDK-8328046): what each stack says
+    /// when the two sides' keys differ.
+    StripsSecretLeadingZero,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 19] = [
+    pub const ALL: [Fault; 21] = [
         Fault::NoStarttls,
         Fault::Starttls454,
         Fault::Starttls421,
@@ -83,6 +91,8 @@ impl Fault {
         Fault::Tls13Intolerant,
         Fault::NoEms,
         Fault::NoHrr,
+        Fault::NotSmtp,
+        Fault::StripsSecretLeadingZero,
     ];
 
     /// The name used in matrix files.
@@ -107,6 +117,8 @@ impl Fault {
             Fault::Tls13Intolerant => "tls13-intolerant",
             Fault::NoEms => "no-ems",
             Fault::NoHrr => "no-hrr",
+            Fault::NotSmtp => "not-smtp",
+            Fault::StripsSecretLeadingZero => "strips-secret-leading-zero",
         }
     }
 
@@ -118,8 +130,10 @@ impl Fault {
             | Fault::ClienthelloLengthIntolerant
             | Fault::Tls13Intolerant
             | Fault::NoEms
-            | Fault::NoHrr => true,
+            | Fault::NoHrr
+            | Fault::StripsSecretLeadingZero => true,
             Fault::NoStarttls
+            | Fault::NotSmtp
             | Fault::Starttls454
             | Fault::Starttls421
             | Fault::Banner421
@@ -145,9 +159,12 @@ impl Fault {
             Fault::ClienthelloLengthIntolerant => Some(Duration::from_secs(2)),
             // The server refuses TLS or the session: a client has nothing left to wait for, and
             // one that is still waiting after this (gnutls-cli's STARTTLS helper) hangs.
-            Fault::NoStarttls | Fault::Starttls454 | Fault::Starttls421 | Fault::Banner421 | Fault::Ehlo5xx => {
-                Some(REFUSAL_BOUND)
-            }
+            Fault::NoStarttls
+            | Fault::Starttls454
+            | Fault::Starttls421
+            | Fault::Banner421
+            | Fault::Ehlo5xx
+            | Fault::NotSmtp => Some(REFUSAL_BOUND),
             Fault::InjectAfterStarttlsResponse
             | Fault::PipelinedPlaintext
             | Fault::CapabilitiesChangeAfterTls
@@ -159,7 +176,8 @@ impl Fault {
             | Fault::ClienthelloOneSegment
             | Fault::Tls13Intolerant
             | Fault::NoEms
-            | Fault::NoHrr => None,
+            | Fault::NoHrr
+            | Fault::StripsSecretLeadingZero => None,
         }
     }
 }

@@ -25,9 +25,11 @@ pub enum ErrorClass {
     EmsMissing,
     HandshakeFailure,
     InjectionAccepted,
+    KeyMismatch,
     LegacySigalg,
     NoSharedCipher,
     NoSharedGroup,
+    NotSmtp,
     ProtocolVersion,
     ServerConfigRejected,
     ServerTimeout,
@@ -39,7 +41,7 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 26] = [
+    pub const ALL: [ErrorClass; 28] = [
         ErrorClass::CertExpired,
         ErrorClass::CertKeyTooSmall,
         ErrorClass::CertNameMismatch,
@@ -55,9 +57,11 @@ impl ErrorClass {
         ErrorClass::EmsMissing,
         ErrorClass::HandshakeFailure,
         ErrorClass::InjectionAccepted,
+        ErrorClass::KeyMismatch,
         ErrorClass::LegacySigalg,
         ErrorClass::NoSharedCipher,
         ErrorClass::NoSharedGroup,
+        ErrorClass::NotSmtp,
         ErrorClass::ProtocolVersion,
         ErrorClass::ServerConfigRejected,
         ErrorClass::ServerTimeout,
@@ -85,9 +89,11 @@ impl ErrorClass {
             ErrorClass::EmsMissing => "ems_missing",
             ErrorClass::HandshakeFailure => "handshake_failure",
             ErrorClass::InjectionAccepted => "injection_accepted",
+            ErrorClass::KeyMismatch => "key_mismatch",
             ErrorClass::LegacySigalg => "legacy_sigalg",
             ErrorClass::NoSharedCipher => "no_shared_cipher",
             ErrorClass::NoSharedGroup => "no_shared_group",
+            ErrorClass::NotSmtp => "not_smtp",
             ErrorClass::ProtocolVersion => "protocol_version",
             ErrorClass::ServerConfigRejected => "server_config_rejected",
             ErrorClass::ServerTimeout => "server_timeout",
@@ -131,11 +137,17 @@ impl ErrorClass {
                 "the server ended the handshake with a bare handshake_failure alert: no cipher, group or version in common, or a setting it would not use — its own log says which"
             }
             ErrorClass::InjectionAccepted => "the client took plaintext injected before the handshake as protected",
+            ErrorClass::KeyMismatch => {
+                "the two sides derived different keys: the first encrypted record did not decrypt (bad record MAC, tag mismatch) — e.g. one side dropped a leading zero of the shared secret"
+            }
             ErrorClass::LegacySigalg => {
                 "a signature algorithm one side requires (e.g. TLS 1.0's MD5-SHA1) is refused by the other"
             }
             ErrorClass::NoSharedCipher => "client and server have no cipher suite in common",
             ErrorClass::NoSharedGroup => "client and server have no key-exchange group in common",
+            ErrorClass::NotSmtp => {
+                "the server does not speak SMTP: its greeting is not an SMTP reply (an SSH banner, say)"
+            }
             ErrorClass::ProtocolVersion => "client and server have no TLS protocol version in common",
             ErrorClass::ServerConfigRejected => "the server refused or silently dropped its own TLS configuration",
             ErrorClass::ServerTimeout => {
@@ -173,9 +185,13 @@ impl ErrorClass {
             ErrorClass::InjectionAccepted => {
                 "update the client: it must discard plaintext buffered before the handshake"
             }
+            ErrorClass::KeyMismatch => {
+                "find which side computes the secret wrongly (the rare-* profiles force each case); until it is fixed, offer a group the broken side handles (ECDHE instead of TLS 1.3 FFDHE)"
+            }
             ErrorClass::LegacySigalg => "enable TLS 1.2 or later with SHA-256 signatures",
             ErrorClass::NoSharedCipher => "add ECDHE suites (and TLS 1.3) to the server's cipher list",
             ErrorClass::NoSharedGroup => "offer x25519 and secp256r1 (and ffdhe2048 for TLS 1.3 FFDHE)",
+            ErrorClass::NotSmtp => "check the MX host and port: something other than a mail server answers there",
             ErrorClass::ProtocolVersion => "enable TLS 1.2 and 1.3 on the server",
             ErrorClass::ServerConfigRejected => "use parameters the server's TLS library accepts (e.g. DH ≥ 2048 bits)",
             ErrorClass::ServerTimeout => {
@@ -246,6 +262,7 @@ impl ErrorClass {
             | ErrorClass::DhInvalidAccepted
             | ErrorClass::DhTooLarge
             | ErrorClass::DhTooSmall
+            | ErrorClass::KeyMismatch
             | ErrorClass::NoSharedGroup
             | ErrorClass::UnofferedGroup => Family::KeyExchange,
             ErrorClass::EmsMissing
@@ -260,6 +277,7 @@ impl ErrorClass {
             | ErrorClass::CertWeakSignature => Family::Certificate,
             ErrorClass::DowngradedToPlaintext
             | ErrorClass::InjectionAccepted
+            | ErrorClass::NotSmtp
             | ErrorClass::SmtpRejected
             | ErrorClass::StarttlsNotOffered
             | ErrorClass::StarttlsRefused => Family::Starttls,

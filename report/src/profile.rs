@@ -422,7 +422,12 @@ pub struct ServerProfile {
     /// OpenSMTPD's `pki … dhe` mode; absent = OpenSMTPD's default (`none`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dhe: Option<DheMode>,
-    /// The table the row goes in; absent = decided by the fault (none: TLS configurations).
+    /// A rare encoding the built-in server makes happen in every handshake (a forced profile,
+    /// `rare-*`); absent = the rustls backend keeps every rare encoding out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force: Option<crate::encoding::RareCase>,
+    /// The table the row goes in; absent = decided by `force` or the fault (neither: TLS
+    /// configurations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub section: Option<Section>,
     /// A candidate TLS library's directory, first on the MTA's `LD_LIBRARY_PATH` (set by
@@ -440,18 +445,21 @@ pub enum Section {
     /// Servers a client update breaks: large ClientHellos, HelloRetryRequest, version and length
     /// intolerance, weak certificates, no EMS.
     ClientUpdates,
+    /// Forced rare encodings: the one-handshake-in-256 cases made to happen every time.
+    RareEncodings,
     /// Hostile or broken SMTP dialogue around STARTTLS.
     Starttls,
 }
 
 impl Section {
-    pub const ALL: [Section; 3] = [Section::Tls, Section::ClientUpdates, Section::Starttls];
+    pub const ALL: [Section; 4] = [Section::Tls, Section::ClientUpdates, Section::RareEncodings, Section::Starttls];
 
     /// The table's title.
     pub fn title(self) -> &'static str {
         match self {
             Section::Tls => "TLS configurations",
             Section::ClientUpdates => "Client updates that break servers",
+            Section::RareEncodings => "Rare encodings, forced (one handshake in 256, every time)",
             Section::Starttls => "STARTTLS behaviour (hostile servers)",
         }
     }
@@ -562,6 +570,14 @@ impl ServerProfile {
                 "fault no-ems needs backend = \"openssl\" (rustls always offers EMS) and max_tls = \"1.2\" (TLS 1.3 has no EMS to leave out)",
             ));
         }
+        if self.fault == Some(crate::fault::Fault::StripsSecretLeadingZero)
+            && self.force != Some(crate::encoding::RareCase::SecretLeadingZero)
+        {
+            return Err(err(
+                "fault",
+                "fault strips-secret-leading-zero needs force = \"secret-leading-zero\" (a secret with a zero byte to strip)",
+            ));
+        }
         if self.fault == Some(crate::fault::Fault::NoHrr)
             && (self.groups.is_none() || self.max_tls != TlsVersion::Tls13)
         {
@@ -570,10 +586,71 @@ impl ServerProfile {
                 "fault no-hrr needs `groups` (the key shares the server can take) and max_tls = \"1.3\"",
             ));
         }
+        if let Some(case) = self.force {
+            self.validate_force(case)?;
+        }
         match self.backend {
             Backend::Builtin(TlsBackend::Rustls) => self.validate_rustls(),
             Backend::Builtin(TlsBackend::Openssl) | Backend::Mta(_) => Ok(()),
         }
+    }
+
+    /// A forced case needs the backend that chooses its own keys and signatures, and a profile
+    /// where the case can happen.
+    fn validate_force(&self, case: crate::encoding::RareCase) -> Result<(), ProfileError> {
+        use crate::encoding::RareCase as R;
+        let name = case.name();
+        if self.backend != Backend::Builtin(TlsBackend::Rustls) {
+            return Err(err(
+                "force",
+                format!(
+                    "force = \"{name}\" needs backend = \"rustls\": only the built-in rustls backend chooses its own keys and signatures"
+                ),
+            ));
+        }
+        let strips = self.fault == Some(crate::fault::Fault::StripsSecretLeadingZero);
+        if self.fault.is_some() && !(strips && case == R::SecretLeadingZero) {
+            return Err(err(
+                "force",
+                "a forced profile carries no fault but strips-secret-leading-zero (with force = \"secret-leading-zero\"): one thing at a time",
+            ));
+        }
+        match case {
+            R::SecretLeadingZero => {
+                let one_group = self.groups.as_ref().filter(|g| g.len() == 1).map(|g| g[0]);
+                let choosable = one_group.is_some_and(|g| {
+                    g.ffdhe().is_some() || matches!(g, Group::Secp256r1 | Group::Secp384r1 | Group::Secp521r1)
+                });
+                if self.min_tls != TlsVersion::Tls13 || !choosable {
+                    return Err(err(
+                        "force",
+                        format!(
+                            "force = \"{name}\" needs min_tls = \"1.3\" (in TLS 1.2 the client picks its key last) and one finite-field or NIST group, e.g. groups = [\"ffdhe2048\"]"
+                        ),
+                    ));
+                }
+            }
+            R::PublicLeadingZeroMinimal | R::PublicLeadingZeroPadded => {
+                let dhe_only = self.ciphers.as_ref().is_some_and(|c| c.iter().all(|s| s.starts_with("TLS_DHE_")));
+                if self.max_tls != TlsVersion::Tls12 || self.dh.is_none() || !dhe_only {
+                    return Err(err(
+                        "force",
+                        format!("force = \"{name}\" needs max_tls = \"1.2\", a `dh` group and TLS_DHE_* suites only"),
+                    ));
+                }
+            }
+            R::SignatureLeadingZero => {
+                if !self.cert.is_rsa() {
+                    return Err(err("force", format!("force = \"{name}\" needs an RSA certificate (cert = \"rsa\")")));
+                }
+            }
+            R::EcdsaShortR | R::EcdsaShortS => {
+                if self.cert != CertKind::Ecdsa {
+                    return Err(err("force", format!("force = \"{name}\" needs cert = \"ecdsa\"")));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn validate_rustls(&self) -> Result<(), ProfileError> {
@@ -592,19 +669,20 @@ impl ServerProfile {
         if let Some(s) = unknown(&self.tls13_suites, RUSTLS_TLS13_SUITES) {
             return Err(err("tls13_suites", format!("the rustls backend has no TLS 1.3 suite {s}")));
         }
-        if let Some(g) = self.groups.iter().flatten().find(|g| matches!(g, Group::X448 | Group::Secp521r1)) {
-            return Err(err("groups", format!("the rustls backend (ring) has no group {}", g.name())));
+        if let Some(g) = self.groups.iter().flatten().find(|g| matches!(g, Group::X448)) {
+            return Err(err("groups", format!("the rustls backend has no group {}", g.name())));
         }
         Ok(())
     }
 
     /// The table the profile's row goes in.
     pub fn section(&self) -> Section {
-        match (self.section, self.fault) {
-            (Some(s), _) => s,
-            (None, Some(f)) if f.in_handshake() => Section::ClientUpdates,
-            (None, Some(_)) => Section::Starttls,
-            (None, None) => Section::Tls,
+        match (self.section, self.force, self.fault) {
+            (Some(s), _, _) => s,
+            (None, Some(_), _) => Section::RareEncodings,
+            (None, None, Some(f)) if f.in_handshake() => Section::ClientUpdates,
+            (None, None, Some(_)) => Section::Starttls,
+            (None, None, None) => Section::Tls,
         }
     }
 
@@ -645,6 +723,48 @@ mod tests {
         assert_eq!(p.validate().unwrap_err().field, "ciphers");
         let p = profile(serde_json::json!({"id": "x", "backend": "rustls", "groups": ["x448"]}));
         assert_eq!(p.validate().unwrap_err().field, "groups");
+    }
+
+    #[test]
+    fn a_forced_case_needs_a_profile_where_it_can_happen() {
+        let ok = |json| profile(json).validate().is_ok();
+        let field = |json| profile(json).validate().unwrap_err().field;
+        assert!(ok(serde_json::json!({"id": "rare-x", "backend": "rustls", "min_tls": "1.3",
+            "groups": ["ffdhe2048"], "force": "secret-leading-zero"})));
+        assert!(ok(serde_json::json!({"id": "rare-x", "backend": "rustls", "min_tls": "1.3",
+            "groups": ["secp521r1"], "force": "secret-leading-zero"})));
+        // Not on OpenSSL, which picks its own keys; not in TLS 1.2, where the client answers last.
+        assert_eq!(
+            field(serde_json::json!({"id": "x", "backend": "openssl", "min_tls": "1.3",
+            "groups": ["ffdhe2048"], "force": "secret-leading-zero"})),
+            "force"
+        );
+        assert_eq!(
+            field(serde_json::json!({"id": "x", "backend": "rustls",
+            "groups": ["ffdhe2048"], "force": "secret-leading-zero"})),
+            "force"
+        );
+        assert_eq!(
+            field(serde_json::json!({"id": "x", "backend": "rustls", "min_tls": "1.3",
+            "groups": ["x25519"], "force": "secret-leading-zero"})),
+            "force"
+        );
+        assert!(ok(serde_json::json!({"id": "x", "backend": "rustls", "max_tls": "1.2", "dh": "ffdhe2048",
+            "ciphers": ["TLS_DHE_RSA_WITH_AES_128_GCM_SHA256"], "force": "public-leading-zero-minimal"})));
+        assert_eq!(
+            field(serde_json::json!({"id": "x", "backend": "rustls", "max_tls": "1.2", "dh": "ffdhe2048",
+            "force": "public-leading-zero-padded"})),
+            "force"
+        );
+        assert_eq!(field(serde_json::json!({"id": "x", "backend": "rustls", "force": "ecdsa-short-r"})), "force");
+        assert!(ok(serde_json::json!({"id": "x", "backend": "rustls", "cert": "ecdsa", "force": "ecdsa-short-s"})));
+        assert_eq!(
+            field(serde_json::json!({"id": "x", "backend": "rustls", "cert": "ecdsa",
+            "force": "signature-leading-zero"})),
+            "force"
+        );
+        let forced = profile(serde_json::json!({"id": "x", "backend": "rustls", "force": "signature-leading-zero"}));
+        assert_eq!(forced.section(), Section::RareEncodings);
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub struct ConnectionRecord {
     /// The client's first ClientHello as the built-in server read it off the wire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_hello: Option<ClientHelloInfo>,
+    /// The rare encodings the built-in server forced or kept out of its key exchange and
+    /// signature, one choice each (the rustls backend; empty where the library chose).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encodings: Vec<crate::encoding::EncodingChoice>,
 }
 
 /// What a client's first ClientHello offered, read by the built-in server from the bytes on the

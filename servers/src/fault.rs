@@ -19,6 +19,13 @@ pub const INTOLERANT_LENGTHS: std::ops::RangeInclusive<usize> = 256..=511;
 /// The delay of [`Fault::SlowBanner`].
 pub const SLOW_BANNER_DELAY: Duration = Duration::from_millis(300);
 
+/// What [`Fault::NotSmtp`] greets with: an OpenSSH server's identification string (RFC 4253 §4.2).
+pub const SSH_BANNER: &str = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n";
+/// How long [`Fault::NotSmtp`] waits for a client that says nothing before it closes.
+pub const NOT_SMTP_GRACE: Duration = Duration::from_secs(1);
+/// What OpenSSH answers a first line that is not an SSH identification string, then closes.
+pub const SSH_REFUSAL: &str = "Invalid SSH identification string.\r\n";
+
 /// The plaintext [`Fault::InjectAfterStarttlsResponse`] sends after its 220; the token
 /// `INJECTED` in a client's words means the client took it as a reply over TLS.
 pub const INJECTED_REPLY: &str = "554 5.7.0 INJECTED plaintext sent before the TLS handshake\r\n";
@@ -61,7 +68,9 @@ pub fn after_starttls(fault: Option<Fault>) -> AfterStarttls {
             | Fault::ClienthelloLengthIntolerant
             | Fault::Tls13Intolerant
             | Fault::NoEms
-            | Fault::NoHrr,
+            | Fault::NoHrr
+            | Fault::NotSmtp
+            | Fault::StripsSecretLeadingZero,
         )
         | None => AfterStarttls::Handshake,
     }
@@ -141,7 +150,9 @@ pub fn on_client_hello(fault: Option<Fault>, read: &Read, short: Option<&Short>,
             | Fault::CloseAfterStarttls
             | Fault::MultilineOddities
             | Fault::SlowBanner
-            | Fault::Stall,
+            | Fault::Stall
+            | Fault::NotSmtp
+            | Fault::StripsSecretLeadingZero,
         )
         | None => HelloVerdict::Proceed,
     }

@@ -216,6 +216,7 @@ async fn serve_connection(
             duration_ms: Some(0),
             refusal: None,
             client_hello: None,
+            encodings: Vec::new(),
         },
     };
     let deadline = tokio::time::Instant::now() + options.connection_timeout;
@@ -235,6 +236,7 @@ async fn serve_connection(
             duration_ms: Some(started.elapsed().as_millis() as u64),
             refusal: session.refusal.clone(),
             client_hello: None,
+            encodings: Vec::new(),
         },
     }
 }
@@ -273,6 +275,24 @@ async fn drive(
                 Stage::Smtp,
                 End::Fault,
                 Some("fault stall: the banner never ended".into()),
+                started,
+                session,
+            );
+        }
+        Some(Fault::NotSmtp) => {
+            // An SSH server: its identification string, then OpenSSH's answer to whatever the
+            // client says first; a client still waiting for a greeting after a second is let go
+            // (OpenSSH's LoginGraceTime, shortened).
+            let _ = reader.get_mut().write_all(crate::fault::SSH_BANNER.as_bytes()).await;
+            let said = tokio::time::timeout(crate::fault::NOT_SMTP_GRACE, read_line(&mut reader)).await;
+            if matches!(said, Ok(Ok(Some(_)))) {
+                let _ = reader.get_mut().write_all(crate::fault::SSH_REFUSAL.as_bytes()).await;
+            }
+            let _ = reader.get_mut().shutdown().await;
+            return progress.end(
+                Stage::Smtp,
+                End::Fault,
+                Some("fault not-smtp: an SSH banner instead of an SMTP greeting".into()),
                 started,
                 session,
             );
@@ -375,7 +395,9 @@ async fn drive(
             return progress.end(Stage::Handshake, End::Fault, Some(what), started, session);
         }
     }
-    let (tls, negotiated) = match serving.acceptor.accept(Replay::new(read.bytes, tcp)).await {
+    let (accepted, encodings) = serving.acceptor.accept(Replay::new(read.bytes, tcp)).await;
+    progress.record.encodings = encodings;
+    let (tls, negotiated) = match accepted {
         Ok(ok) => ok,
         Err(words) => return progress.end(Stage::Handshake, End::HandshakeFailed, Some(words), started, session),
     };

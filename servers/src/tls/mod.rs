@@ -1,6 +1,8 @@
 //! TLS for the built-in server: one acceptor per backend, built once per profile from the
 //! server profile, and the negotiated parameters of each connection.
 
+pub mod choose;
+pub mod ecdhe;
 pub mod openssl;
 pub mod rustls;
 
@@ -44,10 +46,14 @@ impl Acceptor {
     }
 
     /// Do the server side of the handshake over `tcp`, whose first bytes (the ClientHello) were
-    /// already read and are replayed. On failure, the library's own words.
-    pub async fn accept(&self, tcp: Replay<TcpStream>) -> Result<(Box<dyn TlsStream>, Negotiated), String> {
+    /// already read and are replayed. On failure, the library's own words. With it, the rare
+    /// encodings the backend forced or kept out (none where the library chose its own keys).
+    pub async fn accept(
+        &self,
+        tcp: Replay<TcpStream>,
+    ) -> (Result<(Box<dyn TlsStream>, Negotiated), String>, Vec<report_format::EncodingChoice>) {
         match self {
-            Acceptor::Openssl(ctx, dh_bits) => openssl::accept(ctx, *dh_bits, tcp).await,
+            Acceptor::Openssl(ctx, dh_bits) => (openssl::accept(ctx, *dh_bits, tcp).await, Vec::new()),
             Acceptor::Rustls(cfg) => rustls::accept(cfg.clone(), tcp).await,
         }
     }

@@ -1,12 +1,16 @@
 //! The rustls backend: rustls 0.23 with the ring provider, narrowed to the profile's versions,
-//! suites and groups, plus TLS 1.2 DHE from [`super::ffdhe`] when the profile has a DH group, and
-//! the post-quantum hybrid X25519MLKEM768 from the aws-lc-rs provider (ring has none).
+//! suites and groups, plus TLS 1.2 DHE from [`ffdhe`] when the profile has a DH group, the NIST
+//! curves on OpenSSL's arithmetic ([`super::ecdhe`]), and the post-quantum hybrid
+//! X25519MLKEM768 from the aws-lc-rs provider (ring has none). Every key exchange and signature
+//! goes through [`super::choose`]: the profile's forced rare case, or none.
 
+use super::choose::{ChosenEc, ChosenFfdhe, ChosenKey, Policy, Redrawn};
+use super::ecdhe::EcKx;
 use crate::dh::DhParams;
 use crate::hello::Replay;
 use crate::pki::TestPki;
 use ffdhe::{CUSTOM_GROUP_ID, FfdheKx, dhe_suites};
-use report_format::{Group, ServerProfile, TlsVersion};
+use report_format::{EncodingChoice, Group, ServerProfile, TlsVersion};
 use rustls::crypto::{CryptoProvider, SupportedKxGroup};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -19,7 +23,16 @@ use wire::Negotiated;
 const RFC7919_NAMES: [NamedGroup; 5] =
     [NamedGroup::FFDHE2048, NamedGroup::FFDHE3072, NamedGroup::FFDHE4096, NamedGroup::FFDHE6144, NamedGroup::FFDHE8192];
 
-fn named_ffdhe(group: Group) -> Option<&'static dyn SupportedKxGroup> {
+fn leak(kx: impl SupportedKxGroup + 'static) -> &'static dyn SupportedKxGroup {
+    Box::leak(Box::new(kx))
+}
+
+/// A finite-field group whose keys the server chooses.
+fn chosen_ffdhe(kx: &'static FfdheKx, policy: Policy) -> &'static dyn SupportedKxGroup {
+    leak(ChosenFfdhe { kx, policy })
+}
+
+fn named_ffdhe(group: Group, policy: Policy) -> Option<&'static dyn SupportedKxGroup> {
     let dh = group.ffdhe()?;
     let (p, g) = dh.p_and_g();
     let name = match group {
@@ -35,19 +48,24 @@ fn named_ffdhe(group: Group) -> Option<&'static dyn SupportedKxGroup> {
         | Group::Secp521r1
         | Group::X25519Mlkem768 => return None,
     };
-    Some(FfdheKx::new(name, p, g))
+    Some(chosen_ffdhe(FfdheKx::new(name, p, g), policy))
 }
 
-fn kx_group(group: Group) -> Option<&'static dyn SupportedKxGroup> {
+fn chosen_ec(name: NamedGroup, policy: Policy) -> Option<&'static dyn SupportedKxGroup> {
+    EcKx::of(name).map(|kx| leak(ChosenEc { kx, policy }))
+}
+
+fn kx_group(group: Group, policy: Policy) -> Option<&'static dyn SupportedKxGroup> {
     use rustls::crypto::ring::kx_group;
     match group {
-        Group::X25519 => Some(kx_group::X25519),
-        Group::Secp256r1 => Some(kx_group::SECP256R1),
-        Group::Secp384r1 => Some(kx_group::SECP384R1),
-        Group::X448 | Group::Secp521r1 => None,
-        Group::X25519Mlkem768 => Some(rustls::crypto::aws_lc_rs::kx_group::X25519MLKEM768),
+        Group::X25519 => Some(leak(Redrawn { inner: kx_group::X25519 })),
+        Group::Secp256r1 => chosen_ec(NamedGroup::secp256r1, policy),
+        Group::Secp384r1 => chosen_ec(NamedGroup::secp384r1, policy),
+        Group::Secp521r1 => chosen_ec(NamedGroup::secp521r1, policy),
+        Group::X448 => None,
+        Group::X25519Mlkem768 => Some(leak(Redrawn { inner: rustls::crypto::aws_lc_rs::kx_group::X25519MLKEM768 })),
         Group::Ffdhe2048 | Group::Ffdhe3072 | Group::Ffdhe4096 | Group::Ffdhe6144 | Group::Ffdhe8192 => {
-            named_ffdhe(group)
+            named_ffdhe(group, policy)
         }
     }
 }
@@ -57,6 +75,10 @@ fn suite_name(s: &SupportedCipherSuite) -> String {
 }
 
 pub(super) fn build(profile: &ServerProfile, pki: &TestPki) -> Result<Arc<ServerConfig>, String> {
+    let policy = Policy {
+        forced: profile.force,
+        strips_secret_zero: profile.fault == Some(report_format::Fault::StripsSecretLeadingZero),
+    };
     let ring = rustls::crypto::ring::default_provider();
     let mut available: Vec<SupportedCipherSuite> = ring.cipher_suites.clone();
     available.extend_from_slice(dhe_suites());
@@ -74,6 +96,9 @@ pub(super) fn build(profile: &ServerProfile, pki: &TestPki) -> Result<Arc<Server
     };
     match &profile.ciphers {
         Some(list) => suites.extend(pick(list)?),
+        // TLS 1.3 only: no TLS 1.2 suite (rustls refuses an ECDHE suite without an ECDHE group,
+        // and a TLS 1.3 ffdhe-only profile has none).
+        None if !profile.speaks_tls12_or_below() => {}
         None => {
             suites.extend(ring.cipher_suites.iter().filter(|s| s.tls13().is_none()).copied());
             if profile.dh.is_some() {
@@ -87,12 +112,15 @@ pub(super) fn build(profile: &ServerProfile, pki: &TestPki) -> Result<Arc<Server
     let mut groups: Vec<&'static dyn SupportedKxGroup> = Vec::new();
     if let Some(dh) = profile.dh {
         let (p, g) = dh.p_and_g();
-        match Group::for_dh(dh).and_then(named_ffdhe) {
+        match Group::for_dh(dh).and_then(|g| named_ffdhe(g, policy)) {
             Some(named) => groups.push(named),
             None => {
-                groups.push(FfdheKx::new(NamedGroup::Unknown(CUSTOM_GROUP_ID), p.clone(), g.clone()));
+                groups.push(chosen_ffdhe(
+                    FfdheKx::new(NamedGroup::Unknown(CUSTOM_GROUP_ID), p.clone(), g.clone()),
+                    policy,
+                ));
                 for name in RFC7919_NAMES {
-                    groups.push(FfdheKx::legacy_under(name, p.clone(), g.clone()));
+                    groups.push(chosen_ffdhe(FfdheKx::legacy_under(name, p.clone(), g.clone()), policy));
                 }
             }
         }
@@ -100,7 +128,7 @@ pub(super) fn build(profile: &ServerProfile, pki: &TestPki) -> Result<Arc<Server
     match &profile.groups {
         Some(list) => {
             for g in list {
-                let kx = kx_group(*g).ok_or_else(|| format!("no group {}", g.name()))?;
+                let kx = kx_group(*g, policy).ok_or_else(|| format!("no group {}", g.name()))?;
                 if !groups
                     .iter()
                     .any(|k| k.name() == kx.name() && k.usable_for_version(rustls::ProtocolVersion::TLSv1_3))
@@ -109,7 +137,10 @@ pub(super) fn build(profile: &ServerProfile, pki: &TestPki) -> Result<Arc<Server
                 }
             }
         }
-        None => groups.extend(ring.kx_groups.iter().copied()),
+        // ring's defaults (X25519, P-256, P-384), with keys chosen.
+        None => groups.extend(
+            [Group::X25519, Group::Secp256r1, Group::Secp384r1].into_iter().filter_map(|g| kx_group(g, policy)),
+        ),
     }
 
     let provider = CryptoProvider { cipher_suites: suites, kx_groups: groups, ..ring };
@@ -125,12 +156,14 @@ pub(super) fn build(profile: &ServerProfile, pki: &TestPki) -> Result<Arc<Server
         .collect::<Result<_, _>>()
         .map_err(|e| format!("read certificate: {e}"))?;
     let key = PrivateKeyDer::from_pem_file(pki.key(profile.cert)).map_err(|e| format!("read key: {e}"))?;
+    let key = provider.key_provider.load_private_key(key).map_err(|e| format!("load key: {e}"))?;
+    let key = Arc::new(ChosenKey { inner: key, policy });
+    let certified = rustls::sign::CertifiedKey::new(certs, key);
     let config = ServerConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&versions)
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| e.to_string())?;
+        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
     Ok(Arc::new(config))
 }
 
@@ -142,7 +175,15 @@ fn words(err: &std::io::Error) -> String {
     }
 }
 
+/// The server side of a handshake, with the choices of keys and signatures made in it.
 pub(super) async fn accept(
+    config: Arc<ServerConfig>,
+    tcp: Replay<TcpStream>,
+) -> (Result<(Box<dyn super::TlsStream>, Negotiated), String>, Vec<EncodingChoice>) {
+    super::choose::scoped(handshake(config, tcp)).await
+}
+
+async fn handshake(
     config: Arc<ServerConfig>,
     tcp: Replay<TcpStream>,
 ) -> Result<(Box<dyn super::TlsStream>, Negotiated), String> {
