@@ -196,6 +196,8 @@ reason = "no such stack"
             repeats: vec![],
             delivery: None,
             blind_check: None,
+            rate: None,
+            rare: Vec::new(),
         };
         Report {
             schema_version: 1,

@@ -111,11 +111,20 @@ impl Judge {
         let server_log: Vec<ConnectionRecord> = run.runs.iter().flat_map(|e| e.server.records.clone()).collect();
         let (first, delivery) =
             derived.first().cloned().unwrap_or((Outcome::HarnessError { detail: "the cell never ran".into() }, None));
-        let mut verdict = judge(&first, delivery.as_ref(), &expected);
         let fate = |d: &Option<Delivery>| d.as_ref().map(|d| (d.result, d.class));
-        if derived.iter().any(|(o, d)| o.signature() != first.signature() || fate(d) != fate(&delivery)) {
-            verdict = Verdict::Flaky;
-        }
+        let mut verdict = match expected.rare {
+            // A known rare failure: judged over every run, by its rate.
+            Some(tolerance) if !derived.is_empty() => crate::rate::judge_tolerated(&derived, &expected, tolerance),
+            _ => {
+                let verdict = judge(&first, delivery.as_ref(), &expected);
+                if derived.iter().any(|(o, d)| o.signature() != first.signature() || fate(d) != fate(&delivery)) {
+                    Verdict::Flaky
+                } else {
+                    verdict
+                }
+            }
+        };
+        let rate = (derived.len() > 1).then(|| crate::rate::of(&derived));
         // Blind, a finding the list of coarsenings allows for the expected one meets it; and
         // where our server's records say more, the report keeps how the two views compare.
         let mut blind_check = None;
@@ -146,6 +155,7 @@ impl Judge {
             repeats: if outcomes.len() > 1 { outcomes } else { Vec::new() },
             delivery,
             blind_check,
+            rate,
         }
     }
 }
@@ -183,6 +193,8 @@ pub struct CellRecord {
     pub delivery: Option<Delivery>,
     /// Blind, where the informed view differs: how.
     pub blind_check: Option<BlindCheck>,
+    /// How often the repeats failed, when the cell ran more than once.
+    pub rate: Option<report_format::Rate>,
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ pub mod matrix;
 pub mod oracle;
 pub mod pipeline;
 pub mod plan;
+pub mod rare;
+pub mod rate;
 pub mod report;
 pub mod runner;
 pub mod shard;

@@ -138,6 +138,8 @@ mod tests {
                     repeats: vec![],
                     delivery: None,
                     blind_check: None,
+                    rate: None,
+                    rare: Vec::new(),
                 },
             );
         }

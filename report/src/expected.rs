@@ -58,11 +58,14 @@ pub struct Expected {
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// A known rare failure the cell may show (`rare = "1/256"`): tolerated at about that rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rare: Option<crate::rate::Tolerance>,
 }
 
 impl Expected {
     pub fn new(outcome: ExpectedOutcome, reason: impl Into<String>) -> Expected {
-        Expected { outcome, reason: reason.into(), link: None }
+        Expected { outcome, reason: reason.into(), link: None, rare: None }
     }
 
     /// The expectation of a cell no `[[expect]]` matches: it connects.

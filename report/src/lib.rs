@@ -16,6 +16,7 @@ pub mod fault;
 pub mod negotiated;
 pub mod outcome;
 pub mod profile;
+pub mod rate;
 pub mod record;
 pub mod report;
 pub mod server_run;
@@ -35,6 +36,7 @@ pub use profile::{
     Backend, CertKind, DheMode, Group, Library, Linkage, LinkedLibrary, Mta, ProfileError, Section, ServerProfile,
     TlsBackend, TlsVersion,
 };
+pub use rate::{Here, RareNote, Rate, Seen, Tolerance};
 pub use record::{ClientHelloInfo, ConnectionRecord, End, Refusal};
 pub use report::{CellReport, ClientInfo, Report, RunInfo, SCHEMA_VERSION};
 pub use server_run::{LoadedLibrary, MtaInfo, MtaRun, StopReport};

@@ -119,6 +119,13 @@ pub struct CellReport {
     /// whether the difference is an allowed coarsening.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blind_check: Option<BlindCheck>,
+    /// How often the repeats failed, when the cell ran more than once (`--repeat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<crate::rate::Rate>,
+    /// The rare encodings this connected cell's stack is known to fail (a forced profile's
+    /// finding) that its handshakes are exposed to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rare: Vec<crate::rate::RareNote>,
 }
 
 impl Report {
@@ -223,10 +230,64 @@ impl CellReport {
         out
     }
 
+    /// The server's choices of its keys and signatures in this cell, one line per kind of
+    /// choice (`key exchange: forced secret-leading-zero after 212 tries (1.9 ms)`; over repeats,
+    /// `… 50 times, tries median 212, max 1173, median 1.5 ms`); a secret's luck only where it
+    /// was a rare case.
+    pub fn encodings(&self) -> Vec<String> {
+        let records = self
+            .server_log
+            .iter()
+            .chain(self.delivery.iter().flat_map(|d| d.attempts.iter().filter_map(|a| a.server.as_ref())));
+        let mut kinds: Vec<(&crate::encoding::EncodingChoice, Vec<(u32, u64)>)> = Vec::new();
+        for e in records.flat_map(|r| &r.encodings) {
+            if e.forced.is_none() && e.avoided.is_empty() && e.by_chance.is_empty() {
+                continue;
+            }
+            let same = |k: &crate::encoding::EncodingChoice| {
+                (&k.what, k.forced, &k.avoided, &k.by_chance) == (&e.what, e.forced, &e.avoided, &e.by_chance)
+            };
+            match kinds.iter_mut().find(|(k, _)| same(k)) {
+                Some((_, costs)) => costs.push((e.tries, e.micros)),
+                None => kinds.push((e, vec![(e.tries, e.micros)])),
+            }
+        }
+        kinds
+            .into_iter()
+            .map(|(e, mut costs)| {
+                if costs.len() == 1 {
+                    return e.summary();
+                }
+                let n = costs.len();
+                costs.sort_by_key(|c| c.0);
+                let (median_tries, max_tries) = (costs[n / 2].0, costs[n - 1].0);
+                costs.sort_by_key(|c| c.1);
+                let median_ms = costs[n / 2].1 as f64 / 1000.0;
+                let head = e.summary();
+                let head = head.split(" after ").next().unwrap_or(&head);
+                format!("{head}, {n} times: tries median {median_tries}, max {max_tries}; median {median_ms:.1} ms")
+            })
+            .collect()
+    }
+
     /// What a table shows: a sender's delivery (`deferred: dh_too_small`), else the outcome.
     /// A client's connected cell whose handshake needed a HelloRetryRequest says so
-    /// (`TLSv1.3 secp384r1 after HRR`), as the built-in server recorded it.
+    /// (`TLSv1.3 secp384r1 after HRR`), as the built-in server recorded it; repeats that failed
+    /// add their count (`· 3/1000 failed`), and a rare encoding the stack fails its odds
+    /// (`· fails 1/256`).
     pub fn label(&self) -> String {
+        let mut label = self.outcome_label();
+        if let Some(rate) = self.rate.as_ref().filter(|r| r.failed > 0) {
+            label.push_str(&format!(" · {}", rate.short()));
+        }
+        if let Some(note) = self.rare.first() {
+            label.push_str(&format!(" · {}", note.short()));
+        }
+        label
+    }
+
+    /// The outcome (or a sender's delivery) alone, without a rate or rare-encoding note.
+    pub fn outcome_label(&self) -> String {
         match &self.delivery {
             Some(d)
                 if d.result == crate::delivery::DeliveryResult::Tls
@@ -302,6 +363,8 @@ mod tests {
                 repeats: Vec::new(),
                 delivery: None,
                 blind_check: None,
+                rate: None,
+                rare: Vec::new(),
             },
         )
     }

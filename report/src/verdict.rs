@@ -16,10 +16,12 @@ pub enum Verdict {
     HarnessError,
     /// Repeats of the cell (`run --repeat N`) did not all behave the same.
     Flaky,
+    /// A known rare failure (`rare = "1/N"`) happened far more often than tolerated.
+    RateExceeded,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 8] = [
+    pub const ALL: [Verdict; 9] = [
         Verdict::Pass,
         Verdict::ExpectedFailure,
         Verdict::UnexpectedFailure,
@@ -28,6 +30,7 @@ impl Verdict {
         Verdict::Skipped,
         Verdict::HarnessError,
         Verdict::Flaky,
+        Verdict::RateExceeded,
     ];
 
     /// Whether this verdict leaves the run green.
@@ -45,6 +48,7 @@ impl Verdict {
             Verdict::Skipped => "skipped",
             Verdict::HarnessError => "harness_error",
             Verdict::Flaky => "flaky",
+            Verdict::RateExceeded => "rate_exceeded",
         }
     }
 }

@@ -5,7 +5,7 @@
 use super::MatrixError;
 use super::raw::{RawExpect, RawOutcome, key_line, line_of};
 use globset::{Glob, GlobMatcher};
-use report_format::{Expected, ExpectedOutcome};
+use report_format::{Expected, ExpectedOutcome, Tolerance};
 use std::path::Path;
 use toml::Spanned;
 
@@ -47,7 +47,32 @@ pub fn parse(path: &Path, source: &str, raw: Vec<Spanned<RawExpect>>) -> Result<
                 format!("expect {:?}: `result` goes only with outcome \"delivery\" (a sender's cell)", e.cell),
             ));
         }
-        let outcome = match (e.outcome, e.class) {
+        // A known rare failure: the cell connects, but fails with `class` about once in N runs.
+        let rare = match (&e.rare, e.outcome, e.class) {
+            (None, _, _) => None,
+            (Some(text), RawOutcome::Connected, Some(class)) => {
+                let one_in = Tolerance::parse_rate(text)
+                    .map_err(|m| invalid(at("rare"), format!("expect {:?}: {m}", e.cell)))?;
+                Some(Tolerance { class, one_in })
+            }
+            (Some(_), RawOutcome::Connected, None) => {
+                return Err(invalid(
+                    at("rare"),
+                    format!("expect {:?}: `rare` needs the class of the rare failure (class = \"…\")", e.cell),
+                ));
+            }
+            (Some(_), _, _) => {
+                return Err(invalid(
+                    at("rare"),
+                    format!(
+                        "expect {:?}: `rare` goes with outcome \"connected\": a cell that connects and fails about once in N runs",
+                        e.cell
+                    ),
+                ));
+            }
+        };
+        let class = if rare.is_some() { None } else { e.class };
+        let outcome = match (e.outcome, class) {
             (RawOutcome::Delivery, class) => match e.result {
                 Some(result) => ExpectedOutcome::Delivery { result, class },
                 None => {
@@ -73,7 +98,10 @@ pub fn parse(path: &Path, source: &str, raw: Vec<Spanned<RawExpect>>) -> Result<
             (RawOutcome::Connected | RawOutcome::Timeout | RawOutcome::Unsupported, Some(_)) => {
                 return Err(invalid(
                     at("class"),
-                    format!("expect {:?}: `class` goes only with outcome \"failed\"", e.cell),
+                    format!(
+                        "expect {:?}: `class` goes only with outcome \"failed\" (or with `rare` on a cell that connects)",
+                        e.cell
+                    ),
                 ));
             }
             (RawOutcome::Connected, None) => ExpectedOutcome::Connected,
@@ -86,7 +114,7 @@ pub fn parse(path: &Path, source: &str, raw: Vec<Spanned<RawExpect>>) -> Result<
         expectations.push(Expectation {
             pattern: e.cell,
             glob,
-            expected: Expected { outcome, reason: e.reason, link: e.link },
+            expected: Expected { outcome, reason: e.reason, link: e.link, rare },
             at: format!("{}:{}", path.display(), line_of(source, span.start)),
         });
     }

@@ -87,6 +87,8 @@ pub struct RawExpect {
     pub class: Option<ErrorClass>,
     /// A sender's fate: `tls`, `plaintext`, `plaintext_fallback`, `deferred`, `bounced`.
     pub result: Option<report_format::DeliveryResult>,
+    /// A known rare failure of a cell expected to connect: `rare = "1/256"` with its `class`.
+    pub rare: Option<String>,
     pub reason: String,
     pub link: Option<String>,
 }

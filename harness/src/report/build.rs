@@ -85,11 +85,13 @@ pub fn build(s: RunSummary<'_>) -> Report {
                 repeats: r.repeats.clone(),
                 delivery: r.delivery.clone(),
                 blind_check: r.blind_check.clone(),
+                rate: r.rate.clone(),
+                rare: Vec::new(),
             };
             (r.id.to_string(), cell)
         })
         .collect();
-    Report {
+    let mut report = Report {
         schema_version: SCHEMA_VERSION,
         run: RunInfo {
             id: run_id(s.started),
@@ -114,7 +116,9 @@ pub fn build(s: RunSummary<'_>) -> Report {
         sender_runs: s.ctx.sender_runs.lock().map(|m| m.clone()).unwrap_or_default(),
         clients,
         cells,
-    }
+    };
+    crate::rare::annotate(&mut report, Some(s.matrix));
+    report
 }
 
 #[cfg(test)]

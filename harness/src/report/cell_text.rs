@@ -28,6 +28,18 @@ pub fn render(id: &str, cell: &CellReport) -> String {
     for hello in cell.client_hellos() {
         let _ = writeln!(out, "  the server read: {hello}");
     }
+    for choice in cell.encodings() {
+        let _ = writeln!(out, "  the server chose: {choice}");
+    }
+    if let Some(rate) = &cell.rate {
+        let _ = writeln!(out, "  over {} runs: {}", rate.runs, rate.summary());
+    }
+    if let Some(t) = cell.expected.rare {
+        let _ = writeln!(out, "  tolerated: {} about 1 run in {}", t.class, t.one_in);
+    }
+    for note in &cell.rare {
+        let _ = writeln!(out, "  rare: {}", note.summary());
+    }
     if let Some(d) = &cell.delivery {
         let _ = writeln!(out, "  the message: {}", d.result.explanation());
         if let Some(class) = d.class {

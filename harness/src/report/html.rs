@@ -150,6 +150,18 @@ fn details(out: &mut String, cell: &CellReport, change: Option<(&String, ChangeK
     for hello in cell.client_hellos() {
         dl_row(out, "the server read", &hello);
     }
+    for choice in cell.encodings() {
+        dl_row(out, "the server chose", &choice);
+    }
+    if let Some(rate) = &cell.rate {
+        dl_row(out, &format!("over {} runs", rate.runs), &rate.summary());
+    }
+    if let Some(t) = cell.expected.rare {
+        dl_row(out, "tolerated", &format!("{} about 1 run in {}", t.class, t.one_in));
+    }
+    for note in &cell.rare {
+        dl_row(out, "rare failure", &note.summary());
+    }
     dl_row(out, "duration", &format!("{} ms", cell.duration_ms));
     let expected = cell.expected.outcome.to_string();
     dl_row(out, "expected", &format!("{expected} ({})", cell.expected.reason));
@@ -412,6 +424,8 @@ mod tests {
             repeats: vec![],
             delivery: None,
             blind_check: None,
+            rate: None,
+            rare: Vec::new(),
         };
         let info = ClientInfo {
             kind: "program".into(),

@@ -35,7 +35,11 @@ pub fn render(report: &Report) -> Result<String, quick_junit::SerializeError> {
                 s.set_message("harness error: we could not run this cell").set_description(detail(&cell.outcome));
                 s
             }
-            Verdict::UnexpectedFailure | Verdict::UnexpectedSuccess | Verdict::WrongError | Verdict::Flaky => {
+            Verdict::UnexpectedFailure
+            | Verdict::UnexpectedSuccess
+            | Verdict::WrongError
+            | Verdict::Flaky
+            | Verdict::RateExceeded => {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
                 let expected =
                     cell.expected.class().map_or_else(|| cell.expected.outcome.kind().to_string(), |c| c.to_string());

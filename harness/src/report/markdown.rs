@@ -115,6 +115,41 @@ fn mail_delivery(out: &mut String, report: &Report) {
 }
 
 /// Render the whole page.
+/// The cells that connected but are known to fail a rare encoding, and the rates of repeated
+/// cells that did not always do the same thing.
+fn rare_and_rates(out: &mut String, report: &Report) {
+    let rare: Vec<_> = report.cells.iter().filter(|(_, c)| !c.rare.is_empty()).collect();
+    if !rare.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Rare failures\n\nThese cells connected, but their stack fails a rare encoding their handshakes meet by chance (a forced profile shows it every time):\n\n| cell | outcome | rare failure |\n|---|---|---|"
+        );
+        for (id, c) in rare {
+            let notes: Vec<String> = c.rare.iter().map(|n| n.summary()).collect();
+            let _ =
+                writeln!(out, "| `{}` | {} | {} |", escape(id), escape(&c.outcome_label()), escape(&notes.join("; ")));
+        }
+    }
+    let rates: Vec<_> = report.cells.iter().filter_map(|(id, c)| Some((id, c, c.rate.as_ref()?))).collect();
+    if !rates.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Rates over {} runs a cell\n\n| cell | outcome | rate | verdict |\n|---|---|---|---|",
+            report.run.repeat
+        );
+        for (id, c, rate) in rates {
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {} |",
+                escape(id),
+                escape(&c.outcome_label()),
+                escape(&rate.summary()),
+                c.verdict.as_str()
+            );
+        }
+    }
+}
+
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let r = &report.run;
@@ -205,6 +240,8 @@ pub fn render(report: &Report) -> String {
             );
         }
     }
+
+    rare_and_rates(&mut out, report);
 
     let mut classes: BTreeMap<ErrorClass, Vec<&str>> = BTreeMap::new();
     for (id, c) in &report.cells {

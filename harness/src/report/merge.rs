@@ -64,5 +64,7 @@ pub fn merge(reports: Vec<Report>) -> Result<Report, MergeError> {
     }
     merged.run.id = format!("merged-{}", merged.run.merged_from.join("+"));
     merged.run.shard = None;
+    // A forced profile's finding in one shard speaks for the stack's cells in another.
+    crate::rare::annotate(&mut merged, None);
     Ok(merged)
 }

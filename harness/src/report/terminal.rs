@@ -22,7 +22,11 @@ fn colour_of(verdict: Verdict, connected: bool) -> Color {
         Verdict::Pass | Verdict::ExpectedFailure => Color::Yellow,
         Verdict::Skipped => Color::DarkGrey,
         Verdict::HarnessError => Color::Magenta,
-        Verdict::UnexpectedFailure | Verdict::UnexpectedSuccess | Verdict::WrongError | Verdict::Flaky => Color::Red,
+        Verdict::UnexpectedFailure
+        | Verdict::UnexpectedSuccess
+        | Verdict::WrongError
+        | Verdict::Flaky
+        | Verdict::RateExceeded => Color::Red,
     }
 }
 
