@@ -63,8 +63,19 @@ pub trait Program: clap::Parser {
     fn run(&self, config: Self::Config) -> ClientResult;
 }
 
-/// The whole program: parse, configure, then describe or run and print the RESULT line.
+/// The whole program: parse, configure, then describe or run and print the RESULT line; or,
+/// with `--batch` alone, a worker running many such cells ([`crate::batch`]).
 pub fn main<P: Program>(argv: impl IntoIterator<Item = OsString>) -> i32 {
+    let argv: Vec<OsString> = argv.into_iter().collect();
+    if argv.len() == 2 && argv[1] == crate::batch::FLAG {
+        let name = argv[0].to_string_lossy().to_string();
+        return crate::batch::worker(&name, one_shot::<P>);
+    }
+    one_shot::<P>(argv)
+}
+
+/// One run of the program on `argv` (with argv[0]).
+fn one_shot<P: Program>(argv: Vec<OsString>) -> i32 {
     let args: P = match parse(argv) {
         Ok(a) => a,
         Err(code) => return code,
@@ -84,7 +95,11 @@ pub fn main<P: Program>(argv: impl IntoIterator<Item = OsString>) -> i32 {
 pub fn parse<T: clap::Parser>(args: impl IntoIterator<Item = OsString>) -> Result<T, i32> {
     T::try_parse_from(args).map_err(|e| {
         use clap::error::ErrorKind;
-        let _ = e.print();
+        let text = e.render().to_string();
+        match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => crate::batch::out(text.trim_end()),
+            _ => crate::batch::err(&text),
+        }
         match e.kind() {
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
             ErrorKind::UnknownArgument | ErrorKind::InvalidSubcommand => EXIT_UNSUPPORTED,
@@ -95,26 +110,26 @@ pub fn parse<T: clap::Parser>(args: impl IntoIterator<Item = OsString>) -> Resul
 
 /// Print the RESULT line; the program then exits 0.
 pub fn emit(result: &ClientResult) -> i32 {
-    println!("{}", result.to_line());
+    crate::batch::out(&result.to_line());
     0
 }
 
 /// Print the DESCRIBE line: the library and its effective policy.
 pub fn describe(stack: &str, library: &str, policy: serde_json::Value) -> i32 {
     let line = serde_json::json!({ "stack": stack, "library": library, "policy": policy });
-    println!("DESCRIBE {line}");
+    crate::batch::out(&format!("DESCRIBE {line}"));
     0
 }
 
 /// Say that the program cannot run as asked (e.g. the CA file is missing): exit 2, which the
 /// runner reports as a harness error, not as an incompatibility.
 pub fn cannot_run(what: &str) -> i32 {
-    eprintln!("error: {what}");
+    crate::batch::err(&format!("error: {what}"));
     2
 }
 
 /// Say that an option cannot be expressed by this program, and exit 89.
 pub fn unsupported(what: &str) -> i32 {
-    eprintln!("unsupported: {what}");
+    crate::batch::err(&format!("unsupported: {what}"));
     EXIT_UNSUPPORTED
 }

@@ -3,6 +3,7 @@
 //! Each is a binary of its own (`openssl-client`, `rustls-client`, `lettre-client`) and also
 //! reachable as `starttls-matrix client NAME …`.
 
+pub mod batch;
 pub mod contract;
 pub mod lettre_client;
 pub mod openssl_client;

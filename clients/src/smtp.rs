@@ -49,6 +49,7 @@ pub enum BeforeTls {
 /// Connect, read the banner, EHLO, and STARTTLS.
 pub fn before_tls(connect: &str, ehlo: &str, timeout: Duration) -> Result<BeforeTls, Failure> {
     let tcp = TcpStream::connect(connect).map_err(|e| fail(Stage::Connect, format!("connect to {connect}: {e}")))?;
+    crate::batch::register(&tcp);
     tcp.set_read_timeout(Some(timeout))
         .and_then(|()| tcp.set_write_timeout(Some(timeout)))
         // Small SMTP writes right after a TLS flight otherwise wait ~40 ms for a delayed ACK.

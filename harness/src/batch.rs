@@ -178,8 +178,10 @@ async fn keep_stderr(shared: Arc<Shared>, mut err: ChildStderr) {
 
 impl Worker {
     /// Start `program --batch` and wait for its READY.
-    async fn start(program: &Path, env: &[(String, String)]) -> Result<Worker, String> {
-        let mut process = LongLived::spawn(program, &[OsString::from(BATCH_FLAG)], env).map_err(|e| e.to_string())?;
+    async fn start(program: &Path, base: &[OsString], env: &[(String, String)]) -> Result<Worker, String> {
+        let mut args = base.to_vec();
+        args.push(OsString::from(BATCH_FLAG));
+        let mut process = LongLived::spawn(program, &args, env).map_err(|e| e.to_string())?;
         let shared = Arc::new(Shared { pending: Mutex::new(Some(HashMap::new())), ..Shared::default() });
         let (stdin, stdout, stderr) = (process.take_stdin(), process.take_stdout(), process.take_stderr());
         let (Some(stdin), Some(stdout), Some(stderr)) = (stdin, stdout, stderr) else {
@@ -289,6 +291,7 @@ impl Worker {
 /// A stack's batch worker for a run: none until the first cell asks.
 pub struct Pool {
     program: PathBuf,
+    base: Vec<OsString>,
     env: Vec<(String, String)>,
     next_id: AtomicU64,
     state: tokio::sync::Mutex<PoolState>,
@@ -310,8 +313,10 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     /// A pool for `program` (run as `program --batch`) with `env` added.
-    pub fn new(program: PathBuf, env: Vec<(String, String)>) -> Pool {
-        Pool { program, env, next_id: AtomicU64::new(1), state: tokio::sync::Mutex::new(PoolState::default()) }
+    /// A pool for `program BASE… --batch` (`base`: the harness's `client openssl-client` for a
+    /// built-in client, nothing for a program of its own).
+    pub fn new(program: PathBuf, base: Vec<OsString>, env: Vec<(String, String)>) -> Pool {
+        Pool { program, base, env, next_id: AtomicU64::new(1), state: tokio::sync::Mutex::new(PoolState::default()) }
     }
 
     /// Run one cell's argv in the worker (starting it if none runs), within `timeout`.
@@ -350,7 +355,7 @@ impl Pool {
             state.given_up = Some(why.clone());
             return Err(why);
         }
-        match Worker::start(&self.program, &self.env).await {
+        match Worker::start(&self.program, &self.base, &self.env).await {
             Ok(w) => {
                 let w = Arc::new(w);
                 state.worker = Some(w.clone());

@@ -211,7 +211,8 @@ impl ResolvedStack {
             resolved.policy["tls_library_loaded"] = loaded_libraries(&program, &env).await;
         }
         if stack.batch() {
-            resolved.batch = Some(Arc::new(batch::Pool::new(resolved.program.clone(), env)));
+            let (program, base) = resolved.base();
+            resolved.batch = Some(Arc::new(batch::Pool::new(program, base, env)));
         }
         resolved
     }
@@ -247,6 +248,8 @@ impl ResolvedStack {
         if let (Some(s), StackKind::Sender { attempts, .. }) = (&self.sender, &self.stack.kind) {
             return deliver(s, &self.stack.id, target, *attempts, timeout).await;
         }
+        // The arguments before the contract's (`client openssl-client` for a built-in client).
+        let mut base_len = 0;
         let (program, args, stdin) = match &self.stack.kind {
             StackKind::Sender { .. } => return ClientRun::HarnessError("the sender was not started".into()),
             StackKind::Adapter(adapter) => {
@@ -255,6 +258,7 @@ impl ResolvedStack {
             }
             StackKind::Builtin(_) | StackKind::Program { .. } => {
                 let (program, mut args) = self.base();
+                base_len = args.len();
                 for (flag, value) in [
                     ("--connect", target.connect.as_str()),
                     ("--servername", target.servername.as_str()),
@@ -269,9 +273,9 @@ impl ResolvedStack {
                 (program, args, None)
             }
         };
-        // A program's argv is all contract flags and policy args: its batch worker takes it as is.
+        // The contract flags and policy args, as the batch worker takes them.
         if let Some(pool) = &self.batch {
-            match pool.call(&args, timeout).await {
+            match pool.call(&args[base_len..], timeout).await {
                 Reply::Answer { exit, stdout, stderr } => {
                     // The one-shot program's exit status: `exit` where a wait status keeps it.
                     let status = std::process::ExitStatus::from_raw((exit & 0xff) << 8);

@@ -407,7 +407,7 @@ async fn a_java_batch_worker_never_resumes_a_session() {
         assert_eq!(*resumed.lock().unwrap(), [false, true], "{max:?}: the control resumes its second connection");
         resumed.lock().unwrap().clear();
 
-        let pool = harness::batch::Pool::new(java.clone(), Vec::new());
+        let pool = harness::batch::Pool::new(java.clone(), Vec::new(), Vec::new());
         let argv: Vec<std::ffi::OsString> =
             ["--connect", &addr, "--servername", "mx.test", "--ehlo", "client.test", "--cafile"]
                 .into_iter()

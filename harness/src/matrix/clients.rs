@@ -105,10 +105,18 @@ pub struct ClientStack {
     pub line: usize,
 }
 
+/// The built-in clients whose cells run in a batch worker (`clients::batch`).
+pub const BATCH_BUILTINS: &[&str] = &["openssl-client", "rustls-client"];
+
 impl ClientStack {
-    /// Whether its cells run in a batch worker.
+    /// Whether its cells run in a batch worker: a program that says so, and the built-in clients
+    /// that can shut a cancelled cell's socket down (not lettre's, which owns its connection).
     pub fn batch(&self) -> bool {
-        matches!(self.kind, StackKind::Program { batch: true, .. })
+        match &self.kind {
+            StackKind::Program { batch, .. } => *batch,
+            StackKind::Builtin(name) => BATCH_BUILTINS.contains(&name.as_str()),
+            StackKind::Adapter(_) | StackKind::Sender { .. } => false,
+        }
     }
 
     /// Whether it is a sender (its cells are deliveries).
@@ -413,7 +421,7 @@ pub fn parse(
             return Err(invalid(
                 at("batch"),
                 format!(
-                    "client {:?}: `batch` is for a `program` that has a --batch mode; built-in and adapter stacks run a process per cell (remove it)",
+                    "client {:?}: `batch` is for a `program` that has a --batch mode; the built-in openssl-client and rustls-client always run in one, lettre-client and adapter stacks run a process per cell (remove it)",
                     c.id
                 ),
             ));

@@ -72,14 +72,17 @@ async fn run_repeated(
 }
 
 /// How many instances of a profile serve its client cells at once: a built-in server whose cells
-/// mostly wait by design (a stall, a refusal most clients give up on, a slow banner) gets up to
-/// `jobs` of them — each starts in milliseconds, and each still serves its cells one at a time,
-/// so every connection its records show belongs to its running cell. Every other profile (an
-/// MTA, a cell that computes) serves its cells from one instance.
-pub fn lanes(profile: &ServerProfile, client_cells: usize, jobs: usize) -> usize {
+/// mostly wait by design (a stall, a refusal most clients give up on, a slow banner), or whose
+/// cells each run many times (`--repeat`), gets up to `jobs` of them — each starts in
+/// milliseconds, and each still serves its cells one at a time, so every connection its records
+/// show belongs to its running cell. Every other profile (an MTA, a cell that computes once)
+/// serves its cells from one instance.
+pub fn lanes(profile: &ServerProfile, client_cells: usize, jobs: usize, repeat: u32) -> usize {
     let waits = expected_wait(profile) >= Duration::from_millis(300);
     match profile.backend {
-        report_format::Backend::Builtin(_) if waits && profile.fault.is_some() => jobs.min(client_cells).max(1),
+        report_format::Backend::Builtin(_) if (waits && profile.fault.is_some()) || repeat > 1 => {
+            jobs.min(client_cells).max(1)
+        }
         _ => 1,
     }
 }
@@ -165,7 +168,7 @@ pub async fn run(
                 (None, why) => Event::ServerNotStarted { id, why },
             });
             let (deliveries, cells): (Vec<CellId>, Vec<CellId>) = cells.into_iter().partition(|c| ctx.is_sender(c));
-            let lanes = lanes(&entry.profile, cells.len(), jobs);
+            let lanes = lanes(&entry.profile, cells.len(), jobs, repeat);
             if lanes > 1 && state.availability().is_ready() {
                 run_in_lanes(&ctx, &entry.profile, cells, lanes, repeat, &events).await;
             } else {
@@ -300,12 +303,13 @@ mod tests {
         let dh8192 = profile(serde_json::json!({"id": "c", "backend": "openssl", "max_tls": "1.2",
             "ciphers": ["TLS_DHE_RSA_WITH_AES_128_GCM_SHA256"], "dh": "ffdhe8192"}));
         let postfix = profile(serde_json::json!({"id": "p", "backend": "postfix"}));
-        assert_eq!(lanes(&stall, 18, 4), 4);
-        assert_eq!(lanes(&stall, 2, 4), 2);
-        assert_eq!(lanes(&refused, 18, 4), 4);
-        assert_eq!(lanes(&plain, 18, 4), 1);
-        assert_eq!(lanes(&dh8192, 18, 4), 1);
-        assert_eq!(lanes(&postfix, 18, 4), 1);
+        assert_eq!(lanes(&stall, 18, 4, 1), 4);
+        assert_eq!(lanes(&stall, 2, 4, 1), 2);
+        assert_eq!(lanes(&refused, 18, 4, 1), 4);
+        assert_eq!(lanes(&plain, 18, 4, 1), 1);
+        assert_eq!(lanes(&dh8192, 18, 4, 1), 1);
+        assert_eq!(lanes(&plain, 18, 4, 1000), 4, "repeats spread over instances");
+        assert_eq!(lanes(&postfix, 18, 4, 1000), 1);
     }
 
     /// A whole profile's time decides when it starts: 18 stalled client cells and senders that
