@@ -198,6 +198,7 @@ reason = "no such stack"
             blind_check: None,
             rate: None,
             rare: Vec::new(),
+            left_to_chance: Vec::new(),
         };
         Report {
             schema_version: 1,

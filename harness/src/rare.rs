@@ -8,8 +8,8 @@
 use crate::matrix::Matrix;
 use report_format::encoding::{exposed, one_in};
 use report_format::{
-    CellReport, DeliveryResult, ErrorClass, ExpectedOutcome, Group, Here, Negotiated, Outcome, RareNote, Report, Seen,
-    ServerProfile,
+    CellReport, DeliveryResult, ErrorClass, ExpectedOutcome, Group, Here, Negotiated, Outcome, RareCase, RareNote,
+    Report, Seen, ServerProfile,
 };
 use std::collections::BTreeMap;
 
@@ -66,6 +66,20 @@ pub fn annotate(report: &mut Report, matrix: Option<&Matrix>) {
         }
     }
     let mut notes: BTreeMap<String, Vec<RareNote>> = BTreeMap::new();
+    let mut chance: BTreeMap<String, Vec<RareCase>> = BTreeMap::new();
+    for (id, c) in &report.cells {
+        let Some(profile) = report.servers.get(&c.server).filter(|p| p.force.is_none()) else { continue };
+        let Some(n) = negotiated(c) else { continue };
+        for f in forced.values() {
+            let Some(case) = f.force else { continue };
+            if exposed(f, case, &n, profile.cert, profile.backend.library()) && !avoided(c, case) {
+                let list = chance.entry(id.clone()).or_default();
+                if !list.contains(&case) {
+                    list.push(case);
+                }
+            }
+        }
+    }
     for client in &report.run.client_order {
         for (fid, f) in &forced {
             let Some(case) = f.force else { continue };
@@ -81,12 +95,6 @@ pub fn annotate(report: &mut Report, matrix: Option<&Matrix>) {
                 if !exposed(f, case, &n, profile.cert, profile.backend.library()) {
                     continue;
                 }
-                let avoided = c
-                    .server_log
-                    .iter()
-                    .chain(c.delivery.iter().flat_map(|d| d.attempts.iter().filter_map(|a| a.server.as_ref())))
-                    .flat_map(|r| &r.encodings)
-                    .any(|e| e.avoided.contains(&case));
                 let group = n.group.as_deref().and_then(Group::for_name);
                 notes.entry(id.clone()).or_default().push(RareNote {
                     case,
@@ -94,7 +102,7 @@ pub fn annotate(report: &mut Report, matrix: Option<&Matrix>) {
                     one_in: one_in(case, group),
                     class,
                     seen,
-                    here: if avoided { Here::Avoided } else { Here::Sampled },
+                    here: if avoided(c, case) { Here::Avoided } else { Here::Sampled },
                 });
             }
         }
@@ -120,6 +128,18 @@ pub fn annotate(report: &mut Report, matrix: Option<&Matrix>) {
             cell.rare = list;
         }
     }
+    for (id, cell) in report.cells.iter_mut() {
+        cell.left_to_chance = chance.remove(id).unwrap_or_default();
+    }
+}
+
+/// Whether the cell's server recorded keeping the case out (the rustls backend).
+fn avoided(cell: &CellReport, case: RareCase) -> bool {
+    cell.server_log
+        .iter()
+        .chain(cell.delivery.iter().flat_map(|d| d.attempts.iter().filter_map(|a| a.server.as_ref())))
+        .flat_map(|r| &r.encodings)
+        .any(|e| e.avoided.contains(&case))
 }
 
 #[cfg(test)]
@@ -145,6 +165,7 @@ mod tests {
             blind_check: None,
             rate: None,
             rare: vec![],
+            left_to_chance: Vec::new(),
         }
     }
 
@@ -211,6 +232,7 @@ mod tests {
         );
         assert!(report.cells["java/ffdhe2048-tls13"].label().ends_with("· fails 1/256"));
         assert!(report.cells["java/x"].rare.is_empty(), "x25519 is not exposed");
+        assert_eq!(report.cells["openssl/ffdhe2048-tls13"].left_to_chance, vec![RareCase::SecretLeadingZero]);
         assert!(report.cells["openssl/ffdhe2048-tls13"].rare.is_empty(), "openssl handles it");
         assert!(report.cells["java/rare-ffdhe"].rare.is_empty(), "the forced cell itself shows the failure");
     }

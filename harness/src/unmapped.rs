@@ -140,6 +140,7 @@ mod tests {
                     blind_check: None,
                     rate: None,
                     rare: Vec::new(),
+                    left_to_chance: Vec::new(),
                 },
             );
         }

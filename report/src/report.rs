@@ -126,6 +126,10 @@ pub struct CellReport {
     /// finding) that its handshakes are exposed to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rare: Vec<crate::rate::RareNote>,
+    /// The rare encodings a forced profile tests that this connected cell's handshakes met by
+    /// chance: its server did not choose (OpenSSL, an MTA) — whether or not its stack fails them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_to_chance: Vec<crate::encoding::RareCase>,
 }
 
 impl Report {
@@ -365,6 +369,7 @@ mod tests {
                 blind_check: None,
                 rate: None,
                 rare: Vec::new(),
+                left_to_chance: Vec::new(),
             },
         )
     }

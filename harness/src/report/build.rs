@@ -87,6 +87,7 @@ pub fn build(s: RunSummary<'_>) -> Report {
                 blind_check: r.blind_check.clone(),
                 rate: r.rate.clone(),
                 rare: Vec::new(),
+                left_to_chance: Vec::new(),
             };
             (r.id.to_string(), cell)
         })

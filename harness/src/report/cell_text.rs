@@ -40,6 +40,10 @@ pub fn render(id: &str, cell: &CellReport) -> String {
     for note in &cell.rare {
         let _ = writeln!(out, "  rare: {}", note.summary());
     }
+    if !cell.left_to_chance.is_empty() {
+        let cases: Vec<&str> = cell.left_to_chance.iter().map(|c| c.words()).collect();
+        let _ = writeln!(out, "  left to chance (the server does not choose): {}", cases.join("; "));
+    }
     if let Some(d) = &cell.delivery {
         let _ = writeln!(out, "  the message: {}", d.result.explanation());
         if let Some(class) = d.class {

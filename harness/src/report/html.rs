@@ -162,6 +162,10 @@ fn details(out: &mut String, cell: &CellReport, change: Option<(&String, ChangeK
     for note in &cell.rare {
         dl_row(out, "rare failure", &note.summary());
     }
+    if !cell.left_to_chance.is_empty() {
+        let cases: Vec<&str> = cell.left_to_chance.iter().map(|c| c.words()).collect();
+        dl_row(out, "left to chance", &format!("the server does not choose: {}", cases.join("; ")));
+    }
     dl_row(out, "duration", &format!("{} ms", cell.duration_ms));
     let expected = cell.expected.outcome.to_string();
     dl_row(out, "expected", &format!("{expected} ({})", cell.expected.reason));
@@ -426,6 +430,7 @@ mod tests {
             blind_check: None,
             rate: None,
             rare: Vec::new(),
+            left_to_chance: Vec::new(),
         };
         let info = ClientInfo {
             kind: "program".into(),

@@ -426,3 +426,6 @@ mod tests {
         assert_eq!((c.forced, c.avoided, c.tries), (Some(RareCase::EcdsaShortR), vec![RareCase::EcdsaShortS], 3));
     }
 }
+
+#[cfg(test)]
+mod props;
