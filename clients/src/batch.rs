@@ -91,7 +91,6 @@ fn cancel(id: u64) {
     }
 }
 
-
 /// Run one cell on this thread with its prints captured; returns (exit, stdout, stderr).
 fn one(id: u64, argv: Vec<OsString>, program: fn(Vec<OsString>) -> i32) -> (i32, String, String) {
     CAPTURE.with(|c| *c.borrow_mut() = Some(Capture { id, stdout: String::new(), stderr: String::new() }));

@@ -242,6 +242,28 @@ reason = "level 2"
             line_of_error(&OK.replace("builtin = \"openssl-client\"", "builtin = \"openssl-client\"\nbatch = true"));
         assert_eq!(line, 12, "the `batch` line: {m}");
         assert!(m.contains("`batch` is for a `program`"), "{m}");
+        // The built-in OpenSSL and rustls clients always run in their batch worker; lettre's not.
+        assert!(parse(OK).unwrap().clients[0].batch());
+        let lettre = parse(&OK.replace("builtin = \"openssl-client\"", "builtin = \"lettre-client\"")).unwrap();
+        assert!(!lettre.clients[0].batch());
+    }
+
+    /// A known rare failure goes on a cell expected to connect, with its class; anything else
+    /// is refused with the line of `rare`.
+    #[test]
+    fn a_rare_failure_is_tolerated_on_a_connecting_cell() {
+        let rare = OK.replace("outcome = \"failed\"", "outcome = \"connected\"\nrare = \"1/256\"");
+        let m = parse(&rare).unwrap();
+        let e = m.expected_for("openssl/dhe512");
+        assert_eq!(e.outcome, ExpectedOutcome::Connected);
+        assert_eq!(e.rare, Some(report_format::Tolerance { class: ErrorClass::DhTooSmall, one_in: 256 }));
+        let (line, m) = line_of_error(&OK.replace("outcome = \"failed\"", "outcome = \"failed\"\nrare = \"1/256\""));
+        assert_eq!(line, 16, "the `rare` line: {m}");
+        assert!(m.contains("goes with outcome \"connected\""), "{m}");
+        let (_, m) = line_of_error(&rare.replace("class = \"dh_too_small\"\n", ""));
+        assert!(m.contains("needs the class"), "{m}");
+        let (_, m) = line_of_error(&rare.replace("1/256", "3/256"));
+        assert!(m.contains("1/N"), "{m}");
     }
 
     #[test]

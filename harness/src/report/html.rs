@@ -122,6 +122,18 @@ pub(super) fn dl_row(out: &mut String, term: &str, value: &str) {
     let _ = write!(out, "<dt>{}</dt><dd>{}</dd>", esc(term), esc(value));
 }
 
+/// A cell in the grid: its outcome, compact, and a failed-repeats count or a rare failure's odds.
+fn grid_label(cell: &CellReport) -> String {
+    let mut label = compact(&cell.outcome.label());
+    if let Some(rate) = cell.rate.as_ref().filter(|r| r.failed > 0) {
+        label.push_str(&format!(" · {}", rate.short()));
+    }
+    if let Some(note) = cell.rare.first() {
+        label.push_str(&format!(" · {}", note.short()));
+    }
+    label
+}
+
 fn details(out: &mut String, cell: &CellReport, change: Option<(&String, ChangeKind)>) {
     out.push_str("<dl>");
     match &cell.outcome {
@@ -387,7 +399,7 @@ fn server_row(out: &mut String, report: &Report, since: Option<&Diff>, s: &Strin
             esc(cell.verdict.as_str()),
             change.map_or(String::new(), |(_, k)| format!(" data-change=\"{}\"", format!("{k:?}").to_lowercase())),
             esc(&title),
-            esc(&compact(&cell.outcome.label()))
+            esc(&grid_label(cell))
         );
         details(out, cell, change);
         out.push_str("</details></td>");
