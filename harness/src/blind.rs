@@ -80,8 +80,8 @@ pub struct Coarsening {
 
 use DeliveryResult::{Deferred, Plaintext, PlaintextFallback, Tls};
 use ErrorClass::{
-    ConnectionClosed, DhInvalidAccepted, HandshakeFailure, NoSharedCipher, NoSharedGroup, ServerConfigRejected,
-    SmtpRejected, StarttlsNotOffered, StarttlsRefused,
+    ConnectionClosed, DhInvalidAccepted, HandshakeFailure, NoSharedCipher, NoSharedGroup, NotSmtp,
+    ServerConfigRejected, SmtpRejected, StarttlsNotOffered, StarttlsRefused,
 };
 
 const ALERT: &str = "a bare handshake_failure alert is all the client sees; why the server sent it (no cipher or group in common, a setting it dropped, or a hostile server sending it on purpose) is in the server's log only";
@@ -89,6 +89,7 @@ const INVALID_PRIME: &str = "only the server knows its DH prime is composite or 
 const SILENT_454: &str = "at `may` the sender goes on in clear after a 454 to STARTTLS and logs nothing of it: only the server's record names the refusal";
 const SILENT_421: &str = "the sender logs only that the connection closed after the 421 to STARTTLS it read (Postfix: 'lost connection … while sending MAIL FROM', Exim: 'Remote host closed connection in response to pipelined MAIL FROM', OpenSMTPD: 'Connection closed unexpectedly')";
 const S_CLIENT: &str = "s_client reads the SMTP replies before TLS and prints none of them (its -debug dumps would, but they splice into the session's own output): a 421 banner is \"Didn't find STARTTLS\", a refused STARTTLS it goes past ends as \"wrong version number\" or an EOF";
+const NOT_SMTP: &str = "a client that reads past a greeting without a reply code, or waits for one, sees only the server closing the connection (curl: 'response reading failed', Go: 'greeting: EOF', gnutls-cli: a timeout waiting for '220 ', Postfix: 'lost connection … while receiving the initial server greeting', sendmail: 'Connection reset'): only the server's record says it spoke SSH";
 const HELO: &str = "after a rejected EHLO the sender falls back to HELO, where no extension (STARTTLS included) exists: what it reports is true of that session, and only the server's record holds the rejected EHLO";
 
 /// The whole list: every difference between the two views that is not a defect.
@@ -201,6 +202,24 @@ pub const COARSENINGS: &[Coarsening] = &[
         blind: Finding::Failed(StarttlsNotOffered),
         stacks: &["openssl-s_client"],
         why: S_CLIENT,
+    },
+    Coarsening {
+        informed: Finding::Failed(NotSmtp),
+        blind: Finding::Failed(StarttlsNotOffered),
+        stacks: &["openssl-s_client"],
+        why: S_CLIENT,
+    },
+    Coarsening {
+        informed: Finding::Failed(NotSmtp),
+        blind: Finding::Failed(ConnectionClosed),
+        stacks: &["curl", "gnutls-cli", "gnutls-cli@secure", "go-crypto-tls", "go-1.23", "go-1.24", "java-jsse"],
+        why: NOT_SMTP,
+    },
+    Coarsening {
+        informed: Finding::Delivery(Deferred, Some(NotSmtp)),
+        blind: Finding::Delivery(Deferred, Some(ConnectionClosed)),
+        stacks: &["postfix-smtp", "postfix-smtp@encrypt", "sendmail-smtp", "sendmail-smtp@fallback"],
+        why: NOT_SMTP,
     },
 ];
 
