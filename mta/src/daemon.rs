@@ -5,7 +5,7 @@
 //! as it is written; stopped with SIGTERM, SIGKILL after a bound, every process of it reaped.
 //! Servers and senders both run on it.
 
-use crate::log::LogReader;
+use crate::log::{LogEndError, LogReader};
 use crate::translate::{LogPlan, Prepared};
 use report_format::Mta;
 pub use report_format::StopReport;
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpStream, UnixDatagram};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -49,6 +49,8 @@ pub struct Daemon {
     child: Option<tokio::process::Child>,
     pgid: i32,
     pub log: LogReader,
+    /// The socket it logs to, if it logs through syslog.
+    syslog: Option<PathBuf>,
     tasks: Vec<JoinHandle<()>>,
     /// Its stdout (and stderr, unless that is its log).
     out_path: PathBuf,
@@ -87,21 +89,15 @@ impl Daemon {
             LogPlan::File(path) => LogReader::File { path: path.clone(), offset: 0, partial: String::new() },
             LogPlan::Stderr | LogPlan::Syslog(_) => LogReader::Lines(rx),
         };
-        if let LogPlan::Syslog(path) = &prepared.log {
-            let sock = UnixDatagram::bind(path).map_err(|e| harness("bind the syslog socket", e))?;
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));
-            let tx = tx.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                while let Ok(n) = sock.recv(&mut buf).await {
-                    let text = String::from_utf8_lossy(&buf[..n]).trim_end_matches(['\n', '\0']).to_string();
-                    if tx.send(text).is_err() {
-                        break;
-                    }
-                }
-            }));
-        }
+        let syslog = match &prepared.log {
+            LogPlan::Syslog(path) => {
+                let reader =
+                    crate::log::listen_syslog(path, tx.clone()).map_err(|e| harness("bind the syslog socket", e))?;
+                tasks.push(reader);
+                Some(path.clone())
+            }
+            LogPlan::File(_) | LogPlan::Stderr => None,
+        };
         let mut cmd = tokio::process::Command::new(&prepared.program);
         cmd.args(&prepared.args)
             .env_clear()
@@ -155,7 +151,7 @@ impl Daemon {
             }));
         }
         drop(tx);
-        Ok(Daemon { mta, child: Some(child), pgid, log, tasks, out_path, started })
+        Ok(Daemon { mta, child: Some(child), pgid, log, syslog, tasks, out_path, started })
     }
 
     /// Its process group: its guard's, whose PID it is ([`procs::guard::program_processes`]
@@ -189,6 +185,14 @@ impl Daemon {
             self.child = None;
         }
         status
+    }
+
+    /// The lines of its syslog not read yet, to the last that reached the socket: once its
+    /// processes have all ended, the rest of its log, whatever the socket's reader task is late
+    /// by ([`crate::log::read_syslog_to_end`]).
+    pub async fn read_syslog_to_end(&mut self, bound: Duration) -> Result<Vec<String>, LogEndError> {
+        let Some(path) = self.syslog.clone() else { return Err(LogEndError::NotSyslog) };
+        crate::log::read_syslog_to_end(&mut self.log, &path, bound).await
     }
 
     /// The whole of what it printed on stdout (and stderr, unless that is its log).

@@ -7,8 +7,11 @@
 
 use report_format::{ConnectionRecord, End, Negotiated, Stage};
 use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::net::UnixDatagram;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// What the counts an MTA logs when a connection ends say.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -236,6 +239,78 @@ impl LogReader {
     }
 }
 
+/// Our end of a program's syslog (the socket its `/dev/log` is): a task forwards each datagram,
+/// in the order they reached the socket, to `tx` as one line.
+pub(crate) fn listen_syslog(path: &Path, tx: mpsc::UnboundedSender<String>) -> std::io::Result<JoinHandle<()>> {
+    use std::os::unix::fs::PermissionsExt;
+    let sock = UnixDatagram::bind(path)?;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));
+    Ok(tokio::spawn(async move {
+        let mut buf = vec![0u8; 8192];
+        while let Ok(n) = sock.recv(&mut buf).await {
+            let text = String::from_utf8_lossy(&buf[..n]).trim_end_matches(['\n', '\0']).to_string();
+            if tx.send(text).is_err() {
+                break;
+            }
+        }
+    }))
+}
+
+/// Why a syslog could not be read to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum LogEndError {
+    #[error("mark the end of the syslog at {}: {source}", path.display())]
+    Mark { path: PathBuf, source: std::io::Error },
+    #[error("read the syslog to its end within {} s: its reader fell behind", .0.as_secs())]
+    NotReached(Duration),
+    #[error("read the syslog to its end: its reader stopped")]
+    ReaderStopped,
+    #[error("read the log to its end: it is not a syslog")]
+    NotSyslog,
+}
+
+/// Every line that reached the syslog socket at `path` (read by [`listen_syslog`] into
+/// `reader`) before this call and was not read yet: for a program whose processes have all
+/// ended, the rest of its log, to the last line.
+///
+/// A datagram is on the socket's queue once its sender's `send` has returned, and the queue is
+/// read in order; a mark of ours sent now therefore comes out after every line logged before it.
+/// Waiting for the mark, rather than for a while, makes the log whole however late the reader
+/// task runs: a 30 ms pause lost a sendmail run's last lines (`stat=Sent`, `done`) under load,
+/// and its message, delivered, read as still queued. `bound` is for a reader that has stopped
+/// or hangs; the mark normally comes back at once.
+pub async fn read_syslog_to_end(
+    reader: &mut LogReader,
+    path: &Path,
+    bound: Duration,
+) -> Result<Vec<String>, LogEndError> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let LogReader::Lines(rx) = reader else { return Err(LogEndError::NotSyslog) };
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mark = format!("starttls-matrix: end of log {}.{n}", std::process::id());
+    let deadline = tokio::time::Instant::now() + bound;
+    let send = async {
+        let sock = UnixDatagram::unbound()?;
+        // Connected, so that a full queue (10 datagrams by default) makes it wait for room.
+        sock.connect(path)?;
+        sock.send(mark.as_bytes()).await
+    };
+    match tokio::time::timeout_at(deadline, send).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(source)) => return Err(LogEndError::Mark { path: path.to_path_buf(), source }),
+        Err(_) => return Err(LogEndError::NotReached(bound)),
+    }
+    let mut lines = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(line)) if line == mark => return Ok(lines),
+            Ok(Some(line)) => lines.push(line),
+            Ok(None) => return Err(LogEndError::ReaderStopped),
+            Err(_) => return Err(LogEndError::NotReached(bound)),
+        }
+    }
+}
+
 /// The `program[pid]` of a syslog-style line (`Nov 28 18:40:01 host postfix/smtpd[12]: …`): the
 /// connection of MTAs that serve one connection per process at a time.
 pub fn program_pid(line: &str) -> Option<&str> {
@@ -318,6 +393,49 @@ mod tests {
             a.push(None, LogEvent::WarningDetail("dh key too small".into()));
         }
         assert_eq!(a.warnings, vec!["error configuring explicit DH parameters: dh key too small".to_string()]);
+    }
+
+    /// The lines a sendmail run logged last, as recorded when the 30 ms pause missed them.
+    const LAST_LINES: [&str; 6] = [
+        "<22>Dec  6 05:14:29 sm-sender[2]: STARTTLS=client, start=ok",
+        "<22>Dec  6 05:14:30 sm-sender[2]: STARTTLS=client, relay=[127.0.0.1], version=TLSv1.3, verify=OK, cipher=TLS_AES_256_GCM_SHA384, bits=256/256",
+        "<22>Dec  6 05:14:30 sm-sender[2]: STARTTLS=client, cert-subject=/CN=mx.test, cert-issuer=/CN=starttls-matrix+20test+20CA, verifymsg=ok",
+        "<22>Dec  6 05:14:30 sm-sender[2]: 6B65ETdS000002: to=postmaster@p33793.test, delay=00:00:01, xdelay=00:00:01, mailer=esmtp, pri=30277, relay=[127.0.0.1] [127.0.0.1], dsn=2.0.0, stat=Sent (Ok: queued as 1C43F9D8041)",
+        "<22>Dec  6 05:14:30 sm-sender[2]: 6B65ETdS000002: done; delay=00:00:01, ntries=1",
+        "<20>Dec  6 05:14:30 sm-sender[2]: STARTTLS=client, SSL_shutdown failed: -1",
+    ];
+
+    /// Lines on the socket that its reader has not forwarded yet — in a one-thread runtime the
+    /// reader task cannot run until we wait — are missed by a read of what arrived so far, and
+    /// all read, in order and without the mark, by a read to the end.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_syslog_is_read_to_its_end_however_late_its_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("send.sock");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = listen_syslog(&path, tx).unwrap();
+        let program = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        // Six datagrams fit the socket's queue (net.unix.max_dgram_qlen, 10 by default) while
+        // nothing reads it; without blocking, a smaller queue fails here instead of hanging.
+        program.set_nonblocking(true).unwrap();
+        for line in LAST_LINES {
+            program.send_to(line.as_bytes(), &path).unwrap();
+        }
+        let mut reader = LogReader::Lines(rx);
+        assert!(reader.read_new().is_empty(), "the reader has not run: all a read after a pause would get");
+        let lines = read_syslog_to_end(&mut reader, &path, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(lines, LAST_LINES);
+        // Nothing more was logged: the next read to the end is empty (each call has its own mark).
+        assert!(read_syslog_to_end(&mut reader, &path, Duration::from_secs(60)).await.unwrap().is_empty());
+        // A reader that stopped is an error, never a shorter log.
+        task.abort();
+        let _ = task.await;
+        assert!(read_syslog_to_end(&mut reader, &path, Duration::from_secs(60)).await.is_err());
+        let mut file = LogReader::File { path: dir.path().join("log"), offset: 0, partial: String::new() };
+        assert!(matches!(
+            read_syslog_to_end(&mut file, &path, Duration::from_secs(60)).await,
+            Err(LogEndError::NotSyslog)
+        ));
     }
 
     #[test]
