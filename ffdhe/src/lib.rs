@@ -65,9 +65,11 @@ fn exhausted(what: &str, tries: u32) -> rustls::Error {
 /// The numbers of one exchange in progress: a private exponent and its public value.
 struct Keys {
     p: BigNum,
-    g: BigNum,
     x: BigNum,
     y: BigNum,
+    /// The walk's stride c (a random 64-bit number), and g^c: x + c has the public value y·g^c.
+    stride: BigNum,
+    g_stride: BigNum,
     ctx: BigNumContext,
 }
 
@@ -81,17 +83,33 @@ impl Keys {
         x.rand(p.num_bits().min(512), MsbOption::MAYBE_ZERO, false).map_err(|e| crypto_err("exponent", e))?;
         let mut y = BigNum::new().map_err(|e| crypto_err("public value", e))?;
         y.mod_exp(&g, &x, &p, &mut ctx).map_err(|e| crypto_err("public value", e))?;
-        Ok(Keys { p, g, x, y, ctx })
+        // A random stride rather than 1: with g = 2, x + 1 doubles y, and the top byte of a
+        // doubled value is zero only after a run of eight zero bits — about 510 steps, where a
+        // well-mixed walk needs 256.
+        let mut stride = BigNum::new().map_err(|e| crypto_err("exponent", e))?;
+        stride.rand(64, MsbOption::ONE, true).map_err(|e| crypto_err("exponent", e))?;
+        let mut g_stride = BigNum::new().map_err(|e| crypto_err("public value", e))?;
+        g_stride.mod_exp(&g, &stride, &p, &mut ctx).map_err(|e| crypto_err("public value", e))?;
+        Ok(Keys { p, x, y, stride, g_stride, ctx })
     }
 
-    /// The next private value, x + 1, whose public value is y·g: one multiplication, not an
+    /// The next private value, x + c, whose public value is y·g^c: one multiplication, not an
     /// exponentiation, so that a search over keys costs microseconds a try.
     fn step(&mut self) -> Result<(), rustls::Error> {
-        self.x.add_word(1).map_err(|e| crypto_err("exponent", e))?;
+        let mut x = BigNum::new().map_err(|e| crypto_err("exponent", e))?;
+        x.checked_add(&self.x, &self.stride).map_err(|e| crypto_err("exponent", e))?;
+        self.x = x;
         let mut next = BigNum::new().map_err(|e| crypto_err("public value", e))?;
-        next.mod_mul(&self.y, &self.g, &self.p, &mut self.ctx).map_err(|e| crypto_err("public value", e))?;
+        next.mod_mul(&self.y, &self.g_stride, &self.p, &mut self.ctx).map_err(|e| crypto_err("public value", e))?;
         self.y = next;
         Ok(())
+    }
+
+    /// `base^c`: what a value derived from x gains each step (the secret: peer^c).
+    fn stride_of(&mut self, base: &BigNumRef) -> Result<BigNum, rustls::Error> {
+        let mut out = BigNum::new().map_err(|e| crypto_err("secret", e))?;
+        out.mod_exp(base, &self.stride, &self.p, &mut self.ctx).map_err(|e| crypto_err("secret", e))?;
+        Ok(out)
     }
 
     fn padded(&self, n: &BigNumRef) -> Result<Vec<u8>, rustls::Error> {
@@ -150,6 +168,7 @@ impl FfdheKx {
         let peer = check_peer(&keys.p, peer)?;
         let mut z = BigNum::new().map_err(|e| crypto_err("secret", e))?;
         z.mod_exp(&peer, &keys.x, &keys.p, &mut keys.ctx).map_err(|e| crypto_err("secret", e))?;
+        let peer_stride = keys.stride_of(&peer)?;
         for tries in 1..=max_tries {
             let (public, secret) = (keys.padded(&keys.y)?, keys.padded(&z)?);
             if fits(&public, &secret) {
@@ -159,7 +178,7 @@ impl FfdheKx {
             }
             keys.step()?;
             let mut next = BigNum::new().map_err(|e| crypto_err("secret", e))?;
-            next.mod_mul(&z, &peer, &keys.p, &mut keys.ctx).map_err(|e| crypto_err("secret", e))?;
+            next.mod_mul(&z, &peer_stride, &keys.p, &mut keys.ctx).map_err(|e| crypto_err("secret", e))?;
             z = next;
         }
         Err(exhausted("key", max_tries))
@@ -288,7 +307,7 @@ mod tests {
         assert_eq!(a.complete(&b_pub).unwrap().secret_bytes(), b.complete(&a_pub).unwrap().secret_bytes());
     }
 
-    /// The search walks private values x, x+1, … whose public values and secrets are the real
+    /// The search walks private values x, x+c, … whose public values and secrets are the real
     /// ones: the other side derives the same secret from what was sent, and the condition holds.
     #[test]
     fn a_chosen_key_is_a_real_key() {
