@@ -6,9 +6,15 @@
 // and clients/go/go-versioned-client (Go 1.23 from bookworm-backports, Go 1.24 from trixie, each
 // under a go.mod whose go line is its version), which set stackName and goModLine with -ldflags
 // -X. Go 1.19, 1.23 and 1.24 all build it.
+//
+// `--batch` alone makes it a batch worker (the harness's protocol, harness/src/batch.rs):
+// READY, then `RUN <id> <argv as JSON>` answered by `ANSWER <id> {"exit":…,"stdout":…,"stderr":…}`,
+// each cell on a goroutine of its own; `CANCEL <id>` closes the cell's connection. The program
+// (and its launcher script) then starts once per run, not once per cell.
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
@@ -40,14 +46,41 @@ var (
 	goModLine = ""
 )
 
-func emit(fields map[string]interface{}) int {
+// cell is one run of the client: what it prints, and its connection (for CANCEL).
+type cell struct {
+	stdout, stderr bytes.Buffer
+	mu             sync.Mutex
+	conn           net.Conn
+	cancelled      bool
+}
+
+// holds keeps the cell's connection; one cancelled already is closed at once.
+func (c *cell) holds(conn net.Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.conn = conn
+	if c.cancelled {
+		conn.Close()
+	}
+}
+
+func (c *cell) cancel() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cancelled = true
+	if c.conn != nil {
+		c.conn.Close()
+	}
+}
+
+func (c *cell) emit(fields map[string]interface{}) int {
 	line, _ := json.Marshal(fields)
-	fmt.Println("RESULT " + string(line))
+	fmt.Fprintln(&c.stdout, "RESULT "+string(line))
 	return 0
 }
 
-func fail(stage, text string) int {
-	return emit(map[string]interface{}{"status": "error", "stage": stage, "error": text})
+func (c *cell) fail(stage, text string) int {
+	return c.emit(map[string]interface{}{"status": "error", "stage": stage, "error": text})
 }
 
 func versionName(v uint16) string {
@@ -64,7 +97,7 @@ func versionName(v uint16) string {
 	return fmt.Sprintf("0x%04x", v)
 }
 
-func run() int {
+func run(args []string, c *cell) int {
 	fs := flag.NewFlagSet("go-client", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	connect := fs.String("connect", "", "HOST:PORT")
@@ -73,15 +106,15 @@ func run() int {
 	ehlo := fs.String("ehlo", "client.test", "EHLO name")
 	timeout := fs.Int("timeout", 10, "seconds")
 	describe := fs.Bool("describe", false, "print DESCRIBE and exit")
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "unsupported:", err)
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintln(&c.stderr, "unsupported:", err)
 		return unsupported
 	}
 	config := &tls.Config{ServerName: *servername}
 	if *cafile != "" {
 		pem, err := os.ReadFile(*cafile)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
+			fmt.Fprintln(&c.stderr, err)
 			return 2
 		}
 		pool := x509.NewCertPool()
@@ -90,30 +123,31 @@ func run() int {
 	}
 	if *describe {
 		line, _ := json.Marshal(map[string]interface{}{"stack": stackName, "library": "Go " + runtime.Version() + " crypto/tls", "policy": policy(config)})
-		fmt.Println("DESCRIBE " + string(line))
+		fmt.Fprintln(&c.stdout, "DESCRIBE "+string(line))
 		return 0
 	}
 	conn, err := net.DialTimeout("tcp", *connect, time.Duration(*timeout)*time.Second)
 	if err != nil {
-		return fail("connect", err.Error())
+		return c.fail("connect", err.Error())
 	}
 	defer conn.Close()
+	c.holds(conn)
 	conn.SetDeadline(time.Now().Add(time.Duration(*timeout) * time.Second))
 	// The dialogue up to STARTTLS by hand (net/textproto), so that every reply is checked and
 	// the first refusal is reported with its code: net/smtp hides a rejected EHLO behind HELO.
 	text := textproto.NewConn(conn)
 	if _, msg, err := text.ReadResponse(220); err != nil {
-		return fail("smtp", "greeting: "+refusal(err, msg))
+		return c.fail("smtp", "greeting: "+refusal(err, msg))
 	}
 	_, msg, err := command(text, 250, "EHLO %s", *ehlo)
 	if err != nil {
-		return fail("smtp", "EHLO: "+refusal(err, msg))
+		return c.fail("smtp", "EHLO: "+refusal(err, msg))
 	}
 	if !offers(msg, "STARTTLS") {
-		return fail("starttls", "STARTTLS not offered")
+		return c.fail("starttls", "STARTTLS not offered")
 	}
 	if _, msg, err := command(text, 220, "STARTTLS"); err != nil {
-		return fail("starttls", "STARTTLS refused: "+refusal(err, msg))
+		return c.fail("starttls", "STARTTLS refused: "+refusal(err, msg))
 	}
 	// crypto/tls does not say which group a handshake used (ConnectionState has no CurveID
 	// before Go 1.25): the server's plaintext flight, recorded during the handshake, does.
@@ -126,21 +160,21 @@ func run() int {
 		if strings.Contains(err.Error(), "x509:") || strings.Contains(err.Error(), "certificate") {
 			stage = "verify"
 		}
-		return fail(stage, err.Error())
+		return c.fail(stage, err.Error())
 	}
 	state := tlsConn.ConnectionState()
 	secure := textproto.NewConn(tlsConn)
 	if _, msg, err := command(secure, 250, "EHLO %s", *ehlo); err != nil {
-		return fail("post-tls", "EHLO over TLS: "+refusal(err, msg))
+		return c.fail("post-tls", "EHLO over TLS: "+refusal(err, msg))
 	}
 	if _, msg, err := command(secure, 221, "QUIT"); err != nil {
-		return fail("post-tls", "QUIT: "+refusal(err, msg))
+		return c.fail("post-tls", "QUIT: "+refusal(err, msg))
 	}
 	var group interface{}
 	if id, ok := negotiatedGroup(wire.seen()); ok {
 		group = groupName(id)
 	}
-	return emit(map[string]interface{}{
+	return c.emit(map[string]interface{}{
 		"status": "ok", "protocol": versionName(state.Version),
 		"cipher": tls.CipherSuiteName(state.CipherSuite), "group": group, "dh_bits": nil,
 	})
@@ -453,4 +487,62 @@ func offers(reply, extension string) bool {
 	return false
 }
 
-func main() { os.Exit(run()) }
+// batch serves cells from stdin until it ends, a goroutine each.
+func batch() int {
+	var out sync.Mutex
+	var cellsMu sync.Mutex
+	cells := map[string]*cell{}
+	write := func(line string) {
+		out.Lock()
+		defer out.Unlock()
+		os.Stdout.WriteString(line + "\n")
+	}
+	write("READY")
+	in := bufio.NewScanner(os.Stdin)
+	in.Buffer(make([]byte, 1<<16), 1<<20)
+	for in.Scan() {
+		kind, rest, _ := strings.Cut(in.Text(), " ")
+		switch kind {
+		case "RUN":
+			id, argv, _ := strings.Cut(rest, " ")
+			var args []string
+			if err := json.Unmarshal([]byte(argv), &args); err != nil {
+				fmt.Fprintln(os.Stderr, "batch: malformed request:", in.Text())
+				continue
+			}
+			c := &cell{}
+			cellsMu.Lock()
+			cells[id] = c
+			cellsMu.Unlock()
+			go func() {
+				code := run(args, c)
+				cellsMu.Lock()
+				delete(cells, id)
+				cellsMu.Unlock()
+				answer, _ := json.Marshal(map[string]interface{}{"exit": code, "stdout": c.stdout.String(), "stderr": c.stderr.String()})
+				write("ANSWER " + id + " " + string(answer))
+			}()
+		case "CANCEL":
+			cellsMu.Lock()
+			c := cells[strings.TrimSpace(rest)]
+			cellsMu.Unlock()
+			if c != nil {
+				c.cancel()
+			}
+		default:
+			fmt.Fprintln(os.Stderr, "batch: unknown request:", in.Text())
+		}
+	}
+	return 0
+}
+
+func main() {
+	if len(os.Args) == 2 && os.Args[1] == "--batch" {
+		os.Exit(batch())
+	}
+	c := &cell{}
+	code := run(os.Args[1:], c)
+	os.Stdout.Write(c.stdout.Bytes())
+	os.Stderr.Write(c.stderr.Bytes())
+	os.Exit(code)
+}

@@ -3,7 +3,9 @@
 //! per stack, not once per cell. The protocol is the harness's (`harness/src/batch.rs`): `READY`;
 //! `RUN <id> <argv as JSON>` → `ANSWER <id> {"exit":N,"stdout":…,"stderr":…}`, what the one-shot
 //! program would have exited with and printed; `CANCEL <id>` shuts the cell's socket down, as
-//! killing a one-shot process would; the end of stdin ends the worker.
+//! killing a one-shot process would (the socket it registered, or, for a library that owns its
+//! connection, every connection of the process to the cell's `--connect` address); the end of
+//! stdin ends the worker.
 //!
 //! A cell's prints go to its own buffers through [`out`] and [`err`], which the one-shot program
 //! sends to stdout and stderr.
@@ -34,6 +36,8 @@ thread_local! {
 struct Sockets {
     open: HashMap<u64, TcpStream>,
     cancelled: HashSet<u64>,
+    /// Each running cell's `--connect` address.
+    targets: HashMap<u64, std::net::SocketAddr>,
 }
 
 fn sockets() -> MutexGuard<'static, Sockets> {
@@ -88,12 +92,55 @@ fn cancel(id: u64) {
     s.cancelled.insert(id);
     if let Some(tcp) = s.open.remove(&id) {
         let _ = tcp.shutdown(Shutdown::Both);
+        return;
+    }
+    // A program that owns its connection (lettre's) registered none: find it by the address it
+    // connected to, the cell's `--connect` (no two cells of a run share a server's address).
+    if let Some(target) = s.targets.get(&id).copied() {
+        shutdown_connections_to(target);
+    }
+}
+
+/// Shut down every TCP connection of this process to `target` (read from /proc: descriptors
+/// that are sockets, and the kernel's table of this process's TCP sockets).
+fn shutdown_connections_to(target: std::net::SocketAddr) {
+    let std::net::SocketAddr::V4(v4) = target else { return };
+    // /proc/net/tcp writes a remote IPv4 address as the little-endian word in hex, then the port.
+    let remote = format!("{:08X}:{:04X}", u32::from_le_bytes(v4.ip().octets()), v4.port());
+    let Ok(table) = std::fs::read_to_string("/proc/self/net/tcp") else { return };
+    let inodes: HashSet<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&remote.as_str())).then(|| f.get(9).map(|i| i.to_string())).flatten()
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return };
+    for fd in fds.flatten() {
+        let Ok(link) = std::fs::read_link(fd.path()) else { continue };
+        let link = link.to_string_lossy();
+        let Some(inode) = link.strip_prefix("socket:[").and_then(|l| l.strip_suffix(']')) else { continue };
+        if let (true, Ok(n)) = (inodes.contains(inode), fd.file_name().to_string_lossy().parse::<i32>()) {
+            use std::os::fd::FromRawFd;
+            // SAFETY: a socket descriptor of this process, borrowed (never closed here) to shut
+            // its connection down.
+            let borrowed = std::mem::ManuallyDrop::new(unsafe { TcpStream::from_raw_fd(n) });
+            let _ = borrowed.shutdown(Shutdown::Both);
+        }
     }
 }
 
 /// Run one cell on this thread with its prints captured; returns (exit, stdout, stderr).
 fn one(id: u64, argv: Vec<OsString>, program: fn(Vec<OsString>) -> i32) -> (i32, String, String) {
     CAPTURE.with(|c| *c.borrow_mut() = Some(Capture { id, stdout: String::new(), stderr: String::new() }));
+    let target = argv
+        .iter()
+        .position(|a| a == "--connect")
+        .and_then(|i| argv.get(i + 1)?.to_str()?.parse::<std::net::SocketAddr>().ok());
+    if let Some(target) = target {
+        sockets().targets.insert(id, target);
+    }
     let exit = std::panic::catch_unwind(|| program(argv)).unwrap_or_else(|_| {
         err("the cell's thread panicked");
         101
@@ -102,6 +149,7 @@ fn one(id: u64, argv: Vec<OsString>, program: fn(Vec<OsString>) -> i32) -> (i32,
     let mut s = sockets();
     s.open.remove(&id);
     s.cancelled.remove(&id);
+    s.targets.remove(&id);
     (exit, captured.stdout, captured.stderr)
 }
 
@@ -157,6 +205,18 @@ mod tests {
         assert_eq!((exit, stdout.as_str(), stderr.as_str()), (7, "RESULT 2\n", "a warning\n"));
         // Outside a cell, nothing is captured.
         assert!(CAPTURE.with(|c| c.borrow().is_none()));
+    }
+
+    /// A connection the cell never registered (a library that owns it) is found by its address.
+    #[test]
+    fn a_cancelled_cell_loses_a_connection_it_never_registered() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tcp = TcpStream::connect(addr).unwrap();
+        let (_peer, _) = listener.accept().unwrap();
+        shutdown_connections_to(addr);
+        let mut buf = [0u8; 1];
+        assert_eq!(std::io::Read::read(&mut &tcp, &mut buf).unwrap(), 0, "shut down: end of stream");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! One MTA process tree's life: started from a prepared launch in the foreground, under a guard
-//! in a PID namespace of its own (so that it ends with the harness, however the harness dies,
+//! One MTA process tree's life: started from a prepared launch in the foreground, under the guard
+//! program in a PID namespace of its own (so that it ends with the harness, however the harness dies,
 //! and whichever users, groups or sessions its processes move to), in its own process group
 //! (registered so that Ctrl-C and panics end it) and the other namespaces it needs, its log read
 //! as it is written; stopped with SIGTERM, SIGKILL after a bound, every process of it reaped.
@@ -67,7 +67,7 @@ impl Drop for Daemon {
                 // SAFETY: a process of a group we created and have not stopped.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
-            procs::registry::unregister(self.pgid);
+            procs::guard::reaped(self.pgid);
         }
     }
 }
@@ -98,15 +98,16 @@ impl Daemon {
             }
             LogPlan::File(_) | LogPlan::Stderr => None,
         };
-        let mut cmd = tokio::process::Command::new(&prepared.program);
-        cmd.args(&prepared.args)
-            .env_clear()
+        let setup = prepared.ns.setup(prepared.gid);
+        let mut cmd = procs::guard::command(&prepared.program, &prepared.args, procs::Confine::PidNamespace, &setup)
+            .map_err(|e| harness(&format!("start {}", prepared.program.display()), e))?;
+        cmd.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("LANG", "C")
+            .env(procs::watchdog::MARKER_VAR, procs::watchdog::marker())
             .envs(prepared.env.iter().cloned())
             .current_dir(work)
-            .stdout(out)
-            .process_group(0);
+            .stdout(out);
         match &prepared.stdin {
             Some(path) => cmd.stdin(std::fs::File::open(path).map_err(|e| harness("open the message", e))?),
             None => cmd.stdin(Stdio::null()),
@@ -116,29 +117,10 @@ impl Daemon {
         } else {
             cmd.stderr(err);
         }
-        if let Some(gid) = prepared.gid {
-            cmd.gid(gid);
-        }
-        // The guard first: the namespace hook then runs in the MTA's own process only.
-        procs::guard::install(cmd.as_std_mut(), procs::Confine::PidNamespace);
-        let hook = prepared.ns.hook().map_err(|e| harness("prepare the namespaces", e))?;
-        // SAFETY: the hook makes only syscalls on memory prepared before fork.
-        unsafe {
-            cmd.pre_exec(move || hook.enter());
-        }
         let started = Instant::now();
-        let mut child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) && !prepared.ns.is_empty() => {
-                return Err(StartError::NotInstalled(format!(
-                    "{} needs private namespaces (unshare, mount: CAP_SYS_ADMIN), which this machine does not allow: {e}",
-                    mta.name()
-                )));
-            }
-            Err(e) => return Err(harness(&format!("start {}", prepared.program.display()), e)),
-        };
+        let mut child = cmd.spawn().map_err(|e| harness(&format!("start {}", prepared.program.display()), e))?;
         let pgid = child.id().unwrap_or(0) as i32;
-        procs::registry::register(pgid);
+        procs::guard::started(pgid);
         if let Some(stderr) = child.stderr.take() {
             let tx = tx.clone();
             tasks.push(tokio::spawn(async move {
@@ -177,6 +159,15 @@ impl Daemon {
         Some((status.to_string(), tail(&said, 6)))
     }
 
+    /// Whether it never ran because this machine refused the namespaces it needs (the guard
+    /// program's words on its way out).
+    pub fn namespaces_refused(words: &str) -> bool {
+        ["unshare", "mount", "sethostname", "bind"]
+            .iter()
+            .any(|call| words.contains(&format!("starttls-guard: {call}")))
+            && words.contains("Operation not permitted")
+    }
+
     /// Wait for it to exit by itself, at most `bound` (then it is killed): its status, or `None`.
     pub async fn wait(&mut self, bound: Duration) -> Option<std::process::ExitStatus> {
         let child = self.child.as_mut()?;
@@ -211,6 +202,12 @@ impl Daemon {
         let started = Instant::now();
         loop {
             if let Some((status, words)) = self.exited() {
+                if Daemon::namespaces_refused(&words) {
+                    return Err(StartError::NotInstalled(format!(
+                        "{} needs private namespaces (unshare, mount: CAP_SYS_ADMIN), which this machine does not allow: {words}",
+                        self.mta.name()
+                    )));
+                }
                 return Err(StartError::Exited { mta: self.mta, status, words });
             }
             if started.elapsed() > bound {
@@ -258,7 +255,7 @@ impl Daemon {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let leftovers = procs::group_members(self.pgid);
-        procs::registry::unregister(self.pgid);
+        procs::guard::reaped(self.pgid);
         self.pgid = 0;
         let mut port_free = true;
         if let Some(addr) = addr {

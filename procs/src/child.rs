@@ -1,10 +1,10 @@
-//! Child processes: each under a [`crate::guard`] in its own process group, with its output read
-//! to the end (bounded), a timeout, and the whole group killed and reaped afterwards; long-lived
-//! ones (batch workers) are ended the same way when their run ends. Every live group is in the
-//! [`crate::registry`].
+//! Child processes: each started as [`crate::guard`] says (directly by `posix_spawn`, or under the
+//! guard program) in its own process group, with its output read to the end (bounded), a
+//! timeout, and the whole group killed and reaped afterwards; long-lived ones (batch workers) are
+//! ended the same way when their run ends. Every live group is in the [`crate::registry`] and
+//! known to the run's [`crate::watchdog`].
 
-use crate::guard::Confine;
-use crate::registry::{register, unregister};
+use crate::guard::{Confine, Setup, reaped, started};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -84,21 +84,29 @@ async fn read_bounded<R: AsyncRead + Unpin>(reader: Option<R>) -> Vec<u8> {
 }
 
 /// Run a child to completion or timeout; the whole group is killed and reaped either way.
+/// A command for `program ARGS` as `confine` says, or the error a spawn would give.
+fn launch(program: &Path, args: &[OsString], confine: Confine) -> Result<Command, SpawnError> {
+    crate::guard::command(program, args, confine, &Setup::default()).map_err(|e| SpawnError {
+        program: program.display().to_string(),
+        cause: match e {
+            crate::guard::LaunchError::NotFound(_) => std::io::Error::from(std::io::ErrorKind::NotFound),
+            other => std::io::Error::other(other.to_string()),
+        },
+    })
+}
+
 pub async fn run(spec: &Spec) -> Result<Exit, SpawnError> {
-    let mut cmd = Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+    let mut cmd = launch(&spec.program, &spec.args, spec.confine)?;
+    cmd.envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(if spec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
         .kill_on_drop(true);
-    crate::guard::install(cmd.as_std_mut(), spec.confine);
-    let started = Instant::now();
+    let began = Instant::now();
     let mut child = cmd.spawn().map_err(|cause| SpawnError { program: spec.program.display().to_string(), cause })?;
     let pgid = child.id().map(|id| id as i32);
     if let Some(pgid) = pgid {
-        register(pgid);
+        started(pgid);
     }
     let (marker_tx, marker_rx) = tokio::sync::oneshot::channel::<()>();
     let mut writer = None;
@@ -137,7 +145,7 @@ pub async fn run(spec: &Spec) -> Result<Exit, SpawnError> {
         unsafe { libc::killpg(pgid, libc::SIGKILL) };
     }
     let status = child.wait().await;
-    let elapsed = started.elapsed();
+    let elapsed = began.elapsed();
     let result = match (output, status) {
         (Ok((out, err)), Ok(status)) => Ok(Exit::Finished {
             status,
@@ -149,7 +157,7 @@ pub async fn run(spec: &Spec) -> Result<Exit, SpawnError> {
         (_, Err(cause)) => Err(SpawnError { program: spec.program.display().to_string(), cause }),
     };
     if let Some(pgid) = pgid {
-        unregister(pgid);
+        reaped(pgid);
     }
     result
 }
@@ -227,19 +235,16 @@ pub struct LongLived {
 impl LongLived {
     /// Start `program ARGS` with `env` added.
     pub fn spawn(program: &Path, args: &[OsString], env: &[(String, String)]) -> Result<LongLived, SpawnError> {
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
+        let mut cmd = launch(program, args, Confine::Group)?;
+        cmd.envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
             .kill_on_drop(true);
-        crate::guard::install(cmd.as_std_mut(), Confine::Group);
         let child = cmd.spawn().map_err(|cause| SpawnError { program: program.display().to_string(), cause })?;
         let pgid = child.id().map(|id| id as i32);
         if let Some(pgid) = pgid {
-            register(pgid);
+            started(pgid);
         }
         Ok(LongLived { child, pgid, reaped: false })
     }
@@ -290,7 +295,7 @@ impl LongLived {
 
     fn untrack(&self) {
         if let Some(pgid) = self.pgid {
-            unregister(pgid);
+            reaped(pgid);
         }
     }
 }

@@ -1,243 +1,136 @@
-//! The guard every program we start runs under, so that it ends within moments when the harness
-//! dies by any signal — SIGKILL included — without the harness's own cleanup running.
+//! Every program we start is started without a fork of the harness (a fork of a threaded
+//! process copies it: every page it then writes is a copy-on-write fault) and ends within
+//! moments when the harness dies by any signal, SIGKILL included, without the harness's own
+//! cleanup running.
 //!
-//! Between fork and exec the child (the *guard*, which never changes credentials) asks the kernel
-//! for a signal when the harness dies (PR_SET_PDEATHSIG, checked against a parent already gone),
-//! forks an *init* guard (a PID namespace of its own with [`Confine::PidNamespace`]), and only
-//! the init's child execs the program. The harness sees the guard as its child: the program's
-//! exit status and the signals it is sent are relayed through both guards unchanged. When the
-//! harness is gone the guard kills its own process group — itself and the init — and the
-//! kernel then kills every process of the namespace, whatever user, group or session it moved
-//! to; should the guard itself be killed, the init dies with it (its own PR_SET_PDEATHSIG), and
-//! so does the namespace. [`Confine::Group`] (client programs: no PID namespace, whose PIDs
-//! would collide in shared files such as the JVM's) and a machine that refuses a PID namespace
-//! keep the program in the guard's process group, which is what is killed then.
-//!
-//! PR_SET_PDEATHSIG follows the *thread* that forked, so the guard's signal is a real-time one
-//! it waits for, and it acts only once its parent process has really changed.
+//! A client program, a batch worker or a capture ([`Confine::Group`]) is started directly by
+//! `posix_spawn`, in a process group of its own, with the run's marker in its environment; the
+//! run's [`crate::watchdog`] is told of its group and ends it when the harness dies. A real MTA
+//! ([`Confine::PidNamespace`]) is started through the guard program (`starttls-guard run`, exec'd
+//! from its embedded copy, [`crate::guard_binary`]): the guard asks for a signal when the harness
+//! dies, forks an *init* in a PID namespace of its own, whose child sets up the daemon's mount
+//! and host-name namespaces ([`Setup`]) and execs the program. The harness sees the guard as its
+//! child: the program's exit status and the signals it is sent are relayed through both
+//! unchanged, and the guard ends only once everything in the namespace has (a queue run may hand
+//! a delivery to a child and return). When the harness is gone the guard kills its group — itself
+//! and the init — and the kernel then every process of the namespace, whatever user, group or
+//! session it moved to; should the guard itself be killed, the init dies with it, and so does the
+//! namespace. A machine that refuses a PID namespace keeps the program in the guard's group.
 
-use std::io;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
 /// How far the processes a program starts are confined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Confine {
-    /// The program stays in the guard's process group (client programs, batch workers).
+    /// The program is started directly, in a process group of its own (client programs, batch
+    /// workers, captures).
     Group,
-    /// The program runs in a PID namespace of its own whose init is the second guard: whatever
-    /// it starts ends with it (MTAs, which change users and may leave their process group).
+    /// The program runs under the guard in a PID namespace of its own whose init is the guard's
+    /// child: whatever it starts ends with it (MTAs, which change users and may leave their
+    /// process group).
     PidNamespace,
 }
 
-/// What the guard needs, prepared in the parent: the child only makes system calls.
-#[derive(Debug, Clone, Copy)]
-struct Guard {
-    harness: libc::pid_t,
-    parent_gone: libc::c_int,
+/// What the guard sets up in the program's own process before it execs: a daemon's namespaces
+/// (everything lives in the program's mount namespace and vanishes with it; nothing on the host
+/// is written) and its group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Setup {
+    /// The group it runs as (`setgid`).
+    pub gid: Option<u32>,
+    /// A UTS namespace with this host name.
+    pub hostname: Option<String>,
+    /// A private `/dev`: the host's `/dev` bound at the first path (an empty directory of ours),
+    /// and `/dev/log` the second (our syslog socket).
+    pub private_dev: Option<(PathBuf, PathBuf)>,
+    /// Bind mounts (source → existing target), after the private `/dev`.
+    pub binds: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Setup {
+    fn is_empty(&self) -> bool {
+        *self == Setup::default()
+    }
+}
+
+/// Why a program could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Guard(#[from] crate::guard_binary::GuardUnavailable),
+}
+
+/// A command that starts `program ARGS` as `confine` says, with `setup` (which needs the guard),
+/// in a process group of its own and with the run's marker. Spawn it, then tell [`started`] its
+/// PID (its group's), and [`reaped`] once it is reaped.
+pub fn command(
+    program: &Path,
+    args: &[OsString],
     confine: Confine,
+    setup: &Setup,
+) -> Result<tokio::process::Command, LaunchError> {
+    Ok(tokio::process::Command::from(std_command(program, args, confine, setup)?))
 }
 
-/// Make `cmd` (a tokio command's `as_std_mut()`) start its program under a guard. It must be
-/// the command's first `pre_exec` hook (one added later runs in the program's own process
-/// only) and the command must have a process group of its own (`process_group(0)`).
-pub fn install(cmd: &mut std::process::Command, confine: Confine) {
+/// [`command`], as a `std::process::Command` (for a blocking caller).
+pub fn std_command(
+    program: &Path,
+    args: &[OsString],
+    confine: Confine,
+    setup: &Setup,
+) -> Result<std::process::Command, LaunchError> {
     use std::os::unix::process::CommandExt;
-    let guard = Guard { harness: std::process::id() as libc::pid_t, parent_gone: libc::SIGRTMAX(), confine };
-    // SAFETY: `enter` makes only async-signal-safe system calls on memory prepared here.
-    unsafe {
-        cmd.pre_exec(move || guard.enter());
-    }
-}
-
-fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
-}
-
-/// A signal set with every signal.
-fn all_signals() -> libc::sigset_t {
-    // SAFETY: sigfillset initialises the zeroed set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut set);
-        set
-    }
-}
-
-impl Guard {
-    /// Run in the forked child; returns only in the process that is to exec the program.
-    fn enter(self) -> io::Result<()> {
-        // SAFETY: system calls only, between fork and exec.
-        unsafe {
-            // `kill(0, …)` below must reach our own group, never the harness's.
-            if libc::getpgrp() != libc::getpid() {
-                check(libc::setpgid(0, 0))?;
-            }
-            // From here every signal waits for `sigwaitinfo` (the harness's handlers never run
-            // here); the program gets the mask back.
-            let all = all_signals();
-            let mut mask: libc::sigset_t = std::mem::zeroed();
-            check(libc::sigprocmask(libc::SIG_SETMASK, &all, &mut mask))?;
-            check(libc::prctl(libc::PR_SET_PDEATHSIG, self.parent_gone as libc::c_ulong, 0, 0, 0))?;
-            if libc::getppid() != self.harness {
-                // The harness died before the request took effect.
-                libc::_exit(EXIT_ORPHANED);
-            }
-            // The init tells the program's wait status through this pipe.
-            let mut status = [0; 2];
-            check(libc::pipe2(status.as_mut_ptr(), libc::O_CLOEXEC))?;
-            let namespace = self.confine == Confine::PidNamespace && libc::unshare(libc::CLONE_NEWPID) == 0;
-            let init = libc::fork();
-            if init == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            if init > 0 {
-                libc::close(status[1]);
-                self.relay(init, status[0]);
-            }
-            // The init guard: it dies with the guard, and with it the namespace.
-            libc::close(status[0]);
-            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0))?;
-            let mut out = libc::pollfd { fd: status[1], events: libc::POLLOUT, revents: 0 };
-            if libc::poll(&mut out, 1, 0) == 1 && out.revents & libc::POLLERR != 0 {
-                // No reader: the guard died before the request took effect.
-                libc::_exit(EXIT_ORPHANED);
-            }
-            // Without a namespace, orphans of the program come back to the init.
-            check(libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0))?;
-            let program = libc::fork();
-            if program == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            if program > 0 {
-                init_guard(program, status[1]);
-            }
-            // The program: a process group of its own inside its namespace, as a program we start
-            // always had; in the guard's group otherwise, where the guard's kill reaches it.
-            libc::close(status[1]);
-            if namespace {
-                check(libc::setpgid(0, 0))?;
-            }
-            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0))?;
-            check(libc::sigprocmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut()))?;
+    // Before the first process: the watchdog (and the run's cgroup) must already be there.
+    crate::watchdog::ensure();
+    let found = crate::child::which(&program.to_string_lossy())
+        .ok_or_else(|| LaunchError::NotFound(program.display().to_string()))?;
+    let mut cmd = if confine == Confine::Group && setup.is_empty() {
+        let mut cmd = std::process::Command::new(found);
+        cmd.arg0(program).args(args);
+        cmd
+    } else {
+        let mut cmd = std::process::Command::new(crate::guard_binary::path()?);
+        cmd.arg0("starttls-guard").args(["run", "--harness", &std::process::id().to_string()]);
+        if confine == Confine::PidNamespace {
+            cmd.arg("--pidns");
         }
-        Ok(())
-    }
-
-    /// The guard: forward signals to the init, and once it has ended, end as the program did.
-    fn relay(self, init: libc::pid_t, status: libc::c_int) -> ! {
-        // SAFETY: system calls only, in a child that never returns to the caller.
-        unsafe {
-            close_all_but(status);
-            let all = all_signals();
-            loop {
-                let sig = libc::sigwaitinfo(&all, std::ptr::null_mut());
-                if sig == libc::SIGCHLD {
-                    let mut own = 0;
-                    if libc::waitpid(init, &mut own, libc::WNOHANG) == init {
-                        let mut word = [0u8; 4];
-                        let n = libc::read(status, word.as_mut_ptr().cast(), word.len());
-                        end_as(if n == 4 { i32::from_ne_bytes(word) } else { own });
-                    }
-                } else if sig == self.parent_gone {
-                    if libc::getppid() != self.harness {
-                        // The harness is gone: our group (this guard, the init; the program
-                        // too without a namespace) goes, and with the init its namespace.
-                        libc::kill(0, libc::SIGKILL);
-                        libc::_exit(EXIT_ORPHANED);
-                    }
-                } else if sig > 0 && sig != libc::SIGPIPE {
-                    libc::kill(init, sig);
-                }
-            }
+        if let Some(gid) = setup.gid {
+            cmd.args(["--gid", &gid.to_string()]);
         }
-    }
+        if let Some(h) = &setup.hostname {
+            cmd.args(["--hostname", h]);
+        }
+        if let Some((host_dev, socket)) = &setup.private_dev {
+            cmd.arg("--dev").arg(host_dev).arg(socket);
+        }
+        for (source, target) in &setup.binds {
+            cmd.arg("--bind").arg(source).arg(target);
+        }
+        cmd.arg("--").arg(found).args(args);
+        cmd
+    };
+    cmd.process_group(0).env(crate::watchdog::MARKER_VAR, crate::watchdog::marker());
+    Ok(cmd)
 }
 
-/// The init guard: reap whatever ends in its namespace, forward signals to the program, and
-/// once the program and everything it left running in the namespace have ended (a queue run
-/// may hand a delivery to a child and return), say how the program ended through `status` and
-/// end. A harness that will not wait that long kills the guard, and with it the namespace.
-fn init_guard(program: libc::pid_t, status: libc::c_int) -> ! {
-    // SAFETY: system calls only, in a child that never returns to the caller.
-    unsafe {
-        close_all_but(status);
-        let all = all_signals();
-        let mut ended: Option<libc::c_int> = None;
-        loop {
-            let sig = libc::sigwaitinfo(&all, std::ptr::null_mut());
-            if sig == libc::SIGCHLD {
-                let mut code = 0;
-                loop {
-                    let pid = libc::waitpid(-1, &mut code, libc::WNOHANG);
-                    if pid == program {
-                        ended = Some(code);
-                    } else if pid == 0 {
-                        break;
-                    } else if pid < 0 {
-                        // No child left: without a namespace only the program was ours.
-                        if let Some(code) = ended {
-                            let word = code.to_ne_bytes();
-                            libc::write(status, word.as_ptr().cast(), word.len());
-                            libc::_exit(0);
-                        }
-                        break;
-                    }
-                }
-            } else if sig > 0 && sig != libc::SIGPIPE && ended.is_none() {
-                libc::kill(program, sig);
-            }
-        }
-    }
+/// A process group we started (its leader's PID): Ctrl-C, panics and the watchdog end it.
+pub fn started(pgid: i32) {
+    crate::registry::register(pgid);
+    crate::watchdog::started(pgid);
 }
 
-/// The exit code of a guard whose harness died before it could watch it.
-const EXIT_ORPHANED: libc::c_int = 125;
-
-/// End this process with `status` (a wait status): the same code, or the same signal (without
-/// a core file: this process is a copy of the harness).
-fn end_as(status: libc::c_int) -> ! {
-    // SAFETY: system calls only.
-    unsafe {
-        if libc::WIFSIGNALED(status) {
-            let sig = libc::WTERMSIG(status);
-            let none = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-            libc::setrlimit(libc::RLIMIT_CORE, &none);
-            let mut default: libc::sigaction = std::mem::zeroed();
-            default.sa_sigaction = libc::SIG_DFL;
-            libc::sigaction(sig, &default, std::ptr::null_mut());
-            let mut only: libc::sigset_t = std::mem::zeroed();
-            libc::sigaddset(&mut only, sig);
-            libc::sigprocmask(libc::SIG_UNBLOCK, &only, std::ptr::null_mut());
-            libc::kill(libc::getpid(), sig);
-            libc::_exit(128 + sig);
-        }
-        libc::_exit(libc::WEXITSTATUS(status))
-    }
-}
-
-/// Close every descriptor but `keep`: the guards hold none of the harness's (its listeners,
-/// the program's pipes, the spawn's error pipe).
-unsafe fn close_all_but(keep: libc::c_int) {
-    // SAFETY: close_range and close on descriptors of this process only.
-    unsafe {
-        let range = |first: libc::c_int, last: libc::c_long| {
-            libc::syscall(libc::SYS_close_range, first as libc::c_long, last, 0 as libc::c_long) == 0
-        };
-        let below = keep == 0 || range(0, (keep - 1) as libc::c_long);
-        let above = range(keep + 1, libc::c_long::from(u32::MAX));
-        if !(below && above) {
-            // Kernels before 5.9: one by one.
-            for fd in 0..65536 {
-                if fd != keep {
-                    libc::close(fd);
-                }
-            }
-        }
-    }
+/// A process group whose leader we reaped.
+pub fn reaped(pgid: i32) {
+    crate::registry::unregister(pgid);
+    crate::watchdog::reaped(pgid);
 }
 
 /// The processes of a program started under a guard whose PID is `guard`: the init's
 /// descendants, wherever their process group or session (read from /proc). Neither guard is
-/// among them: they are copies of the harness, with its libraries mapped.
+/// among them.
 pub fn program_processes(guard: i32) -> Vec<i32> {
     let table = crate::registry::processes();
     let mut found = Vec::new();
@@ -265,48 +158,60 @@ mod tests {
     fn namespaces_allowed() -> bool {
         use std::os::unix::process::CommandExt;
         let mut cmd = std::process::Command::new("/bin/true");
-        // SAFETY: one system call between fork and exec.
+        // SAFETY: one system call between fork and exec (a test's own probe).
         unsafe {
-            cmd.pre_exec(|| check(libc::unshare(libc::CLONE_NEWPID)));
+            cmd.pre_exec(|| {
+                if libc::unshare(libc::CLONE_NEWPID) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+            });
         }
         cmd.status().is_ok_and(|s| s.success())
     }
 
     fn guarded(script: &str, confine: Confine) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new("/bin/sh");
-        cmd.args(["-c", script]).process_group(0).stdout(Stdio::piped()).kill_on_drop(true);
-        install(cmd.as_std_mut(), confine);
+        let args = [OsString::from("-c"), OsString::from(script)];
+        let mut cmd = command(Path::new("/bin/sh"), &args, confine, &Setup::default()).unwrap();
+        cmd.stdout(Stdio::piped()).kill_on_drop(true);
         cmd
+    }
+
+    /// Start it and tell the watchdog, as every caller does.
+    fn spawn(mut cmd: tokio::process::Command) -> tokio::process::Child {
+        let child = cmd.spawn().unwrap();
+        started(child.id().unwrap() as i32);
+        child
+    }
+
+    async fn output(cmd: tokio::process::Command) -> std::process::Output {
+        spawn(cmd).wait_with_output().await.unwrap()
     }
 
     #[tokio::test]
     async fn statuses_and_output_come_through_unchanged() {
         for confine in [Confine::Group, Confine::PidNamespace] {
-            let out = guarded("echo hi; exit 7", confine).output().await.unwrap();
+            let out = output(guarded("echo hi; exit 7", confine)).await;
             assert_eq!((out.status.code(), out.stdout.as_slice()), (Some(7), &b"hi\n"[..]), "{confine:?}");
-            let out = guarded("kill -SEGV $$", confine).output().await.unwrap();
+            let out = output(guarded("kill -SEGV $$", confine)).await;
             assert_eq!(out.status.signal(), Some(libc::SIGSEGV), "{confine:?}");
         }
         if namespaces_allowed() {
             // In its namespace the program is the init guard's first child.
-            let out = guarded("echo $$", Confine::PidNamespace).output().await.unwrap();
+            let out = output(guarded("echo $$", Confine::PidNamespace)).await;
             assert_eq!(out.stdout, b"2\n");
         }
     }
 
     #[tokio::test]
     async fn a_missing_program_is_a_spawn_error() {
-        let mut cmd = tokio::process::Command::new("/nonexistent/program");
-        cmd.process_group(0);
-        install(cmd.as_std_mut(), Confine::PidNamespace);
-        assert_eq!(cmd.spawn().unwrap_err().kind(), io::ErrorKind::NotFound);
+        for confine in [Confine::Group, Confine::PidNamespace] {
+            let missing = command(Path::new("/nonexistent/program"), &[], confine, &Setup::default());
+            assert!(matches!(missing, Err(LaunchError::NotFound(_))), "{confine:?}");
+        }
     }
 
     #[tokio::test]
     async fn signals_are_relayed_to_the_program() {
         for confine in [Confine::Group, Confine::PidNamespace] {
-            let mut child =
-                guarded("trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done", confine).spawn().unwrap();
+            let mut child = spawn(guarded("trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done", confine));
             let mut line = [0u8; 6];
             use tokio::io::AsyncReadExt;
             child.stdout.take().unwrap().read_exact(&mut line).await.unwrap();
@@ -324,7 +229,7 @@ mod tests {
             eprintln!("skipped: this machine refuses PID namespaces");
             return;
         }
-        let mut child = guarded("setsid sleep 30 & echo ready; wait", Confine::PidNamespace).spawn().unwrap();
+        let mut child = spawn(guarded("setsid sleep 30 & echo ready; wait", Confine::PidNamespace));
         let mut line = [0u8; 6];
         use tokio::io::AsyncReadExt;
         child.stdout.take().unwrap().read_exact(&mut line).await.unwrap();
@@ -364,12 +269,16 @@ mod tests {
             rt.block_on(async {
                 // Without a namespace the program's group is what goes; with one, also what
                 // left it (a new session).
-                for (n, (confine, script)) in
-                    [(Confine::Group, "sleep 300 & sleep 300"), (Confine::PidNamespace, "setsid sleep 300 & sleep 300")]
-                        .into_iter()
-                        .enumerate()
+                for (n, (confine, script)) in [
+                    (Confine::Group, "sleep 300 & sleep 300 & wait"),
+                    (Confine::PidNamespace, "setsid sleep 300 & sleep 300 & wait"),
+                ]
+                .into_iter()
+                .enumerate()
                 {
-                    let child = guarded(script, confine).stdout(Stdio::null()).spawn().unwrap();
+                    let mut cmd = guarded(script, confine);
+                    cmd.stdout(Stdio::null());
+                    let child = spawn(cmd);
                     std::fs::write(format!("{dir}/guard{n}"), child.id().unwrap().to_string()).unwrap();
                     std::mem::forget(child);
                 }
@@ -403,7 +312,12 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut all: Vec<i32>;
         loop {
-            all = guards.iter().flat_map(|g| program_processes(*g)).collect();
+            // The program started directly is its own group's leader: it and its descendants;
+            // under the guard, the init's descendants.
+            let table = crate::registry::processes();
+            all = vec![guards[0]];
+            all.extend(table.iter().filter(|p| p.ppid == guards[0] && !p.zombie).map(|p| p.pid));
+            all.extend(program_processes(guards[1]));
             // Each program: sh and its two `sleep`s.
             if all.len() >= 6 {
                 break;

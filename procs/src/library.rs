@@ -66,15 +66,33 @@ impl Loaded {
 /// The version text in a library file: OpenSSL's `OPENSSL_VERSION_TEXT` in libcrypto
 /// (`OpenSSL 3.0.19 27 Jan 2026`, `OpenSSL 1.1.1w  11 Sep 2023`), GnuTLS's version in its
 /// logging banner (`GnuTLS 3.7.9`).
+/// A file read once per process for its identity (a run measures the same few libraries for
+/// every MTA it starts, and reading a 4.5 MB libcrypto is milliseconds each time).
 pub fn version_in_file(family: LibraryFamily, path: &Path) -> Option<String> {
+    type Key = (LibraryFamily, PathBuf, u64, Option<std::time::SystemTime>, u64);
+    static SEEN: std::sync::Mutex<BTreeMap<Key, Option<String>>> = std::sync::Mutex::new(BTreeMap::new());
+    let meta = std::fs::metadata(path).ok()?;
+    use std::os::unix::fs::MetadataExt;
+    let key = (family, path.to_path_buf(), meta.len(), meta.modified().ok(), meta.ino());
+    if let Some(known) = SEEN.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return known;
+    }
+    let found = read_version(family, path);
+    if let Ok(mut m) = SEEN.lock() {
+        m.insert(key, found.clone());
+    }
+    found
+}
+
+fn read_version(family: LibraryFamily, path: &Path) -> Option<String> {
     let bytes = std::fs::read(path).ok()?;
-    let text = String::from_utf8_lossy(&bytes);
     let pattern = match family {
         LibraryFamily::Openssl => r"OpenSSL \d+\.\d+\.\d+[a-z]?(?:-[A-Za-z0-9]+)? +\d{1,2} [A-Z][a-z]{2} \d{4}",
         LibraryFamily::Gnutls => r"GnuTLS \d+\.\d+\.\d+",
     };
-    let re = regex::Regex::new(pattern).expect("a valid pattern");
-    re.find(&text).map(|m| m.as_str().split_whitespace().collect::<Vec<_>>().join(" "))
+    // On the bytes: no copy of the whole file into a string.
+    let re = regex::bytes::Regex::new(pattern).expect("a valid pattern");
+    re.find(&bytes).map(|m| String::from_utf8_lossy(m.as_bytes()).split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 /// The TLS libraries among shared-object paths, one per family, each with its version.

@@ -39,8 +39,16 @@ pub fn kill_all() {
     }
 }
 
-/// Processes whose process group is `pgid` and that have not ended (read from /proc).
+/// Processes whose process group is `pgid` and that have not ended (read from /proc; a group
+/// that has no process left, the usual case, is known at once without reading it).
 pub fn group_members(pgid: i32) -> Vec<i32> {
+    // SAFETY: signal 0 only asks whether the group has a process (EPERM: one we may not signal).
+    let empty = pgid <= 0
+        || (unsafe { libc::killpg(pgid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH));
+    if empty {
+        return Vec::new();
+    }
     processes().into_iter().filter(|p| !p.zombie && p.pgrp == pgid).map(|p| p.pid).collect()
 }
 

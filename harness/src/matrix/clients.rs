@@ -106,11 +106,11 @@ pub struct ClientStack {
 }
 
 /// The built-in clients whose cells run in a batch worker (`clients::batch`).
-pub const BATCH_BUILTINS: &[&str] = &["openssl-client", "rustls-client"];
+pub const BATCH_BUILTINS: &[&str] = &["openssl-client", "rustls-client", "lettre-client"];
 
 impl ClientStack {
     /// Whether its cells run in a batch worker: a program that says so, and the built-in clients
-    /// that can shut a cancelled cell's socket down (not lettre's, which owns its connection).
+    /// (every one of which has a batch mode).
     pub fn batch(&self) -> bool {
         match &self.kind {
             StackKind::Program { batch, .. } => *batch,
@@ -421,7 +421,7 @@ pub fn parse(
             return Err(invalid(
                 at("batch"),
                 format!(
-                    "client {:?}: `batch` is for a `program` that has a --batch mode; the built-in openssl-client and rustls-client always run in one, lettre-client and adapter stacks run a process per cell (remove it)",
+                    "client {:?}: `batch` is for a `program` that has a --batch mode; the built-in clients always run in one, adapter stacks run a process per cell (remove it)",
                     c.id
                 ),
             ));

@@ -242,10 +242,10 @@ reason = "level 2"
             line_of_error(&OK.replace("builtin = \"openssl-client\"", "builtin = \"openssl-client\"\nbatch = true"));
         assert_eq!(line, 12, "the `batch` line: {m}");
         assert!(m.contains("`batch` is for a `program`"), "{m}");
-        // The built-in OpenSSL and rustls clients always run in their batch worker; lettre's not.
+        // The built-in clients always run in their batch worker.
         assert!(parse(OK).unwrap().clients[0].batch());
         let lettre = parse(&OK.replace("builtin = \"openssl-client\"", "builtin = \"lettre-client\"")).unwrap();
-        assert!(!lettre.clients[0].batch());
+        assert!(lettre.clients[0].batch());
     }
 
     /// A known rare failure goes on a cell expected to connect, with its class; anything else

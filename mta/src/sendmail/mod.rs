@@ -132,15 +132,24 @@ pub(crate) fn mc_head(root: &Path, id: &str, host_name: &str, work: &Path, ca: &
     )
 }
 
+/// Tells the watchdog a group was reaped when it goes out of scope (every way out of [`m4`]).
+struct Reaped(i32);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        procs::guard::reaped(self.0);
+    }
+}
+
 pub(crate) fn m4(root: &Path, mc: &Path) -> Result<String> {
-    let mut cmd = std::process::Command::new(root.join("usr/bin/m4"));
-    cmd.arg(mc)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0);
-    procs::guard::install(&mut cmd, procs::Confine::Group);
+    let m4 = root.join("usr/bin/m4");
+    let mut cmd = procs::guard::std_command(&m4, &[mc.into()], procs::Confine::Group, &procs::Setup::default())
+        .map_err(|e| Prepare::Io(e.to_string()))?;
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn()?;
+    let pgid = child.id() as i32;
+    procs::guard::started(pgid);
+    let _reaped = Reaped(pgid);
     let started = std::time::Instant::now();
     // m4 takes about 30 ms; a bound in case it hangs.
     loop {
@@ -160,8 +169,6 @@ pub(crate) fn m4(root: &Path, mc: &Path) -> Result<String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
-
-use std::os::unix::process::CommandExt as _;
 
 fn prepare(profile: &ServerProfile, d: &Dirs<'_>) -> Result<Prepared> {
     if profile.tls13_suites.is_some() {
